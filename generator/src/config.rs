@@ -1,0 +1,394 @@
+//! The configuration: parsed from TOML or built from CLI flags, validated once, and the only source of
+//! every derived value (widths, latency, parameter layout).
+
+use qmac_arith::code::{product_range, Encoding, MacKind};
+use qmac_arith::round::Rounding;
+use qmac_arith::width::{clog2, signed_bits, unsigned_bits};
+use qmac_hdl::units::{HwParams, COMPUTE_STAGES, DRAIN_STAGES};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::ops::Deref;
+use std::path::Path;
+
+/// A configuration as written by the user, before validation. Every field has a default, so an empty
+/// file is the built-in default design.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// Prefix of every module name (`<prefix>_top`, `<prefix>_pe`, ...): a lower-case identifier.
+    pub module_prefix: String,
+    /// PE rows: activation vectors processed together (1..=64).
+    pub rows: u32,
+    /// PE columns: output channels processed together (1..=64).
+    pub cols: u32,
+    /// Products reduced by each PE per cycle (1..=64).
+    pub lanes: u32,
+    /// Largest reduction depth K (elements) a tile may have; sizes the accumulator (lanes..=2^24).
+    pub max_depth: u32,
+    /// Weight code width (1..=8).
+    pub weight_bits: u32,
+    /// Weight encoding: `int` (two's complement) or `odd` (levels 2c - (2^b - 1); +-1 at 1 bit).
+    pub weight_encoding: EncodingName,
+    /// Activation code width (1..=8).
+    pub act_bits: u32,
+    /// Activation encoding: `unsigned` (PACT output), `int` (signed first layer) or `odd`.
+    pub act_encoding: EncodingName,
+    /// Output code width (1..=8); defaults to `act_bits`, so the output feeds the next layer.
+    pub out_bits: Option<u32>,
+    /// Accumulator width; defaults to the width that cannot overflow at `max_depth`. Narrower only
+    /// with `acc_saturate = true`.
+    pub acc_bits: Option<u32>,
+    /// Saturate the accumulator instead of sizing it for no overflow.
+    pub acc_saturate: bool,
+    /// Requantization multiplier width (1..=32).
+    pub mult_bits: u32,
+    /// Rounding of the requantization shift: `half_even` (torch/QONNX default) or `half_up`.
+    pub rounding: RoundingName,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            module_prefix: "qmac".into(),
+            rows: 8,
+            cols: 8,
+            lanes: 4,
+            max_depth: 512,
+            weight_bits: 4,
+            weight_encoding: EncodingName::Int,
+            act_bits: 4,
+            act_encoding: EncodingName::Unsigned,
+            out_bits: None,
+            acc_bits: None,
+            acc_saturate: false,
+            mult_bits: 16,
+            rounding: RoundingName::HalfEven,
+        }
+    }
+}
+
+/// Encoding names as written in configuration files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum EncodingName {
+    /// Unsigned integer.
+    Unsigned,
+    /// Two's complement.
+    Int,
+    /// Symmetric odd levels without zero.
+    Odd,
+}
+
+impl From<EncodingName> for Encoding {
+    fn from(e: EncodingName) -> Encoding {
+        match e {
+            EncodingName::Unsigned => Encoding::Unsigned,
+            EncodingName::Int => Encoding::Int,
+            EncodingName::Odd => Encoding::Odd,
+        }
+    }
+}
+
+/// Rounding names as written in configuration files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum RoundingName {
+    /// Ties to even.
+    HalfEven,
+    /// Ties up.
+    HalfUp,
+}
+
+impl From<RoundingName> for Rounding {
+    fn from(r: RoundingName) -> Rounding {
+        match r {
+            RoundingName::HalfEven => Rounding::HalfEven,
+            RoundingName::HalfUp => Rounding::HalfUp,
+        }
+    }
+}
+
+/// A configuration that was rejected: which field, the value, and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A field has a value outside what is allowed.
+    #[error("config field `{field}` = {value} is invalid: {allowed}")]
+    Invalid {
+        /// The field name as written in the file.
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// What is allowed.
+        allowed: String,
+    },
+    /// The file could not be parsed (TOML syntax, unknown field, wrong type).
+    #[error("cannot parse config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message (names the field and position).
+        message: String,
+    },
+    /// The file could not be read.
+    #[error("cannot read config {path}: {message}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The system's message.
+        message: String,
+    },
+}
+
+fn invalid(field: &'static str, value: impl fmt::Display, allowed: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field, value: value.to_string(), allowed: allowed.into() }
+}
+
+fn in_range(field: &'static str, v: u32, lo: u32, hi: u32) -> Result<(), ConfigError> {
+    if v < lo || v > hi {
+        return Err(invalid(field, v, format!("allowed {lo}..={hi}")));
+    }
+    Ok(())
+}
+
+/// A validated configuration. Only [`Config::new`] (and so `TryFrom<RawConfig>`) makes one; its fields
+/// are read through `Deref` to [`RawConfig`], and everything derived is a method.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Config {
+    raw: RawConfig,
+}
+
+impl Deref for Config {
+    type Target = RawConfig;
+    fn deref(&self) -> &RawConfig {
+        &self.raw
+    }
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+    fn try_from(raw: RawConfig) -> Result<Config, ConfigError> {
+        Config::new(raw)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::new(RawConfig::default()).expect("the default config is valid")
+    }
+}
+
+impl Config {
+    /// Validate a raw configuration.
+    pub fn new(raw: RawConfig) -> Result<Config, ConfigError> {
+        let p = &raw.module_prefix;
+        let ok_prefix = !p.is_empty()
+            && p.len() <= 32
+            && p.starts_with(|c: char| c.is_ascii_lowercase())
+            && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !ok_prefix {
+            return Err(invalid("module_prefix", format!("{p:?}"), "allowed: 1 to 32 characters of a-z, 0-9 and _, starting with a letter"));
+        }
+        in_range("rows", raw.rows, 1, 64)?;
+        in_range("cols", raw.cols, 1, 64)?;
+        in_range("lanes", raw.lanes, 1, 64)?;
+        in_range("weight_bits", raw.weight_bits, 1, 8)?;
+        in_range("act_bits", raw.act_bits, 1, 8)?;
+        if let Some(o) = raw.out_bits {
+            in_range("out_bits", o, 1, 8)?;
+        }
+        in_range("mult_bits", raw.mult_bits, 1, 32)?;
+        if raw.max_depth < raw.lanes || raw.max_depth > 1 << 24 {
+            return Err(invalid("max_depth", raw.max_depth, format!("allowed lanes ({})..={}", raw.lanes, 1 << 24)));
+        }
+        if raw.weight_encoding == EncodingName::Unsigned {
+            return Err(invalid("weight_encoding", "\"unsigned\"", "allowed \"int\" or \"odd\""));
+        }
+        let cfg = Config { raw };
+        let need = cfg.exact_acc_bits();
+        if let Some(a) = cfg.raw.acc_bits {
+            let lo = cfg.dot_bits().max(2);
+            if a < lo || a > 64 {
+                return Err(invalid("acc_bits", a, format!("allowed {lo}..=64 (at least one step's dot product, {lo} bits)")));
+            }
+            if a < need && !cfg.raw.acc_saturate {
+                return Err(invalid(
+                    "acc_bits",
+                    a,
+                    format!("{need} bits are needed for no overflow at max_depth = {}; use acc_bits >= {need}, or set acc_saturate = true to saturate", cfg.raw.max_depth),
+                ));
+            }
+        }
+        if cfg.product_bits() > 96 {
+            return Err(invalid("mult_bits", cfg.raw.mult_bits, format!("acc_bits + mult_bits must be at most 96 (acc_bits is {})", cfg.acc_bits())));
+        }
+        Ok(cfg)
+    }
+
+    /// Parse and validate TOML text.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_string(), message: e.to_string().trim().to_string() })?;
+        Config::new(raw)
+    }
+
+    /// Read, parse and validate a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        Config::from_toml(&text, &path.display().to_string())
+    }
+
+    /// The configuration as TOML, every field written out (derived defaults included), so the file
+    /// regenerates the same design.
+    pub fn to_toml(&self) -> String {
+        let mut raw = self.raw.clone();
+        raw.out_bits = Some(self.out_bits());
+        raw.acc_bits = Some(self.acc_bits());
+        toml::to_string(&raw).expect("config serialises")
+    }
+
+    /// A short name: `w<bits><enc>a<bits><enc>_<rows>x<cols>x<lanes>`.
+    pub fn short_name(&self) -> String {
+        let e = |e: EncodingName| match e {
+            EncodingName::Unsigned => "u",
+            EncodingName::Int => "i",
+            EncodingName::Odd => "o",
+        };
+        format!("w{}{}a{}{}_{}x{}x{}", self.weight_bits, e(self.weight_encoding), self.act_bits, e(self.act_encoding), self.rows, self.cols, self.lanes)
+    }
+
+    /// Weight encoding.
+    pub fn weight_enc(&self) -> Encoding {
+        self.weight_encoding.into()
+    }
+    /// Activation encoding.
+    pub fn act_enc(&self) -> Encoding {
+        self.act_encoding.into()
+    }
+    /// Rounding rule.
+    pub fn rounding_rule(&self) -> Rounding {
+        self.raw.rounding.into()
+    }
+    /// Output code width.
+    pub fn out_bits(&self) -> u32 {
+        self.raw.out_bits.unwrap_or(self.raw.act_bits)
+    }
+    /// The lane arithmetic the PEs use.
+    pub fn mac_kind(&self) -> MacKind {
+        MacKind::of(self.weight_enc(), self.weight_bits, self.act_enc(), self.act_bits)
+    }
+    /// Range of one product `w * a`.
+    pub fn product_range(&self) -> (i64, i64) {
+        product_range(self.weight_enc().range(self.weight_bits), self.act_enc().range(self.act_bits))
+    }
+    /// Most reduction steps (beats) in one tile: `ceil(max_depth / lanes)`.
+    pub fn max_steps(&self) -> u32 {
+        self.max_depth.div_ceil(self.lanes)
+    }
+    /// Width of one step's dot product `sum_l w_l * a_l`.
+    pub fn dot_bits(&self) -> u32 {
+        self.hw_params_with_acc(64).dot_bits()
+    }
+    /// Range of a tile's exact sum: `max_steps * lanes` products, each in [`Config::product_range`].
+    pub fn acc_range(&self) -> (i128, i128) {
+        let (lo, hi) = self.product_range();
+        let n = i128::from(self.max_steps()) * i128::from(self.lanes);
+        (i128::from(lo) * n, i128::from(hi) * n)
+    }
+    /// The accumulator width that can never overflow.
+    ///
+    /// Proof: a tile has at most `S = ceil(max_depth / lanes)` steps of `lanes` products each, and every
+    /// product lies in `[pmin, pmax]` ([`Config::product_range`]: the extreme products of the two
+    /// value ranges). So every partial sum of a tile, the final one included, lies in
+    /// `[S * lanes * pmin, S * lanes * pmax]` (partial sums have fewer terms, and `pmin <= 0 <= pmax`
+    /// for every encoding pair, so fewer terms stay inside). `signed_bits` returns the smallest
+    /// two's complement width holding that interval; the accumulator starts each tile from zero.
+    pub fn exact_acc_bits(&self) -> u32 {
+        let (lo, hi) = self.acc_range();
+        signed_bits(lo, hi).max(2)
+    }
+    /// The accumulator width in use: `acc_bits` if given, else [`Config::exact_acc_bits`].
+    pub fn acc_bits(&self) -> u32 {
+        self.raw.acc_bits.unwrap_or_else(|| self.exact_acc_bits())
+    }
+    /// True when the accumulator is narrower than the no-overflow width (and so saturates).
+    pub fn acc_saturates(&self) -> bool {
+        self.acc_bits() < self.exact_acc_bits() || (self.raw.acc_saturate && self.raw.acc_bits.is_some())
+    }
+    /// Width of the requantization product `x * mult`.
+    pub fn product_bits(&self) -> u32 {
+        self.acc_bits() + self.mult_bits
+    }
+    /// Largest shift that the requantizer computes exactly: the product width.
+    pub fn max_shift(&self) -> u32 {
+        self.product_bits()
+    }
+    /// Width of the shift field.
+    pub fn shift_bits(&self) -> u32 {
+        unsigned_bits(u128::from(self.max_shift()))
+    }
+    /// Parameter address width: channel bits and two field bits.
+    pub fn prm_addr_bits(&self) -> u32 {
+        clog2(u64::from(self.cols)).max(1) + 2
+    }
+    /// Parameter data width: the widest field.
+    pub fn prm_data_bits(&self) -> u32 {
+        self.acc_bits().max(self.mult_bits).max(self.shift_bits())
+    }
+    /// Multiply-accumulates per cycle: `rows * cols * lanes`.
+    pub fn macs_per_cycle(&self) -> u64 {
+        u64::from(self.rows) * u64::from(self.cols) * u64::from(self.lanes)
+    }
+    /// Cycles from the cycle that accepts a tile's last step to the cycle its first output row is
+    /// valid, when nothing stalls.
+    pub fn latency(&self) -> u32 {
+        COMPUTE_STAGES + DRAIN_STAGES
+    }
+    /// Cycles the drain of one tile occupies the output: one per row.
+    pub fn drain_cycles(&self) -> u32 {
+        self.rows
+    }
+    /// Width of the activation input bus.
+    pub fn a_data_bits(&self) -> u32 {
+        self.rows * self.lanes * self.act_bits
+    }
+    /// Width of the weight input bus.
+    pub fn w_data_bits(&self) -> u32 {
+        self.cols * self.lanes * self.weight_bits
+    }
+    /// Width of the output bus.
+    pub fn y_data_bits(&self) -> u32 {
+        self.cols * self.out_bits()
+    }
+
+    fn hw_params_with_acc(&self, acc_bits: u32) -> HwParams {
+        HwParams {
+            prefix: self.module_prefix.clone(),
+            rows: self.rows,
+            cols: self.cols,
+            lanes: self.lanes,
+            act_bits: self.act_bits,
+            act_enc: self.act_enc(),
+            weight_bits: self.weight_bits,
+            weight_enc: self.weight_enc(),
+            out_bits: self.out_bits(),
+            acc_bits,
+            acc_saturate: false,
+            mult_bits: self.mult_bits,
+            shift_bits: 1,
+            rounding: self.rounding_rule(),
+            prm_addr_bits: 1,
+            prm_data_bits: 1,
+        }
+    }
+
+    /// The hardware view of this configuration.
+    pub fn hw_params(&self) -> HwParams {
+        HwParams {
+            acc_saturate: self.acc_saturates(),
+            shift_bits: self.shift_bits(),
+            prm_addr_bits: self.prm_addr_bits(),
+            prm_data_bits: self.prm_data_bits(),
+            ..self.hw_params_with_acc(self.acc_bits())
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! qmac: a generator of bit-exact low-bit quantized MAC-array hardware with an open FPGA flow.
+//!
+//! - [`config`]: the validated configuration and every derived value.
+//! - [`reference`]: the bit-exact software model of the array.
+//! - [`emit`]: writing a build directory (Verilog, filelist, manifest).
+//! - [`vectors`]: test stimulus and expected outputs from the reference.
+//! - [`sim`]: Verilator builds and co-simulation.
+
+pub mod config;
+pub mod emit;
+pub mod flow;
+pub mod reference;
+pub mod rng;
+pub mod sim;
+pub mod tools;
+pub mod vectors;

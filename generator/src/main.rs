@@ -1,0 +1,238 @@
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use qmac::config::{Config, EncodingName, RawConfig, RoundingName};
+use qmac::flow::{self, SimOptions};
+use qmac::vectors::StimulusOptions;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// qmac: bit-exact low-bit quantized MAC-array hardware for FPGAs, with an open flow.
+///
+/// Pick weight and activation precisions (1 to 8 bits), get synthesizable Verilog-2005 for a MAC array
+/// with PACT clipping and per-channel requantization, prove it bit-exact against the software reference
+/// in Verilator, and take it through Yosys and nextpnr.
+///
+/// Typical use:
+///   qmac generate --weight-bits 2 --act-bits 4 --rows 8 --cols 8 -o build/w2a4
+///   qmac sim build/w2a4
+///   qmac run                 (the whole job on the built-in default configuration)
+#[derive(Parser, Debug)]
+#[command(name = "qmac", version, verbatim_doc_comment)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Generate Verilog, filelist.f, manifest.json and config.toml into a build directory.
+    ///
+    /// The configuration comes from --config (TOML; fields as in `qmac config`), then each flag given
+    /// overrides its field. The output directory is written all at once: a failure leaves nothing half
+    /// written, and an existing directory is replaced only if it is a qmac build directory.
+    Generate(GenerateArgs),
+    /// Lint (verilator --lint-only -Wall) and check (yosys proc; check -assert; no latches) a build directory.
+    Check {
+        /// Build directory made by `qmac generate`.
+        dir: PathBuf,
+    },
+    /// Co-simulate a build directory in Verilator against the reference model.
+    ///
+    /// Writes random stimulus and the reference's expected outputs, builds the Verilator model with the
+    /// self-checking testbench (reused when up to date), and runs it with random valid/ready stalls on
+    /// every stream and a reset in the middle of a stream. Prints PASS or the first mismatch.
+    Sim(SimArgs),
+    /// The whole job on the built-in default configuration (or --config): generate, lint and check,
+    /// simulate against the reference, and print a summary.
+    Run(RunArgs),
+    /// Print the configuration (default, or --config with flags applied) as TOML, every field explained
+    /// in `docs/configuration.md`.
+    Config(ConfigArgs),
+}
+
+#[derive(Args, Debug, Default)]
+struct ConfigFlags {
+    /// TOML configuration file; flags below override its fields.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Module name prefix.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// PE rows (1..=64).
+    #[arg(long)]
+    rows: Option<u32>,
+    /// PE columns = output channels (1..=64).
+    #[arg(long)]
+    cols: Option<u32>,
+    /// Products per PE per cycle (1..=64).
+    #[arg(long)]
+    lanes: Option<u32>,
+    /// Largest reduction depth K in elements; sizes the accumulator.
+    #[arg(long)]
+    max_depth: Option<u32>,
+    /// Weight bits (1..=8).
+    #[arg(long)]
+    weight_bits: Option<u32>,
+    /// Weight encoding.
+    #[arg(long, value_enum)]
+    weight_encoding: Option<EncodingName>,
+    /// Activation bits (1..=8).
+    #[arg(long)]
+    act_bits: Option<u32>,
+    /// Activation encoding.
+    #[arg(long, value_enum)]
+    act_encoding: Option<EncodingName>,
+    /// Output code bits (1..=8); default: act bits.
+    #[arg(long)]
+    out_bits: Option<u32>,
+    /// Accumulator bits; default: exactly enough for max-depth.
+    #[arg(long)]
+    acc_bits: Option<u32>,
+    /// Saturate a narrower accumulator.
+    #[arg(long)]
+    acc_saturate: bool,
+    /// Requantization multiplier bits (1..=32).
+    #[arg(long)]
+    mult_bits: Option<u32>,
+    /// Rounding of the requantization shift.
+    #[arg(long, value_enum)]
+    rounding: Option<RoundingName>,
+}
+
+impl ConfigFlags {
+    fn resolve(&self) -> Result<Config> {
+        let mut raw = match &self.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config {}", p.display()))?;
+                toml::from_str::<RawConfig>(&text).map_err(|e| anyhow::anyhow!("cannot parse config {}: {}", p.display(), e.to_string().trim()))?
+            }
+            None => RawConfig::default(),
+        };
+        macro_rules! set {
+            ($($f:ident => $t:ident),*) => { $( if let Some(v) = &self.$f { raw.$t = v.clone(); } )* };
+        }
+        set!(prefix => module_prefix, rows => rows, cols => cols, lanes => lanes, max_depth => max_depth,
+             weight_bits => weight_bits, weight_encoding => weight_encoding, act_bits => act_bits,
+             act_encoding => act_encoding, mult_bits => mult_bits, rounding => rounding);
+        if self.out_bits.is_some() {
+            raw.out_bits = self.out_bits;
+        }
+        if self.acc_bits.is_some() {
+            raw.acc_bits = self.acc_bits;
+        }
+        if self.acc_saturate {
+            raw.acc_saturate = true;
+        }
+        Ok(Config::new(raw)?)
+    }
+}
+
+#[derive(Args, Debug)]
+struct GenerateArgs {
+    #[command(flatten)]
+    cfg: ConfigFlags,
+    /// Output build directory.
+    #[arg(short, long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct StimFlags {
+    /// Seed of the stimulus, parameters and stalls.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Stall probability on every stream, percent (0..=90).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=90))]
+    stall: u32,
+    /// Parameter sets (layers) loaded one after another.
+    #[arg(long, default_value_t = 2)]
+    layers: u32,
+    /// Tiles per layer.
+    #[arg(long, default_value_t = 6)]
+    tiles: u32,
+    /// Most steps per tile (capped at max-depth / lanes).
+    #[arg(long, default_value_t = 8)]
+    max_steps: u32,
+}
+
+impl StimFlags {
+    fn options(&self) -> SimOptions {
+        SimOptions {
+            seed: self.seed,
+            stall_pct: self.stall,
+            stimulus: StimulusOptions { layers: self.layers, tiles: self.tiles, max_steps: self.max_steps, abort: true },
+            ..SimOptions::default()
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct SimArgs {
+    /// Build directory made by `qmac generate`.
+    dir: PathBuf,
+    #[command(flatten)]
+    stim: StimFlags,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    cfg: ConfigFlags,
+    /// Build directory.
+    #[arg(short, long, value_name = "DIR", default_value = "build/default")]
+    out: PathBuf,
+    #[command(flatten)]
+    stim: StimFlags,
+}
+
+#[derive(Args, Debug)]
+struct ConfigArgs {
+    #[command(flatten)]
+    cfg: ConfigFlags,
+}
+
+fn step(msg: &str) {
+    eprintln!("qmac: {msg}");
+}
+
+fn generate(cfg: &Config, out: &Path) -> Result<()> {
+    let g = flow::generate(cfg, out)?;
+    println!("generated {} ({} modules, acc {} bits, latency {} cycles, {} MACs/cycle) in {}", cfg.short_name(), g.rtl.len(), cfg.acc_bits(), cfg.latency(), cfg.macs_per_cycle(), out.display());
+    Ok(())
+}
+
+fn simulate(dir: &Path, opts: &SimOptions) -> Result<()> {
+    step("building the Verilator model and simulating against the reference");
+    let t0 = Instant::now();
+    let o = flow::simulate(dir, opts)?;
+    println!("sim: {} (model build {:.1} s, total {:.1} s)", o.report.summary.trim_start_matches("qmac-tb: "), o.build_time.as_secs_f64(), t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Generate(a) => generate(&a.cfg.resolve()?, &a.out),
+        Cmd::Check { dir } => {
+            flow::check(&dir)?;
+            println!("check: verilator -Wall lint clean; yosys check -assert clean, no latches");
+            Ok(())
+        }
+        Cmd::Sim(a) => simulate(&a.dir, &a.stim.options()),
+        Cmd::Run(a) => {
+            let cfg = a.cfg.resolve()?;
+            step(&format!("[1/3] generating {}", cfg.short_name()));
+            generate(&cfg, &a.out)?;
+            step("[2/3] lint and structural check");
+            flow::check(&a.out)?;
+            println!("check: verilator -Wall lint clean; yosys check -assert clean, no latches");
+            step("[3/3] co-simulation");
+            simulate(&a.out, &a.stim.options())?;
+            Ok(())
+        }
+        Cmd::Config(a) => {
+            print!("{}", a.cfg.resolve()?.to_toml());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The bit-exact software model of the generated array: the single source of truth for its outputs.
+//!
+//! A tile is a sequence of steps; step `s` carries `lanes` activation codes per row and `lanes`
+//! weight codes per column. For row `r` and column `c`:
+//!
+//! ```text
+//! dot_s[r][c] = sum_l value_w(w_s[c][l]) * value_a(a_s[r][l])          exact
+//! acc[r][c]   = accumulate(... accumulate(dot_0) ..., dot_last)          per step, acc_bits wide
+//! out[r][c]   = output_code(acc[r][c], params[c])                        bias, PACT clip, requantize
+//! ```
+//!
+//! `accumulate` is exact unless the accumulator was configured narrower than the no-overflow width,
+//! in which case it saturates after every step, as the hardware does. The functions of
+//! [`qmac_arith`] define each operation; this module only applies them to a tile.
+
+use crate::config::Config;
+use qmac_arith::pipeline::{accumulate, output_code, ChannelParams};
+
+/// One reduction step of a tile: codes as unsigned bit patterns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// Activation codes, row r lane l at `r * lanes + l`.
+    pub a: Vec<u64>,
+    /// Weight codes, column c lane l at `c * lanes + l`.
+    pub w: Vec<u64>,
+}
+
+/// Per-channel parameters that do not fit the configured hardware.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamError {
+    /// The number of channels differs from `cols`.
+    #[error("{got} per-channel parameter sets given, but the array has cols = {cols} output channels")]
+    Count {
+        /// Sets given.
+        got: usize,
+        /// Channels of the array.
+        cols: u32,
+    },
+    /// A parameter is out of its field's range.
+    #[error("channel {channel}: `{field}` = {value} is out of range: allowed {allowed}")]
+    Range {
+        /// Channel index.
+        channel: usize,
+        /// Field name.
+        field: &'static str,
+        /// Value given.
+        value: String,
+        /// Allowed range.
+        allowed: String,
+    },
+}
+
+/// Check per-channel parameters against the configured field widths.
+pub fn check_params(cfg: &Config, params: &[ChannelParams]) -> Result<(), ParamError> {
+    if params.len() != cfg.cols as usize {
+        return Err(ParamError::Count { got: params.len(), cols: cfg.cols });
+    }
+    let aw = cfg.acc_bits();
+    let (blo, bhi) = (-(1i128 << (aw - 1)), (1i128 << (aw - 1)) - 1);
+    for (channel, p) in params.iter().enumerate() {
+        let range = |field, value: String, allowed: String| ParamError::Range { channel, field, value, allowed };
+        if !(blo..=bhi).contains(&i128::from(p.bias)) {
+            return Err(range("bias", p.bias.to_string(), format!("{blo}..={bhi} (acc_bits = {aw})")));
+        }
+        if u128::from(p.alpha) >= 1u128 << aw {
+            return Err(range("alpha", p.alpha.to_string(), format!("0..={}", (1u128 << aw) - 1)));
+        }
+        if u128::from(p.mult) >= 1u128 << cfg.mult_bits {
+            return Err(range("mult", p.mult.to_string(), format!("0..={} (mult_bits = {})", (1u128 << cfg.mult_bits) - 1, cfg.mult_bits)));
+        }
+        if p.shift > cfg.max_shift() {
+            return Err(range("shift", p.shift.to_string(), format!("0..={}", cfg.max_shift())));
+        }
+    }
+    Ok(())
+}
+
+/// The parameter-interface writes that load `params`: `(address, data)` pairs, data in the low bits.
+pub fn param_writes(cfg: &Config, params: &[ChannelParams]) -> Vec<(u64, u128)> {
+    let aw = cfg.acc_bits();
+    let mask = (1u128 << aw) - 1;
+    let mut out = Vec::new();
+    for (c, p) in params.iter().enumerate() {
+        let base = 4 * c as u64;
+        out.push((base, (p.bias as i128 as u128) & mask));
+        out.push((base + 1, u128::from(p.alpha)));
+        out.push((base + 2, u128::from(p.mult)));
+        out.push((base + 3, u128::from(p.shift)));
+    }
+    out
+}
+
+/// The accumulators of a tile, row r column c at `r * cols + c`.
+pub fn tile_acc(cfg: &Config, steps: &[Step]) -> Vec<i64> {
+    let (rows, cols, lanes) = (cfg.rows as usize, cfg.cols as usize, cfg.lanes as usize);
+    let (we, ae) = (cfg.weight_enc(), cfg.act_enc());
+    let aw = cfg.acc_bits();
+    let sat = cfg.acc_saturates();
+    let mut acc = vec![0i64; rows * cols];
+    for s in steps {
+        assert_eq!(s.a.len(), rows * lanes);
+        assert_eq!(s.w.len(), cols * lanes);
+        for r in 0..rows {
+            for c in 0..cols {
+                let dot: i64 = (0..lanes).map(|l| we.value(cfg.weight_bits, s.w[c * lanes + l]) * ae.value(cfg.act_bits, s.a[r * lanes + l])).sum();
+                acc[r * cols + c] = accumulate(acc[r * cols + c], dot, aw, sat);
+            }
+        }
+    }
+    acc
+}
+
+/// The output codes of a tile, row r column c at `r * cols + c`.
+pub fn tile_outputs(cfg: &Config, steps: &[Step], params: &[ChannelParams]) -> Vec<u64> {
+    let cols = cfg.cols as usize;
+    let rounding = cfg.rounding_rule();
+    tile_acc(cfg, steps).iter().enumerate().map(|(i, &a)| output_code(a, &params[i % cols], rounding, cfg.out_bits())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EncodingName, RawConfig};
+
+    fn cfg(f: impl FnOnce(&mut RawConfig)) -> Config {
+        let mut raw = RawConfig { rows: 1, cols: 1, lanes: 2, max_depth: 8, ..RawConfig::default() };
+        f(&mut raw);
+        Config::new(raw).unwrap()
+    }
+
+    #[test]
+    fn binary_dot_is_xnor_popcount() {
+        let c = cfg(|r| {
+            r.weight_bits = 1;
+            r.act_bits = 1;
+            r.weight_encoding = EncodingName::Odd;
+            r.act_encoding = EncodingName::Odd;
+        });
+        // w = (+1, -1), a = (+1, +1): dot = 0; w = (+1,+1), a = (+1,+1): 2
+        let acc = tile_acc(&c, &[Step { a: vec![1, 1], w: vec![1, 0] }, Step { a: vec![1, 1], w: vec![1, 1] }]);
+        assert_eq!(acc, vec![2]);
+    }
+
+    #[test]
+    fn int_weights_times_unsigned_acts() {
+        let c = cfg(|r| {
+            r.weight_bits = 4;
+            r.act_bits = 4;
+        });
+        // w = (-8, 7), a = (15, 2): -120 + 14 = -106
+        let acc = tile_acc(&c, &[Step { a: vec![15, 2], w: vec![8, 7] }]);
+        assert_eq!(acc, vec![-106]);
+    }
+
+    #[test]
+    fn saturating_accumulator_sticks() {
+        let c = cfg(|r| {
+            r.weight_bits = 4;
+            r.act_bits = 4;
+            r.acc_bits = Some(8);
+            r.acc_saturate = true;
+        });
+        assert!(c.acc_saturates());
+        let step = Step { a: vec![15, 15], w: vec![7, 7] }; // +210 per step
+        assert_eq!(tile_acc(&c, &[step.clone(), step]), vec![127]);
+    }
+
+    #[test]
+    fn param_count_and_range_errors_name_the_field() {
+        let c = cfg(|_| {});
+        let p = ChannelParams { bias: 0, alpha: 1, mult: 1, shift: 0 };
+        let e = check_params(&c, &[p, p]).unwrap_err().to_string();
+        assert!(e.contains("2 per-channel") && e.contains("cols = 1"), "{e}");
+        let bad = ChannelParams { shift: 1000, ..p };
+        let e = check_params(&c, &[bad]).unwrap_err().to_string();
+        assert!(e.contains("`shift` = 1000") && e.contains(&format!("0..={}", c.max_shift())), "{e}");
+        let bad = ChannelParams { mult: 1 << 16, ..p };
+        let e = check_params(&c, &[bad]).unwrap_err().to_string();
+        assert!(e.contains("`mult` = 65536"), "{e}");
+    }
+}

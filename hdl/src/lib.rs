@@ -1,0 +1,2 @@
+pub mod rtl;
+pub mod units;

@@ -1,0 +1,715 @@
+//! The hardware units of a qmac array, each built as one [`Module`] from a narrow parameter struct.
+//!
+//! Dataflow (docs/architecture.md has the block diagram): an output-stationary array of `rows x cols`
+//! dot-product processing elements (PEs). Every cycle each PE reduces `lanes` products into one
+//! partial sum with a pipelined adder tree and adds it to its accumulator, so the array does
+//! `rows * cols * lanes` multiply-accumulates per cycle with one accumulator per `lanes` products. A
+//! finished tile moves into a second (hold) register in each PE, so the next tile accumulates while the
+//! hold registers shift down their column, one row per cycle, into one bias/PACT/requantization pipeline
+//! per column.
+
+use crate::rtl::{Body, Expr, Module, Stmt, Ty};
+use qmac_arith::code::{Encoding, MacKind};
+use qmac_arith::round::Rounding;
+use qmac_arith::width::{clog2, signed_bits, unsigned_bits};
+
+/// Everything the hardware needs to know, derived from a validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HwParams {
+    /// Module name prefix.
+    pub prefix: String,
+    /// PE rows (activation vectors per step).
+    pub rows: u32,
+    /// PE columns (output channels).
+    pub cols: u32,
+    /// Products reduced per PE per cycle.
+    pub lanes: u32,
+    /// Activation code width and encoding.
+    pub act_bits: u32,
+    /// Activation encoding.
+    pub act_enc: Encoding,
+    /// Weight code width.
+    pub weight_bits: u32,
+    /// Weight encoding.
+    pub weight_enc: Encoding,
+    /// Output code width.
+    pub out_bits: u32,
+    /// Accumulator width.
+    pub acc_bits: u32,
+    /// Accumulator saturates instead of being wide enough.
+    pub acc_saturate: bool,
+    /// Requantization multiplier width.
+    pub mult_bits: u32,
+    /// Requantization shift field width.
+    pub shift_bits: u32,
+    /// Rounding of the requantization shift.
+    pub rounding: Rounding,
+    /// Parameter address width.
+    pub prm_addr_bits: u32,
+    /// Parameter data width.
+    pub prm_data_bits: u32,
+}
+
+impl HwParams {
+    /// The lane arithmetic.
+    pub fn kind(&self) -> MacKind {
+        MacKind::of(self.weight_enc, self.weight_bits, self.act_enc, self.act_bits)
+    }
+    /// Range of the true dot product of one step, `sum_l w_l * a_l`.
+    pub fn dot_range(&self) -> (i64, i64) {
+        let (lo, hi) = qmac_arith::code::product_range(self.weight_enc.range(self.weight_bits), self.act_enc.range(self.act_bits));
+        (lo * i64::from(self.lanes), hi * i64::from(self.lanes))
+    }
+    /// Width of the true dot product of one step.
+    pub fn dot_bits(&self) -> u32 {
+        let (lo, hi) = self.dot_range();
+        signed_bits(lo.into(), hi.into())
+    }
+    fn module(&self, unit: &str) -> String {
+        format!("{}_{unit}", self.prefix)
+    }
+    /// Width of the drain row counter (0 when there is one row).
+    pub fn row_count_bits(&self) -> u32 {
+        clog2(u64::from(self.rows))
+    }
+    /// Width of the requantization product `x * mult`.
+    pub fn product_bits(&self) -> u32 {
+        self.acc_bits + self.mult_bits
+    }
+}
+
+/// Register stages from the cycle a beat is accepted to the cycle its partial sum is in the accumulator.
+pub const COMPUTE_STAGES: u32 = 4;
+/// Register stages from the hold register to the output register.
+pub const DRAIN_STAGES: u32 = 3;
+
+fn clk_en_ports(m: &mut Module, en_doc: &str) -> (Expr, Expr) {
+    let clk = m.input("clk_i", Ty::bit(), "clock");
+    let en = m.input("en_i", Ty::bit(), en_doc);
+    (clk, en)
+}
+
+/// The value of one code as a signed number, as a named wire.
+fn code_value(b: &mut Body, name: &str, code: &Expr, enc: Encoding) -> (Expr, (i64, i64)) {
+    let bits = code.width();
+    let v = match enc {
+        Encoding::Unsigned => code.to_signed_value(),
+        Encoding::Int => code.as_signed(),
+        Encoding::Odd => {
+            // 2c - (2^b - 1) = {~c[b-1], c[b-2:0], 1} read as a (b+1)-bit signed number
+            let mut parts = vec![code.bit(bits - 1).not()];
+            if bits > 1 {
+                parts.push(code.slice(bits - 2, 0));
+            }
+            parts.push(Expr::lit(1, Ty::bit()));
+            Expr::concat(&parts).as_signed()
+        }
+    };
+    let range = enc.range(bits);
+    let w = b.net(name, &v, "");
+    (w, range)
+}
+
+/// Reduce `terms` (named signals with their value ranges) with a balanced tree of named adders whose
+/// widths follow the ranges. Returns the root and its range.
+fn adder_tree(b: &mut Body, prefix: &str, terms: Vec<(Expr, (i64, i64))>) -> (Expr, (i64, i64)) {
+    let mut level = terms;
+    let mut depth = 0;
+    while level.len() > 1 {
+        depth += 1;
+        let mut next = Vec::new();
+        let mut it = level.into_iter();
+        let mut i = 0;
+        while let Some(x) = it.next() {
+            match it.next() {
+                Some(y) => {
+                    let range = (x.1 .0 + y.1 .0, x.1 .1 + y.1 .1);
+                    let signed = range.0 < 0 || x.0.ty().signed || y.0.ty().signed;
+                    let e = if signed {
+                        let w = signed_bits(range.0.into(), range.1.into());
+                        let xs = if x.0.ty().signed { x.0.resize(w) } else { x.0.resize(w - 1).to_signed_value() };
+                        let ys = if y.0.ty().signed { y.0.resize(w) } else { y.0.resize(w - 1).to_signed_value() };
+                        xs.add(&ys)
+                    } else {
+                        let w = unsigned_bits(range.1 as u128);
+                        x.0.resize(w).add(&y.0.resize(w))
+                    };
+                    let n = b.net(&format!("{prefix}_s{depth}_{i}"), &e, "");
+                    next.push((n, range));
+                }
+                None => next.push(x),
+            }
+            i += 1;
+        }
+        level = next;
+    }
+    level.pop().expect("adder tree of no terms")
+}
+
+/// One processing element: `lanes` products, an adder tree, an accumulator and a hold register.
+pub fn pe(p: &HwParams) -> Module {
+    let kind = p.kind();
+    let (l, ab, wb, aw) = (p.lanes, p.act_bits, p.weight_bits, p.acc_bits);
+    let dw = p.dot_bits();
+    let mut m = Module::new(&p.module("pe"));
+    m.doc(&format!("Processing element: {l} lanes of {wb}-bit {} weights x {ab}-bit {} activations, {kind:?} lane arithmetic,", p.weight_enc.name(), p.act_enc.name()));
+    m.doc(&format!("a {aw}-bit{} accumulator and a hold register that shifts the finished sum down the column.", if p.acc_saturate { " saturating" } else { "" }));
+    m.doc("Stages: lane products (S2), adder tree (S3), accumulate (S4).");
+    let (clk, en) = clk_en_ports(&mut m, "advance the compute pipeline");
+    let a = m.input("a_i", Ty::u(l * ab), "activation codes, lane l at [l*AB +: AB]");
+    let w = m.input("w_i", Ty::u(l * wb), "weight codes, lane l at [l*WB +: WB]");
+    let corr = (kind == MacKind::OddWeights).then(|| m.input("corr_i", Ty::s(dw), "n_w * sum of this row's activations (S3)"));
+    let acc_en = m.input("acc_en_i", Ty::bit(), "a valid partial sum is at S3: accumulate it");
+    let first = m.input("first_i", Ty::bit(), "it is the first step of a tile: start from zero");
+    let load = m.input("load_i", Ty::bit(), "it is the last step: move the sum into the hold register");
+    let shift = m.input("shift_i", Ty::bit(), "shift the hold registers down one row");
+    let hold_i = m.input("hold_i", Ty::s(aw), "hold register of the row above");
+    let hold_o = m.output("hold_o", Ty::s(aw), "hold register, towards row 0");
+    let b = &mut m.body;
+
+    // S2: lane products
+    let mut s2 = Vec::new();
+    let mut terms = Vec::new();
+    let term_range = kind.lane_term_range((p.weight_enc, wb), (p.act_enc, ab));
+    match kind {
+        MacKind::Xnor => {
+            b.comment("S2: +-1 x +-1 products as XNOR bits (1 means +1)");
+            let x_q = b.reg("xnor_q", Ty::u(l), "");
+            s2.push(Stmt::set(&x_q, &a.xor(&w).not()));
+            for i in 0..l {
+                terms.push((x_q.bit(i), (0, 1)));
+            }
+        }
+        _ => {
+            b.comment("S2: lane products");
+            let tw = signed_bits(term_range.0.into(), term_range.1.into());
+            for i in 0..l {
+                let ac = b.net(&format!("a{i}_code"), &a.slice(i * ab + ab - 1, i * ab), "");
+                let wc = b.net(&format!("w{i}_code"), &w.slice(i * wb + wb - 1, i * wb), "");
+                let (av, _) = code_value(b, &format!("a{i}_val"), &ac, p.act_enc);
+                let wv = if kind == MacKind::Direct {
+                    code_value(b, &format!("w{i}_val"), &wc, p.weight_enc).0
+                } else {
+                    // odd weights: the unsigned code c, as a signed number
+                    b.net(&format!("w{i}_val"), &wc.to_signed_value(), "")
+                };
+                let prod = av.resize(tw).mul(&wv.resize(tw));
+                let q = b.reg(&format!("prod{i}_q"), Ty::s(tw), "");
+                s2.push(Stmt::set(&q, &prod));
+                terms.push((q, term_range));
+            }
+        }
+    }
+    b.always(&clk, vec![Stmt::when(&en, s2)]);
+
+    // S3: adder tree
+    b.comment("S3: adder tree");
+    let (root, root_range) = adder_tree(b, "sum", terms);
+    let root_ty = root.ty();
+    let dot_q = b.reg("dot_q", root_ty, "partial sum of this step (S3)");
+    b.always(&clk, vec![Stmt::when(&en, vec![Stmt::set(&dot_q, &root)])]);
+    let _ = root_range;
+
+    // S4: the true dot product, accumulate, hold
+    b.comment("S4: the step's dot product sum_l w_l * a_l, accumulate, hold");
+    let dot_v = match kind {
+        MacKind::Direct => b.net("dot_v", &dot_q.resize(dw), ""),
+        MacKind::OddWeights => {
+            let corr = corr.expect("odd weights have a row correction");
+            b.net("dot_v", &dot_q.resize(dw).shl(1).sub(&corr), "2 * sum c*a - n_w * sum a")
+        }
+        MacKind::Xnor => {
+            let pop = dot_q.resize(dw).as_signed();
+            b.net("dot_v", &pop.shl(1).sub(&Expr::lit(i128::from(l), Ty::s(dw))), "2 * popcount - lanes")
+        }
+    };
+    let acc_q = b.reg("acc_q", Ty::s(aw), "accumulator");
+    let base = b.net("acc_base", &Expr::mux(&first, &Expr::zero(Ty::s(aw)), &acc_q), "");
+    let acc_nxt = if p.acc_saturate {
+        let sw = aw.max(dw) + 1;
+        let sum = b.net("acc_sum", &base.resize(sw).add(&dot_v.resize(sw)), "");
+        let hi = (1i128 << (aw - 1)) - 1;
+        let lo = -(1i128 << (aw - 1));
+        let sat = Expr::mux(
+            &sum.gt(&Expr::lit(hi, Ty::s(sw))),
+            &Expr::lit(hi, Ty::s(aw)),
+            &Expr::mux(&sum.lt(&Expr::lit(lo, Ty::s(sw))), &Expr::lit(lo, Ty::s(aw)), &sum.resize(aw)),
+        );
+        b.net("acc_nxt", &sat, "saturating sum")
+    } else {
+        assert!(dw <= aw, "accumulator narrower than one step's dot product");
+        b.net("acc_nxt", &base.add(&dot_v.resize(aw)), "")
+    };
+    let hold_q = b.reg("hold_o", Ty::s(aw), "");
+    b.always(
+        &clk,
+        vec![
+            Stmt::when(&acc_en, vec![Stmt::set(&acc_q, &acc_nxt)]),
+            Stmt::when_else(&load, vec![Stmt::set(&hold_q, &acc_nxt)], vec![Stmt::when(&shift, vec![Stmt::set(&hold_q, &hold_i)])]),
+        ],
+    );
+    let _ = hold_o;
+    m
+}
+
+/// Per-row correction for odd-level weights: `n_w * sum_l a_l` (S2: sum, S3: scale).
+pub fn rowsum(p: &HwParams) -> Module {
+    let (l, ab, wb) = (p.lanes, p.act_bits, p.weight_bits);
+    let dw = p.dot_bits();
+    let mut m = Module::new(&p.module("rowsum"));
+    m.doc(&format!("Row correction for {wb}-bit odd-level weights: n_w * sum of the row's {l} activations, n_w = {}.", (1u64 << wb) - 1));
+    let (clk, en) = clk_en_ports(&mut m, "advance the compute pipeline");
+    let a = m.input("a_i", Ty::u(l * ab), "activation codes of one row");
+    let corr_o = m.output("corr_o", Ty::s(dw), "n_w * sum a (S3)");
+    let b = &mut m.body;
+    let mut terms = Vec::new();
+    for i in 0..l {
+        let ac = b.net(&format!("a{i}_code"), &a.slice(i * ab + ab - 1, i * ab), "");
+        let (v, r) = code_value(b, &format!("a{i}_val"), &ac, p.act_enc);
+        terms.push((v, r));
+    }
+    let (root, _) = adder_tree(b, "sum", terms);
+    let sum_q = b.reg("sum_q", root.ty(), "sum of the row's activations (S2)");
+    let sum_s = if root.ty().signed { sum_q.clone() } else { sum_q.to_signed_value() };
+    let corr_q = b.reg("corr_o", Ty::s(dw), "");
+    let sum_w = b.net("sum_w", &sum_s.resize(dw), "");
+    let _ = (sum_w.clone(), corr_o);
+    let _ = sum_s;
+    b.always(
+        &clk,
+        vec![Stmt::when(
+            &en,
+            vec![Stmt::set(&sum_q, &root), Stmt::set(&corr_q, &sum_w.shl(wb).sub(&sum_w))],
+        )],
+    );
+    m
+}
+
+/// The array: input registers (S1), per-row corrections and `rows x cols` PEs whose hold registers
+/// form one shift chain per column, row 0 at the bottom.
+pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
+    let (r, c, l, ab, wb, aw) = (p.rows, p.cols, p.lanes, p.act_bits, p.weight_bits, p.acc_bits);
+    let dw = p.dot_bits();
+    let mut m = Module::new(&p.module("array"));
+    m.doc(&format!("{r} x {c} processing elements, {l} lanes each; activations broadcast along rows, weights along columns."));
+    let (clk, en) = clk_en_ports(&mut m, "advance the compute pipeline");
+    let a = m.input("a_data_i", Ty::u(r * l * ab), "activation codes of one step");
+    let w = m.input("w_data_i", Ty::u(c * l * wb), "weight codes of one step");
+    let acc_en = m.input("acc_en_i", Ty::bit(), "accumulate the step at S3");
+    let first = m.input("first_i", Ty::bit(), "the step at S3 starts a tile");
+    let load = m.input("load_i", Ty::bit(), "the step at S3 ends a tile");
+    let shift = m.input("shift_i", Ty::bit(), "shift the hold registers one row down");
+    let col_o = m.output("col_o", Ty::u(c * aw), "hold register of row 0 of each column");
+    let b = &mut m.body;
+    b.comment("S1: input registers");
+    let a_q = b.reg("a_q", Ty::u(r * l * ab), "");
+    let w_q = b.reg("w_q", Ty::u(c * l * wb), "");
+    b.always(&clk, vec![Stmt::when(&en, vec![Stmt::set(&a_q, &a), Stmt::set(&w_q, &w)])]);
+    let hold = b.wire("hold", Ty::u((r + 1) * c * aw), "hold registers, row-major; the row above the top reads zeros");
+    b.assign(&hold.part(&format!("{}", r * c * aw), c * aw, r * c * aw), &Expr::zero(Ty::u(c * aw)));
+    b.assign(&col_o, &hold.part("0", c * aw, 0));
+    let rl = l * ab;
+    let cl = l * wb;
+    b.generate_for("gr", r, "g_row", |b| {
+        let a_row = a_q.part(&format!("gr * {rl}"), rl, (r - 1) * rl);
+        let corr = rowsum.map(|rs| {
+            let corr = b.wire("corr", Ty::s(dw), "n_w * sum of this row's activations");
+            b.instance(rs, "u_rowsum", &[("clk_i", clk.clone()), ("en_i", en.clone()), ("a_i", a_row.clone()), ("corr_o", corr.clone())]);
+            corr
+        });
+        b.generate_for("gc", c, "g_col", |b| {
+            let mut conns = vec![
+                ("clk_i", clk.clone()),
+                ("en_i", en.clone()),
+                ("a_i", a_row.clone()),
+                ("w_i", w_q.part(&format!("gc * {cl}"), cl, (c - 1) * cl)),
+                ("acc_en_i", acc_en.clone()),
+                ("first_i", first.clone()),
+                ("load_i", load.clone()),
+                ("shift_i", shift.clone()),
+                ("hold_i", hold.part(&format!("((gr + 1) * {c} + gc) * {aw}"), aw, (r * c + c - 1) * aw)),
+                ("hold_o", hold.part(&format!("(gr * {c} + gc) * {aw}"), aw, ((r - 1) * c + c - 1) * aw)),
+            ];
+            if let Some(corr) = &corr {
+                conns.push(("corr_i", corr.clone()));
+            }
+            b.instance(pe, "u_pe", &conns);
+        });
+    });
+    m
+}
+
+/// PACT clip of one channel: `x = clamp(acc + bias, 0, alpha)`, registered (drain stage P1).
+pub fn pact(p: &HwParams) -> Module {
+    let aw = p.acc_bits;
+    let mut m = Module::new(&p.module("pact"));
+    m.doc("PACT clip in the accumulator domain: x = clamp(acc + bias, 0, alpha).");
+    let (clk, en) = clk_en_ports(&mut m, "advance the drain pipeline");
+    let acc = m.input("acc_i", Ty::s(aw), "accumulator value");
+    let bias = m.input("bias_i", Ty::s(aw), "per-channel bias");
+    let alpha = m.input("alpha_i", Ty::u(aw), "per-channel clip level");
+    let x_o = m.output("x_o", Ty::u(aw), "clipped value, 0..alpha");
+    let b = &mut m.body;
+    let t = b.net("t", &acc.resize(aw + 1).add(&bias.resize(aw + 1)), "acc + bias, exact");
+    let alpha_s = b.net("alpha_s", &alpha.to_signed_value(), "");
+    let x = Expr::mux(
+        &t.lt(&Expr::zero(Ty::s(aw + 1))),
+        &Expr::zero(Ty::u(aw)),
+        &Expr::mux(&t.gt(&alpha_s), &alpha, &t.slice(aw - 1, 0)),
+    );
+    let x_q = b.reg("x_o", Ty::u(aw), "");
+    b.always(&clk, vec![Stmt::when(&en, vec![Stmt::set(&x_q, &x)])]);
+    let _ = x_o;
+    m
+}
+
+/// Requantization of one channel: `code = min(round(x * mult / 2^shift), 2^out_bits - 1)`
+/// (drain stages P2: product, P3: rounding shift and saturation).
+pub fn requant(p: &HwParams) -> Module {
+    let (aw, mb, sb, ob) = (p.acc_bits, p.mult_bits, p.shift_bits, p.out_bits);
+    let pw = p.product_bits();
+    let mut m = Module::new(&p.module("requant"));
+    m.doc(&format!("Requantization: code = min(round(x * mult / 2^shift), {}), rounding {}.", (1u32 << ob) - 1, p.rounding.name()));
+    m.doc("Rounding as (p + 2^(shift-1) - 1 + t) >> shift, t = 1 (half_up) or bit `shift` of p (half_even).");
+    let (clk, en) = clk_en_ports(&mut m, "advance the drain pipeline");
+    let x = m.input("x_i", Ty::u(aw), "clipped value");
+    let mult = m.input("mult_i", Ty::u(mb), "per-channel multiplier");
+    let shift = m.input("shift_i", Ty::u(sb), "per-channel right shift");
+    let code_o = m.output("code_o", Ty::u(ob), "output code");
+    let b = &mut m.body;
+    let prod_q = b.reg("prod_q", Ty::u(pw), "x * mult (P2)");
+    b.always(&clk, vec![Stmt::when(&en, vec![Stmt::set(&prod_q, &x.resize(pw).mul(&mult.resize(pw)))])]);
+    let sw = pw + 1;
+    let p_ext = b.net("prod_ext", &prod_q.resize(sw), "");
+    let tie = match p.rounding {
+        Rounding::HalfUp => Expr::lit(1, Ty::u(sw)),
+        Rounding::HalfEven => {
+            let unit = b.net("unit", &Expr::lit(1, Ty::u(sw)).shl_by(&shift), "2^shift");
+            let odd = b.net("floor_odd", &p_ext.and(&unit).any(), "floor(p / 2^shift) is odd");
+            odd.resize(sw)
+        }
+    };
+    let one = Expr::lit(1, Ty::u(sw));
+    let half = b.net("half", &one.shl_by(&shift).shr_by(&one_bit_amount()), "2^(shift-1); 0 when shift = 0");
+    let zero_shift = shift.eq(&Expr::zero(Ty::u(sb)));
+    let rnd = b.net("rnd", &Expr::mux(&zero_shift, &Expr::zero(Ty::u(sw)), &half.sub(&one).add(&tie)), "");
+    let rounded = b.net("rounded", &p_ext.add(&rnd).shr_by(&shift), "round(p / 2^shift)");
+    let max = (1i128 << ob) - 1;
+    let code = Expr::mux(&rounded.gt(&Expr::lit(max, Ty::u(sw))), &Expr::lit(max, Ty::u(ob)), &rounded.slice(ob - 1, 0));
+    let code_q = b.reg("code_o", Ty::u(ob), "");
+    b.always(&clk, vec![Stmt::when(&en, vec![Stmt::set(&code_q, &code)])]);
+    let _ = code_o;
+    m
+}
+
+fn one_bit_amount() -> Expr {
+    Expr::lit(1, Ty::u(1))
+}
+
+/// Per-channel parameter registers written through the parameter-load interface.
+pub fn params(p: &HwParams) -> Module {
+    let (c, aw, mb, sb) = (p.cols, p.acc_bits, p.mult_bits, p.shift_bits);
+    let (pa, pd) = (p.prm_addr_bits, p.prm_data_bits);
+    let mut m = Module::new(&p.module("params"));
+    m.doc("Per-channel parameters; address = channel * 4 + field (0 bias, 1 alpha, 2 mult, 3 shift).");
+    m.doc("Not reset: a reset of the datapath keeps the loaded layer.");
+    let clk = m.input("clk_i", Ty::bit(), "clock");
+    let we = m.input("prm_we_i", Ty::bit(), "write strobe");
+    let addr = m.input("prm_addr_i", Ty::u(pa), "channel * 4 + field");
+    let data = m.input("prm_wdata_i", Ty::u(pd), "value in the low bits");
+    let bias_o = m.output("bias_o", Ty::u(c * aw), "");
+    let alpha_o = m.output("alpha_o", Ty::u(c * aw), "");
+    let mult_o = m.output("mult_o", Ty::u(c * mb), "");
+    let shift_o = m.output("shift_o", Ty::u(c * sb), "");
+    let b = &mut m.body;
+    let fields = [(&bias_o, aw, "bias"), (&alpha_o, aw, "alpha"), (&mult_o, mb, "mult"), (&shift_o, sb, "shift")];
+    for (port, w, name) in fields {
+        let q = b.reg(&format!("{name}_q"), Ty::u(c * w), "");
+        b.assign(port, &q);
+        let _ = q;
+    }
+    let chb = pa - 2;
+    let ch = b.net("ch", &addr.slice(pa - 1, 2), "channel");
+    let field = b.net("field", &addr.slice(1, 0), "field");
+    let ch_sel = b.net("ch_sel", &Expr::lit(1, Ty::u(c)).shl_by(&ch), "one-hot channel; none when out of range");
+    let f_sel = b.net("field_sel", &Expr::lit(1, Ty::u(4)).shl_by(&field), "one-hot field");
+    let _ = chb;
+    b.generate_for("gc", c, "g_ch", |b| {
+        let sel = b.net("sel", &we.land(&ch_sel.part("gc", 1, c - 1)), "");
+        for (i, (_, w, name)) in fields.iter().enumerate() {
+            let q = Expr::sig(&format!("{name}_q"), Ty::u(c * w));
+            b.always(
+                &clk,
+                vec![Stmt::when(&sel.land(&f_sel.bit(i as u32)), vec![Stmt::set(&q.part(&format!("gc * {w}"), *w, (c - 1) * w), &data.slice(w - 1, 0))])],
+            );
+        }
+    });
+    m
+}
+
+/// Control: joins the input streams, tracks tile boundaries through the compute pipeline, stalls it
+/// while a finished tile waits for the hold registers, and runs the drain to the output stream.
+pub fn ctrl(p: &HwParams) -> Module {
+    let rows = p.rows;
+    let rb = p.row_count_bits();
+    let mut m = Module::new(&p.module("ctrl"));
+    m.doc("Control: stream join, tile tracking, compute stall and drain sequencing.");
+    m.doc("a_ready/w_ready depend on registers and on the other stream's valid only; y_ready reaches the drain enables.");
+    let clk = m.input("clk_i", Ty::bit(), "clock");
+    let rst = m.input("rst_i", Ty::bit(), "synchronous reset");
+    let a_valid = m.input("a_valid_i", Ty::bit(), "");
+    let a_last = m.input("a_last_i", Ty::bit(), "");
+    let a_ready = m.output("a_ready_o", Ty::bit(), "");
+    let w_valid = m.input("w_valid_i", Ty::bit(), "");
+    let w_ready = m.output("w_ready_o", Ty::bit(), "");
+    let en_o = m.output("en_o", Ty::bit(), "advance the compute pipeline");
+    let acc_en_o = m.output("acc_en_o", Ty::bit(), "a valid step is at S3");
+    let first_o = m.output("first_o", Ty::bit(), "the step at S3 starts a tile");
+    let load_o = m.output("load_o", Ty::bit(), "the step at S3 ends a tile: load the hold registers");
+    let shift_o = m.output("shift_o", Ty::bit(), "issue one row into the drain; shift the hold registers");
+    let d_en_o = m.output("d_en_o", Ty::bit(), "advance the drain pipeline");
+    let y_valid = m.output("y_valid_o", Ty::bit(), "");
+    let y_last = m.output("y_last_o", Ty::bit(), "");
+    let y_ready = m.input("y_ready_i", Ty::bit(), "");
+    let b = &mut m.body;
+
+    b.comment("compute pipeline: S1..S3 valid/first/last");
+    let v = [b.reg("v1_q", Ty::bit(), "S1 holds a step"), b.reg("v2_q", Ty::bit(), ""), b.reg("v3_q", Ty::bit(), "")];
+    let f = [b.reg("f1_q", Ty::bit(), "S1 step is the first of its tile"), b.reg("f2_q", Ty::bit(), ""), b.reg("f3_q", Ty::bit(), "")];
+    let l = [b.reg("l1_q", Ty::bit(), "S1 step is the last of its tile"), b.reg("l2_q", Ty::bit(), ""), b.reg("l3_q", Ty::bit(), "")];
+    let tile_start = b.reg("tile_start_q", Ty::bit(), "the next accepted step starts a tile");
+    let hold_full = b.reg("hold_full_q", Ty::bit(), "the hold registers hold a tile not yet drained");
+    let stall = b.net("stall", &v[2].land(&l[2]).land(&hold_full), "a finished tile waits for the hold registers");
+    let en = b.net("en", &stall.lnot(), "");
+    let fire = b.net("fire", &a_valid.land(&w_valid).land(&en), "a step is accepted");
+    b.assign(&a_ready, &w_valid.land(&en));
+    b.assign(&w_ready, &a_valid.land(&en));
+    b.assign(&en_o, &en);
+    b.assign(&acc_en_o, &v[2].land(&en));
+    b.assign(&first_o, &f[2]);
+    let load = b.net("load", &v[2].land(&l[2]).land(&en), "");
+    b.assign(&load_o, &load);
+
+    b.comment("drain: hold registers -> P1 (clip) -> P2 (product) -> P3 (output register)");
+    let y_valid_q = b.reg("y_valid_o", Ty::bit(), "");
+    let y_last_q = b.reg("y_last_o", Ty::bit(), "");
+    let d_en = b.net("d_en", &y_valid_q.lnot().lor(&y_ready), "the output register can take a new row");
+    let issue = b.net("issue", &hold_full.land(&d_en), "");
+    b.assign(&shift_o, &issue);
+    b.assign(&d_en_o, &d_en);
+    let dv = [b.reg("dv1_q", Ty::bit(), "P1 holds a row"), b.reg("dv2_q", Ty::bit(), "")];
+    let dl = [b.reg("dl1_q", Ty::bit(), "P1 row is the last of its tile"), b.reg("dl2_q", Ty::bit(), "")];
+    let (row_last, row_stmts) = if rb == 0 {
+        (Expr::lit(1, Ty::bit()), Vec::new())
+    } else {
+        let row = b.reg("row_q", Ty::u(rb), "next row to issue");
+        let last = b.net("row_last", &row.eq(&Expr::lit(i128::from(rows - 1), Ty::u(rb))), "");
+        let st = vec![Stmt::when(
+            &issue,
+            vec![Stmt::set(&row, &Expr::mux(&last, &Expr::zero(Ty::u(rb)), &row.add(&Expr::lit(1, Ty::u(rb)))))],
+        )];
+        (last, st)
+    };
+    let done = b.net("drain_done", &issue.land(&row_last), "the last row of the tile is issued");
+
+    let zero = Expr::lit(0, Ty::bit());
+    let one = Expr::lit(1, Ty::bit());
+    let mut reset = vec![
+        Stmt::set(&v[0], &zero),
+        Stmt::set(&v[1], &zero),
+        Stmt::set(&v[2], &zero),
+        Stmt::set(&tile_start, &one),
+        Stmt::set(&hold_full, &zero),
+        Stmt::set(&dv[0], &zero),
+        Stmt::set(&dv[1], &zero),
+        Stmt::set(&y_valid_q, &zero),
+    ];
+    if rb > 0 {
+        reset.push(Stmt::set(&Expr::sig("row_q", Ty::u(rb)), &Expr::zero(Ty::u(rb))));
+    }
+    let mut run = vec![
+        Stmt::when(
+            &en,
+            vec![
+                Stmt::set(&v[0], &fire),
+                Stmt::set(&v[1], &v[0]),
+                Stmt::set(&v[2], &v[1]),
+                Stmt::when(&fire, vec![Stmt::set(&tile_start, &a_last)]),
+            ],
+        ),
+        Stmt::when_else(&load, vec![Stmt::set(&hold_full, &one)], vec![Stmt::when(&done, vec![Stmt::set(&hold_full, &zero)])]),
+        Stmt::when(
+            &d_en,
+            vec![Stmt::set(&dv[0], &issue), Stmt::set(&dv[1], &dv[0]), Stmt::set(&y_valid_q, &dv[1])],
+        ),
+    ];
+    run.extend(row_stmts);
+    b.always(&clk, vec![Stmt::when_else(&rst, reset, run)]);
+    b.comment("tile flags travel with the steps; they need no reset (qualified by the valid bits)");
+    b.always(
+        &clk,
+        vec![
+            Stmt::when(
+                &en,
+                vec![
+                    Stmt::set(&f[0], &tile_start),
+                    Stmt::set(&f[1], &f[0]),
+                    Stmt::set(&f[2], &f[1]),
+                    Stmt::set(&l[0], &a_last),
+                    Stmt::set(&l[1], &l[0]),
+                    Stmt::set(&l[2], &l[1]),
+                ],
+            ),
+            Stmt::when(&d_en, vec![Stmt::set(&dl[0], &done), Stmt::set(&dl[1], &dl[0]), Stmt::set(&y_last_q, &dl[1])]),
+        ],
+    );
+    let _ = (y_valid, y_last);
+    m
+}
+
+/// The top level: parameter registers, control, array, and one PACT + requantization pipeline per column.
+pub fn top(p: &HwParams, units: &Units) -> Module {
+    let (r, c, l, ab, wb, aw, ob, mb, sb) = (p.rows, p.cols, p.lanes, p.act_bits, p.weight_bits, p.acc_bits, p.out_bits, p.mult_bits, p.shift_bits);
+    let mut m = Module::new(&p.module("top"));
+    m.doc(&format!("qmac array top: {r} x {c} PEs x {l} lanes = {} MACs per cycle; streams with valid/ready.", r * c * l));
+    let clk = m.input("clk_i", Ty::bit(), "clock");
+    let rst = m.input("rst_i", Ty::bit(), "synchronous reset, active high");
+    let a_data = m.input("a_data_i", Ty::u(r * l * ab), "row r lane l at [(r*L+l)*AB +: AB]");
+    let a_last = m.input("a_last_i", Ty::bit(), "last step of the tile");
+    let a_valid = m.input("a_valid_i", Ty::bit(), "");
+    let a_ready = m.output("a_ready_o", Ty::bit(), "");
+    let w_data = m.input("w_data_i", Ty::u(c * l * wb), "column c lane l at [(c*L+l)*WB +: WB]");
+    let w_valid = m.input("w_valid_i", Ty::bit(), "");
+    let w_ready = m.output("w_ready_o", Ty::bit(), "");
+    let prm_we = m.input("prm_we_i", Ty::bit(), "parameter write");
+    let prm_addr = m.input("prm_addr_i", Ty::u(p.prm_addr_bits), "channel * 4 + field");
+    let prm_wdata = m.input("prm_wdata_i", Ty::u(p.prm_data_bits), "");
+    let y_data = m.output("y_data_o", Ty::u(c * ob), "column c at [c*OB +: OB]");
+    let y_last = m.output("y_last_o", Ty::bit(), "last row of the tile");
+    let y_valid = m.output("y_valid_o", Ty::bit(), "");
+    let y_ready = m.input("y_ready_i", Ty::bit(), "");
+    let b = &mut m.body;
+    let bias = b.wire("bias", Ty::u(c * aw), "");
+    let alpha = b.wire("alpha", Ty::u(c * aw), "");
+    let mult = b.wire("mult", Ty::u(c * mb), "");
+    let shift = b.wire("shift", Ty::u(c * sb), "");
+    let en = b.wire("en", Ty::bit(), "");
+    let acc_en = b.wire("acc_en", Ty::bit(), "");
+    let first = b.wire("first", Ty::bit(), "");
+    let load = b.wire("load", Ty::bit(), "");
+    let drain_shift = b.wire("drain_shift", Ty::bit(), "");
+    let d_en = b.wire("d_en", Ty::bit(), "");
+    let col = b.wire("col", Ty::u(c * aw), "row-0 hold register of each column");
+    b.instance(
+        &units.params,
+        "u_params",
+        &[
+            ("clk_i", clk.clone()),
+            ("prm_we_i", prm_we),
+            ("prm_addr_i", prm_addr),
+            ("prm_wdata_i", prm_wdata),
+            ("bias_o", bias.clone()),
+            ("alpha_o", alpha.clone()),
+            ("mult_o", mult.clone()),
+            ("shift_o", shift.clone()),
+        ],
+    );
+    b.instance(
+        &units.ctrl,
+        "u_ctrl",
+        &[
+            ("clk_i", clk.clone()),
+            ("rst_i", rst),
+            ("a_valid_i", a_valid),
+            ("a_last_i", a_last),
+            ("a_ready_o", a_ready),
+            ("w_valid_i", w_valid),
+            ("w_ready_o", w_ready),
+            ("en_o", en.clone()),
+            ("acc_en_o", acc_en.clone()),
+            ("first_o", first.clone()),
+            ("load_o", load.clone()),
+            ("shift_o", drain_shift.clone()),
+            ("d_en_o", d_en.clone()),
+            ("y_valid_o", y_valid),
+            ("y_last_o", y_last),
+            ("y_ready_i", y_ready),
+        ],
+    );
+    b.instance(
+        &units.array,
+        "u_array",
+        &[
+            ("clk_i", clk.clone()),
+            ("en_i", en),
+            ("a_data_i", a_data),
+            ("w_data_i", w_data),
+            ("acc_en_i", acc_en),
+            ("first_i", first),
+            ("load_i", load),
+            ("shift_i", drain_shift),
+            ("col_o", col.clone()),
+        ],
+    );
+    b.generate_for("gc", c, "g_col", |b| {
+        let x = b.wire("x", Ty::u(aw), "clipped value (P1)");
+        let part = |e: &Expr, w: u32| e.part(&format!("gc * {w}"), w, (c - 1) * w);
+        b.instance(
+            &units.pact,
+            "u_pact",
+            &[
+                ("clk_i", clk.clone()),
+                ("en_i", d_en.clone()),
+                ("acc_i", part(&col, aw)),
+                ("bias_i", part(&bias, aw)),
+                ("alpha_i", part(&alpha, aw)),
+                ("x_o", x.clone()),
+            ],
+        );
+        b.instance(
+            &units.requant,
+            "u_requant",
+            &[
+                ("clk_i", clk.clone()),
+                ("en_i", d_en.clone()),
+                ("x_i", x),
+                ("mult_i", part(&mult, mb)),
+                ("shift_i", part(&shift, sb)),
+                ("code_o", part(&y_data, ob)),
+            ],
+        );
+    });
+    m
+}
+
+/// All modules of one design.
+#[derive(Clone, Debug)]
+pub struct Units {
+    /// Processing element.
+    pub pe: Module,
+    /// Row correction (odd-level weights only).
+    pub rowsum: Option<Module>,
+    /// The array of PEs.
+    pub array: Module,
+    /// PACT clip.
+    pub pact: Module,
+    /// Requantization.
+    pub requant: Module,
+    /// Parameter registers.
+    pub params: Module,
+    /// Control.
+    pub ctrl: Module,
+}
+
+/// Build every module of the design; returns the modules in dependency order (leaves first, top last).
+pub fn design(p: &HwParams) -> Vec<Module> {
+    let pe = pe(p);
+    let rowsum = (p.kind() == MacKind::OddWeights).then(|| rowsum(p));
+    let array = array(p, &pe, rowsum.as_ref());
+    let units = Units { pe, rowsum, array, pact: pact(p), requant: requant(p), params: params(p), ctrl: ctrl(p) };
+    let top = top(p, &units);
+    let mut out = vec![units.pe];
+    out.extend(units.rowsum);
+    out.extend([units.array, units.pact, units.requant, units.params, units.ctrl, top]);
+    out
+}
