@@ -131,6 +131,45 @@ mod tests {
         assert_eq!(Encoding::Odd.code_of(2, 0), None);
     }
 
+    /// Invariant: the processing element's decompositions equal the plain sum of products, for every
+    /// pair of codes of 4 bits or fewer and every encoding pair: odd-level weights as
+    /// `2 * c * a - n_w * a`, and +-1 x +-1 as `2 * xnor(c, d) - 1`; and a lane term stays inside
+    /// `lane_term_range`.
+    #[test]
+    fn mac_decompositions_exhaustive() {
+        let encs = [Encoding::Unsigned, Encoding::Int, Encoding::Odd];
+        for we in [Encoding::Int, Encoding::Odd] {
+            for ae in encs {
+                for wb in 1..=4u32 {
+                    for ab in 1..=4u32 {
+                        let kind = MacKind::of(we, wb, ae, ab);
+                        let (tlo, thi) = kind.lane_term_range((we, wb), (ae, ab));
+                        let prange = product_range(we.range(wb), ae.range(ab));
+                        for c in 0..(1u64 << wb) {
+                            for d in 0..(1u64 << ab) {
+                                let want = we.value(wb, c) * ae.value(ab, d);
+                                assert!(prange.0 <= want && want <= prange.1);
+                                let (term, got) = match kind {
+                                    MacKind::Direct => (want, want),
+                                    MacKind::OddWeights => {
+                                        let t = c as i64 * ae.value(ab, d);
+                                        (t, 2 * t - ((1i64 << wb) - 1) * ae.value(ab, d))
+                                    }
+                                    MacKind::Xnor => {
+                                        let x = i64::from(c == d);
+                                        (x, 2 * x - 1)
+                                    }
+                                };
+                                assert_eq!(got, want, "{we:?}{wb} x {ae:?}{ab}: codes {c}, {d}");
+                                assert!(tlo <= term && term <= thi, "{kind:?} term {term} outside {tlo}..={thi}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn product_range_corners() {
         assert_eq!(product_range((-8, 7), (0, 15)), (-120, 105));

@@ -204,7 +204,7 @@ impl Config {
         if raw.weight_encoding == EncodingName::Unsigned {
             return Err(invalid("weight_encoding", "\"unsigned\"", "allowed \"int\" or \"odd\""));
         }
-        let cfg = Config { raw };
+        let mut cfg = Config { raw };
         let need = cfg.exact_acc_bits();
         if let Some(a) = cfg.raw.acc_bits {
             let lo = cfg.dot_bits().max(2);
@@ -219,6 +219,9 @@ impl Config {
                 ));
             }
         }
+        // normalise: every derived default written out, so the stored config regenerates the design
+        cfg.raw.acc_bits = Some(cfg.raw.acc_bits.unwrap_or(need));
+        cfg.raw.out_bits = Some(cfg.out_bits());
         if cfg.product_bits() > 96 {
             return Err(invalid("mult_bits", cfg.raw.mult_bits, format!("acc_bits + mult_bits must be at most 96 (acc_bits is {})", cfg.acc_bits())));
         }
@@ -240,10 +243,7 @@ impl Config {
     /// The configuration as TOML, every field written out (derived defaults included), so the file
     /// regenerates the same design.
     pub fn to_toml(&self) -> String {
-        let mut raw = self.raw.clone();
-        raw.out_bits = Some(self.out_bits());
-        raw.acc_bits = Some(self.acc_bits());
-        toml::to_string(&raw).expect("config serialises")
+        toml::to_string(&self.raw).expect("config serialises")
     }
 
     /// A short name: `w<bits><enc>a<bits><enc>_<rows>x<cols>x<lanes>`.
@@ -310,9 +310,10 @@ impl Config {
     pub fn acc_bits(&self) -> u32 {
         self.raw.acc_bits.unwrap_or_else(|| self.exact_acc_bits())
     }
-    /// True when the accumulator is narrower than the no-overflow width (and so saturates).
+    /// True when the accumulator saturates (`acc_saturate`; required when it is narrower than
+    /// [`Config::exact_acc_bits`]).
     pub fn acc_saturates(&self) -> bool {
-        self.acc_bits() < self.exact_acc_bits() || (self.raw.acc_saturate && self.raw.acc_bits.is_some())
+        self.raw.acc_saturate
     }
     /// Width of the requantization product `x * mult`.
     pub fn product_bits(&self) -> u32 {

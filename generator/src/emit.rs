@@ -122,6 +122,10 @@ pub fn write(cfg: &Config, out: &Path) -> Result<Generated, EmitError> {
             return Err(EmitError::NotABuildDir(out.to_path_buf()));
         }
     }
+    if is_unchanged(&g, out) {
+        // same text byte for byte: keep the files (and their times, so model builds are reused)
+        return Ok(g);
+    }
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -153,4 +157,13 @@ pub fn write(cfg: &Config, out: &Path) -> Result<Generated, EmitError> {
     }
     fs::rename(&tmp, out).map_err(io(out))?;
     Ok(g)
+}
+
+fn is_unchanged(g: &Generated, out: &Path) -> bool {
+    let same = |rel: &str, text: &str| fs::read(out.join(rel)).is_ok_and(|b| b == text.as_bytes());
+    g.rtl.iter().all(|(p, t)| same(p, t))
+        && same("filelist.f", &g.filelist)
+        && same("manifest.json", &g.manifest)
+        && same("config.toml", &g.config)
+        && fs::read_dir(out.join("rtl")).is_ok_and(|d| d.count() == g.rtl.len())
 }

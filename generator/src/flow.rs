@@ -85,3 +85,65 @@ pub fn check(dir: &Path) -> Result<(), SimError> {
     sim::lint(&info)?;
     sim::yosys_check(&info)
 }
+
+/// Measured figures of [`bench`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchReport {
+    /// Configuration of the generation benchmark.
+    pub generate_config: String,
+    /// Median time to generate it in memory, milliseconds.
+    pub generate_ms: f64,
+    /// Lines of Verilog generated.
+    pub generate_lines: usize,
+    /// Configuration of the simulation benchmark.
+    pub sim_config: String,
+    /// Verilator build time (verilation and C++ compile, runtime objects shared), seconds.
+    pub verilator_build_s: f64,
+    /// C++ optimisation of the model.
+    pub sim_opt: String,
+    /// Simulated cycles per second with no stalls.
+    pub cycles_per_s: f64,
+    /// Simulated cycles per second with 30 % stalls on every stream.
+    pub cycles_per_s_stalled: f64,
+    /// Cycles simulated for each figure.
+    pub cycles: u64,
+}
+
+/// Measure generation time of a 64x64 array, and the Verilator build time and simulation speed of an
+/// 8x8 W4A4 array (the default configuration). `work` is a scratch build directory.
+pub fn bench(work: &Path) -> Result<BenchReport, SimError> {
+    use crate::config::RawConfig;
+    let big = Config::new(RawConfig { rows: 64, cols: 64, ..RawConfig::default() }).expect("valid");
+    let mut times = Vec::new();
+    let mut lines = 0;
+    for _ in 0..5 {
+        let t0 = std::time::Instant::now();
+        let g = emit::generate(&big);
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+        lines = g.rtl.iter().map(|(_, t)| t.lines().count()).sum();
+    }
+    times.sort_by(f64::total_cmp);
+    let cfg = Config::default();
+    let dir = work.join(cfg.short_name());
+    emit::write(&cfg, &dir).map_err(|e| SimError::Io { path: dir.clone(), source: std::io::Error::other(e.to_string()) })?;
+    let _ = std::fs::remove_dir_all(dir.join("sim"));
+    let info = sim::build_info(&dir)?;
+    let opts = BuildOptions { opt: "-O2".into(), jobs: 2 };
+    let (exe, build) = sim::build(&info, &opts)?;
+    let layers = random_layers(&cfg, 1, &StimulusOptions { layers: 1, tiles: 50, max_steps: 64, abort: false });
+    let vectors = dir.join("sim/bench-vectors.txt");
+    std::fs::write(&vectors, render(&cfg, &layers).expect("valid")).map_err(|source| SimError::Io { path: vectors.clone(), source })?;
+    let fast = sim::run_repeated(&exe, &vectors, 1, 0, 400, &dir.join("logs/bench.log"))?;
+    let slow = sim::run_repeated(&exe, &vectors, 1, 30, 200, &dir.join("logs/bench-stalled.log"))?;
+    Ok(BenchReport {
+        generate_config: big.short_name(),
+        generate_ms: times[times.len() / 2],
+        generate_lines: lines,
+        sim_config: cfg.short_name(),
+        verilator_build_s: build.as_secs_f64(),
+        sim_opt: opts.opt,
+        cycles_per_s: fast.cycles as f64 / fast.seconds.max(1e-9),
+        cycles_per_s_stalled: slow.cycles as f64 / slow.seconds.max(1e-9),
+        cycles: fast.cycles,
+    })
+}

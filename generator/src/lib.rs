@@ -12,5 +12,6 @@ pub mod flow;
 pub mod reference;
 pub mod rng;
 pub mod sim;
+pub mod synth;
 pub mod tools;
 pub mod vectors;

@@ -48,6 +48,16 @@ enum Cmd {
     /// Print the configuration (default, or --config with flags applied) as TOML, every field explained
     /// in `docs/configuration.md`.
     Config(ConfigArgs),
+    /// Measure: generation time of a 64x64 array; Verilator build time and simulated cycles per second
+    /// of the default 8x8 W4A4 array. Prints a table and writes JSON (docs/performance.md has figures).
+    Bench {
+        /// Scratch directory.
+        #[arg(long, default_value = "build/bench")]
+        dir: PathBuf,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -228,6 +238,21 @@ fn main() -> Result<()> {
             println!("check: verilator -Wall lint clean; yosys check -assert clean, no latches");
             step("[3/3] co-simulation");
             simulate(&a.out, &a.stim.options())?;
+            Ok(())
+        }
+        Cmd::Bench { dir, json } => {
+            step("benchmarking (about a minute)");
+            let r = flow::bench(&dir)?;
+            let text = serde_json::to_string_pretty(&r)?;
+            std::fs::write(dir.join("bench.json"), format!("{text}\n"))?;
+            if json {
+                println!("{text}");
+            } else {
+                println!("generate {}: {:.1} ms ({} lines of Verilog)", r.generate_config, r.generate_ms, r.generate_lines);
+                println!("verilator build {} ({}): {:.1} s", r.sim_config, r.sim_opt, r.verilator_build_s);
+                println!("simulation {}: {:.2} M cycles/s without stalls, {:.2} M cycles/s with 30% stalls ({} cycles)", r.sim_config, r.cycles_per_s / 1e6, r.cycles_per_s_stalled / 1e6, r.cycles);
+                println!("(JSON: {})", dir.join("bench.json").display());
+            }
             Ok(())
         }
         Cmd::Config(a) => {

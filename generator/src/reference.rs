@@ -141,6 +141,61 @@ mod tests {
         assert_eq!(acc, vec![2]);
     }
 
+    /// Independent decoding of a code, written from the definitions (not through `Encoding::value`).
+    fn decode(enc: EncodingName, bits: u32, code: u64) -> i64 {
+        match enc {
+            EncodingName::Unsigned => code as i64,
+            EncodingName::Int => ((code << (64 - bits)) as i64) >> (64 - bits),
+            EncodingName::Odd => 2 * code as i64 - ((1i64 << bits) - 1),
+        }
+    }
+
+    /// Invariant: for operands of 4 bits or fewer, every encoding pair and every pair of codes, the
+    /// reference accumulator of a one-lane tile equals the product of the independently decoded values,
+    /// and a two-step tile equals the sum of two products.
+    #[test]
+    fn products_exhaustive_up_to_4_bits() {
+        for we in [EncodingName::Int, EncodingName::Odd] {
+            for ae in [EncodingName::Unsigned, EncodingName::Int, EncodingName::Odd] {
+                for wb in 1..=4u32 {
+                    for ab in 1..=4u32 {
+                        let c = Config::new(RawConfig {
+                            rows: 1, cols: 1, lanes: 1, max_depth: 2,
+                            weight_bits: wb, weight_encoding: we, act_bits: ab, act_encoding: ae,
+                            ..RawConfig::default()
+                        }).unwrap();
+                        for w in 0..(1u64 << wb) {
+                            for a in 0..(1u64 << ab) {
+                                let want = decode(we, wb, w) * decode(ae, ab, a);
+                                assert_eq!(tile_acc(&c, &[Step { a: vec![a], w: vec![w] }]), vec![want]);
+                                let a2 = (a + 1) % (1 << ab);
+                                let want2 = want + decode(we, wb, w) * decode(ae, ab, a2);
+                                assert_eq!(tile_acc(&c, &[Step { a: vec![a], w: vec![w] }, Step { a: vec![a2], w: vec![w] }]), vec![want2]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Invariant: the derived accumulator width holds the most extreme tile (every product at its
+    /// minimum, or every product at its maximum, for max_depth elements) and one bit less does not.
+    #[test]
+    fn exact_acc_bits_is_tight() {
+        for (wb, ab, depth) in [(1, 1, 64), (2, 4, 100), (4, 4, 512), (8, 8, 4096), (3, 7, 9)] {
+            let c = Config::new(RawConfig { rows: 1, cols: 1, lanes: 1, max_depth: depth, weight_bits: wb, act_bits: ab, ..RawConfig::default() }).unwrap();
+            // int weights x unsigned acts: extremes are -2^(wb-1) * (2^ab - 1) and (2^(wb-1) - 1) * (2^ab - 1)
+            let amax = (1i128 << ab) - 1;
+            let lo = -(1i128 << (wb - 1)) * amax * i128::from(depth);
+            let hi = ((1i128 << (wb - 1)) - 1) * amax * i128::from(depth);
+            let bits = c.exact_acc_bits();
+            let fits = |b: u32| lo >= -(1i128 << (b - 1)) && hi < (1i128 << (b - 1));
+            assert!(fits(bits), "{wb}x{ab}x{depth}: {bits} bits");
+            assert!(bits == 2 || !fits(bits - 1), "{wb}x{ab}x{depth}: {bits} bits is not minimal");
+        }
+    }
+
     #[test]
     fn int_weights_times_unsigned_acts() {
         let c = cfg(|r| {
@@ -157,12 +212,13 @@ mod tests {
         let c = cfg(|r| {
             r.weight_bits = 4;
             r.act_bits = 4;
-            r.acc_bits = Some(8);
+            r.acc_bits = Some(10);
             r.acc_saturate = true;
         });
         assert!(c.acc_saturates());
         let step = Step { a: vec![15, 15], w: vec![7, 7] }; // +210 per step
-        assert_eq!(tile_acc(&c, &[step.clone(), step]), vec![127]);
+        assert_eq!(tile_acc(&c, &[step.clone(), step.clone()]), vec![420]);
+        assert_eq!(tile_acc(&c, &[step.clone(), step.clone(), step]), vec![511]);
     }
 
     #[test]

@@ -116,23 +116,81 @@ pub fn build(info: &BuildInfo, opts: &BuildOptions) -> Result<(PathBuf, Duration
     std::fs::create_dir_all(&sim).map_err(io(&sim))?;
     let tb = sim.join("tb.cpp");
     std::fs::write(&tb, TB_CPP).map_err(io(&tb))?;
+    let obj = sim.join("obj");
+    std::fs::create_dir_all(&obj).map_err(io(&obj))?;
+    let runtime = runtime_cache()?;
     let mut c = verilator_cmd()?;
     c.current_dir(&info.dir)
-        .args(["--cc", "--exe", "--build", "--prefix", "Vdut", "--top-module", &info.top])
+        .args(["--cc", "--exe", "--prefix", "Vdut", "--top-module", &info.top])
         .args(["--x-assign", "unique", "--x-initial", "unique"])
-        .arg("-j")
-        .arg(opts.jobs.to_string())
         .arg("-Mdir")
-        .arg(sim.join("obj"))
-        .args(["-o", "tb", "-CFLAGS", &opts.opt])
+        .arg(&obj)
+        .args(["-o", "tb"])
         .args(info.files.iter().map(|f| info.dir.join(f)))
         .arg(&tb);
-    let (_, t) = tools::run(c, "verilator", "model build", &info.dir.join("logs/verilator-build.log"))?;
+    let (_, t1) = tools::run(c, "verilator", "verilation", &info.dir.join("logs/verilator.log"))?;
+    // after verilation: the makefile just written is a prerequisite of the runtime objects
+    seed_runtime(&runtime, &obj);
+    let mut m = Command::new(tools::find("QMAC_MAKE", &["make"])?);
+    m.current_dir(&obj)
+        .args(["-f", "Vdut.mk", "-j"])
+        .arg(opts.jobs.to_string())
+        .arg(format!("OPT_FAST={0}", opts.opt))
+        .arg(format!("OPT_SLOW={0}", opts.opt));
+    let (_, t2) = tools::run(m, "make", "model compile (g++)", &info.dir.join("logs/verilator-build.log"))?;
+    let t = t1 + t2;
+    save_runtime(&runtime, &obj);
     Ok((sim.join("obj/tb"), t))
 }
 
+/// The Verilator runtime objects every model links (compiled from Verilator's own sources, the same for
+/// every configuration): compiled once, then copied into each model's build directory so its makefile
+/// finds them up to date. Keyed by the Verilator installation and the compiler flags; anything missing is
+/// simply rebuilt.
+const RUNTIME_OBJS: [&str; 2] = ["verilated.o", "verilated_threads.o"];
+
+fn runtime_cache() -> Result<PathBuf, SimError> {
+    use std::hash::{Hash, Hasher};
+    let v = tools::verilator()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.hash(&mut h);
+    std::fs::metadata(&v).and_then(|m| m.modified()).ok().hash(&mut h);
+    std::env::var("CXXFLAGS").ok().hash(&mut h);
+    std::env::var("CXX").ok().hash(&mut h);
+    let base = match std::env::var_os("QMAC_CACHE_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => match std::env::var_os("XDG_CACHE_HOME").or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache").into_os_string())) {
+            Some(d) => PathBuf::from(d).join("qmac"),
+            None => std::env::temp_dir().join("qmac-cache"),
+        },
+    };
+    Ok(base.join(format!("verilator-runtime-{:016x}", h.finish())))
+}
+
+fn seed_runtime(cache: &Path, obj: &Path) {
+    for o in RUNTIME_OBJS {
+        let (src, dst) = (cache.join(o), obj.join(o));
+        if src.is_file() && !dst.is_file() {
+            // a failed copy only costs a rebuild of the runtime
+            let _ = std::fs::copy(&src, &dst);
+        }
+    }
+}
+
+fn save_runtime(cache: &Path, obj: &Path) {
+    if RUNTIME_OBJS.iter().all(|o| cache.join(o).is_file()) || std::fs::create_dir_all(cache).is_err() {
+        return;
+    }
+    for o in RUNTIME_OBJS {
+        let tmp = cache.join(format!("{o}.{}", std::process::id()));
+        if std::fs::copy(obj.join(o), &tmp).is_ok() {
+            let _ = std::fs::rename(&tmp, cache.join(o));
+        }
+    }
+}
+
 /// What one simulation run reported.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SimReport {
     /// The testbench's summary line.
     pub summary: String,
@@ -140,14 +198,21 @@ pub struct SimReport {
     pub cycles: u64,
     /// Output rows compared.
     pub rows: u64,
+    /// Wall time of the simulation loop, seconds.
+    pub seconds: f64,
 }
 
 /// Run the testbench on a vector file. Random stalls with probability `stall_pct` percent on every
 /// stream, seeded by `seed`; X values are randomised (seeded too) so a missing reset shows.
 pub fn run(exe: &Path, vectors: &Path, seed: u64, stall_pct: u32, log: &Path) -> Result<SimReport, SimError> {
+    run_repeated(exe, vectors, seed, stall_pct, 1, log)
+}
+
+/// [`run`], streaming the vector file `repeat` times (for speed measurements).
+pub fn run_repeated(exe: &Path, vectors: &Path, seed: u64, stall_pct: u32, repeat: u32, log: &Path) -> Result<SimReport, SimError> {
     let mut c = Command::new(exe);
     c.arg(vectors)
-        .args(["--seed", &seed.to_string(), "--stall", &stall_pct.to_string()])
+        .args(["--seed", &seed.to_string(), "--stall", &stall_pct.to_string(), "--repeat", &repeat.to_string()])
         .arg("+verilator+rand+reset+2")
         .arg(format!("+verilator+seed+{}", 1 + seed % 1_000_000));
     let out = match tools::run(c, "testbench", "simulation", log) {
@@ -160,5 +225,6 @@ pub fn run(exe: &Path, vectors: &Path, seed: u64, stall_pct: u32, log: &Path) ->
     };
     let line = out.lines().find(|l| l.starts_with("qmac-tb: PASS")).ok_or_else(|| SimError::Mismatch(format!("no verdict from the testbench: {}", tools::excerpt(&out, 10))))?;
     let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse().ok()).unwrap_or(0);
-    Ok(SimReport { summary: line.to_string(), cycles: field("cycles="), rows: field("rows=") })
+    let seconds = line.split_whitespace().find_map(|w| w.strip_prefix("seconds=")).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    Ok(SimReport { summary: line.to_string(), cycles: field("cycles="), rows: field("rows="), seconds })
 }

@@ -90,7 +90,8 @@ impl Expr {
     }
 
     fn paren(&self) -> String {
-        if self.atomic || self.text.starts_with('(') && matching_outer_paren(&self.text) {
+        let call = (self.text.starts_with("$signed(") || self.text.starts_with("$unsigned(")) && matching_outer_paren(&self.text[self.text.find('(').unwrap_or(0)..]);
+        if self.atomic || call || self.text.starts_with('(') && matching_outer_paren(&self.text) {
             self.text.clone()
         } else {
             format!("({})", self.text)
@@ -352,6 +353,7 @@ impl Stmt {
 enum Item {
     Comment(String),
     Decl { name: String, ty: Ty, reg: bool, doc: String },
+    Net { name: String, rhs: Expr, doc: String },
     Assign(Expr, Expr),
     Always { clk: String, body: Vec<Stmt> },
     Inst { module: String, name: String, conns: Vec<(String, String)> },
@@ -380,11 +382,10 @@ impl Body {
         self.items.push(Item::Decl { name: name.to_string(), ty, reg: true, doc: doc.to_string() });
         Expr::sig(name, ty)
     }
-    /// Declare a wire and drive it: `wire name = rhs`.
+    /// Declare a wire and drive it: `wire name = rhs;`.
     pub fn net(&mut self, name: &str, rhs: &Expr, doc: &str) -> Expr {
-        let e = self.wire(name, rhs.ty, doc);
-        self.assign(&e, rhs);
-        e
+        self.items.push(Item::Net { name: name.to_string(), rhs: rhs.clone(), doc: doc.to_string() });
+        Expr::sig(name, rhs.ty)
     }
     /// Continuous assignment, type-checked.
     pub fn assign(&mut self, lhs: &Expr, rhs: &Expr) {
@@ -522,12 +523,17 @@ fn print_items(s: &mut String, items: &[Item], depth: usize, ports: &[&str]) {
     let ind = "    ".repeat(depth);
     let mut prev_kind = "";
     for item in items {
+        if let Item::Decl { name, .. } = item {
+            if ports.contains(&name.as_str()) {
+                // an output port declared `output reg`: nothing to declare here
+                continue;
+            }
+        }
         let kind = match item {
-            Item::Decl { .. } => "decl",
-            Item::Assign(..) => "assign",
+            Item::Decl { .. } | Item::Net { .. } | Item::Assign(..) => "decl",
             _ => "block",
         };
-        if kind != prev_kind || kind == "block" {
+        if (kind != prev_kind || kind == "block") && prev_kind != "comment" {
             s.push('\n');
         }
         prev_kind = kind;
@@ -537,18 +543,20 @@ fn print_items(s: &mut String, items: &[Item], depth: usize, ports: &[&str]) {
                 prev_kind = "comment";
             }
             Item::Decl { name, ty, reg, doc } => {
-                if ports.contains(&name.as_str()) {
-                    // an output port declared `output reg`; nothing to declare here
-                    prev_kind = "";
-                    s.pop();
-                    continue;
-                }
                 let kw = if *reg { "reg " } else { "wire" };
                 let decl = format!("{ind}{kw}{} {name};", ty.decl());
                 if doc.is_empty() {
                     let _ = writeln!(s, "{decl}");
                 } else {
                     let _ = writeln!(s, "{decl:<44} // {doc}");
+                }
+            }
+            Item::Net { name, rhs, doc } => {
+                let decl = format!("{ind}wire{} {name} = {};", rhs.ty.decl(), strip_outer(&rhs.text));
+                if doc.is_empty() {
+                    let _ = writeln!(s, "{decl}");
+                } else {
+                    let _ = writeln!(s, "{decl}  // {doc}");
                 }
             }
             Item::Assign(l, r) => {

@@ -126,12 +126,12 @@ fn adder_tree(b: &mut Body, prefix: &str, terms: Vec<(Expr, (i64, i64))>) -> (Ex
                     let range = (x.1 .0 + y.1 .0, x.1 .1 + y.1 .1);
                     let signed = range.0 < 0 || x.0.ty().signed || y.0.ty().signed;
                     let e = if signed {
-                        let w = signed_bits(range.0.into(), range.1.into());
+                        let w = signed_bits(range.0.into(), range.1.into()).max(x.0.width()).max(y.0.width());
                         let xs = if x.0.ty().signed { x.0.resize(w) } else { x.0.resize(w - 1).to_signed_value() };
                         let ys = if y.0.ty().signed { y.0.resize(w) } else { y.0.resize(w - 1).to_signed_value() };
                         xs.add(&ys)
                     } else {
-                        let w = unsigned_bits(range.1 as u128);
+                        let w = unsigned_bits(range.1 as u128).max(x.0.width()).max(y.0.width());
                         x.0.resize(w).add(&y.0.resize(w))
                     };
                     let n = b.net(&format!("{prefix}_s{depth}_{i}"), &e, "");
@@ -193,6 +193,9 @@ pub fn pe(p: &HwParams) -> Module {
                     // odd weights: the unsigned code c, as a signed number
                     b.net(&format!("w{i}_val"), &wc.to_signed_value(), "")
                 };
+                // degenerate ranges (a 1-bit {-1, 0} weight times a 1-bit {0, 1} activation) have a
+                // product narrower than the operands; never truncate an operand
+                let tw = tw.max(av.width()).max(wv.width());
                 let prod = av.resize(tw).mul(&wv.resize(tw));
                 let q = b.reg(&format!("prod{i}_q"), Ty::s(tw), "");
                 s2.push(Stmt::set(&q, &prod));
@@ -206,6 +209,8 @@ pub fn pe(p: &HwParams) -> Module {
     b.comment("S3: adder tree");
     let (root, root_range) = adder_tree(b, "sum", terms);
     let root_ty = root.ty();
+    // the dot product's width: the true range's, or the tree's if a degenerate range made it wider
+    let dw = if kind == MacKind::Direct { dw.max(root_ty.width) } else { dw };
     let dot_q = b.reg("dot_q", root_ty, "partial sum of this step (S3)");
     b.always(&clk, vec![Stmt::when(&en, vec![Stmt::set(&dot_q, &root)])]);
     let _ = root_range;

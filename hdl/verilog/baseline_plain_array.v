@@ -39,38 +39,49 @@ module baseline_plain_array #(
     wire [COLS*ACC-1:0] rows_w [0:ROWS-1];
     assign row_o = rows_w[rsel_i];
 
+    // Product width per operand case, and the lane sum's width.
+    localparam integer PW = (WB == 1 && AB == 1) ? 2 : (WB == 1) ? AB + 1 : (AB == 1) ? WB + 1 : WB + AB;
+    localparam integer SW = (LANES > 1) ? PW + $clog2(LANES) : PW;
+
     genvar r, c, l;
     generate
         for (r = 0; r < ROWS; r = r + 1) begin : g_row
-            wire clr_row = rst_i | (rclr_i & (rsel_i == r));
+            wire clr_row = rst_i | (rclr_i & ({{(32-RSW){1'b0}}, rsel_i} == r));
             for (c = 0; c < COLS; c = c + 1) begin : g_col
-                wire signed [ACC-1:0] prod [0:LANES];
-                assign prod[0] = {ACC{1'b0}};
+                wire signed [SW-1:0] sum [0:LANES];
+                assign sum[0] = {SW{1'b0}};
                 for (l = 0; l < LANES; l = l + 1) begin : g_lane
                     wire [WB-1:0] w = w_i[(c*LANES+l)*WB +: WB];
                     wire [AB-1:0] a = a_i[(r*LANES+l)*AB +: AB];
-                    wire signed [ACC-1:0] p;
+                    wire signed [PW-1:0] p;
                     if (WB == 1 && AB == 1) begin : g_xnor
-                        // +1 when equal, -1 otherwise
-                        assign p = {{(ACC-1){w[0] ^ a[0]}}, 1'b1};
+                        // +1 when the bits are equal, -1 otherwise
+                        assign p = {w[0] ^ a[0], 1'b1};
                     end else if (WB == 1) begin : g_wsign
-                        wire signed [ACC-1:0] ax = {{(ACC-AB){a[AB-1]}}, a};
+                        wire signed [PW-1:0] ax = {a[AB-1], a};
                         assign p = w[0] ? ax : -ax;
                     end else if (AB == 1) begin : g_asign
-                        wire signed [ACC-1:0] wx = {{(ACC-WB){w[WB-1]}}, w};
+                        wire signed [PW-1:0] wx = {w[WB-1], w};
                         assign p = a[0] ? wx : -wx;
                     end else begin : g_mul
-                        wire signed [WB+AB-1:0] m = $signed(w) * $signed(a);
-                        assign p = {{(ACC-WB-AB){m[WB+AB-1]}}, m};
+                        // A separate product wire: without `keep`, Yosys 0.70 merges the multiply into the
+                        // accumulator's adder as one ACC-bit wide $macc, which costs 1.7x the LUTs.
+                        (* keep *) wire signed [PW-1:0] m = $signed(w) * $signed(a);
+                        assign p = m;
                     end
-                    assign prod[l+1] = prod[l] + p;
+                    /* verilator lint_off WIDTHEXPAND */
+                    wire signed [SW-1:0] pe = p;  // sign extension (both signed)
+                    /* verilator lint_on WIDTHEXPAND */
+                    assign sum[l+1] = sum[l] + pe;
                 end
                 reg signed [ACC-1:0] acc;
                 always @(posedge clk_i) begin
                     if (clr_row)
                         acc <= {ACC{1'b0}};
                     else if (en_i)
-                        acc <= acc + prod[LANES];
+                        /* verilator lint_off WIDTHEXPAND */
+                        acc <= acc + sum[LANES];  // signed + signed: sign-extended
+                        /* verilator lint_on WIDTHEXPAND */
                 end
                 assign rows_w[r][c*ACC +: ACC] = acc;
             end

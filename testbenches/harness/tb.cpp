@@ -7,7 +7,8 @@
 // against the derived value (and that no tile is faster than it), and resets the design in the middle of
 // a stream to check that no stale or duplicated output survives a reset.
 //
-// Usage: tb <vectors> [--seed N] [--stall PCT] [--max-cycles N]
+// Usage: tb <vectors> [--seed N] [--stall PCT] [--max-cycles N] [--repeat N]
+// (--repeat streams the whole vector file N times, for speed measurements.)
 // Prints one line `qmac-tb: PASS ...` or `qmac-tb: FAIL ...` (with the first mismatch) and exits 0 or 1.
 
 #include "Vdut.h"
@@ -16,6 +17,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <fstream>
@@ -102,11 +104,13 @@ int main(int argc, char** argv) {
     if (argc < 2) die("usage: tb <vectors> [--seed N] [--stall PCT] [--max-cycles N]");
     uint64_t seed = 1;
     int stall = 30;
-    uint64_t max_cycles = 20000000;
+    uint64_t max_cycles = 2000000000ULL;
+    int repeat = 1;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!std::strcmp(argv[i], "--seed")) seed = std::strtoull(argv[i + 1], nullptr, 10);
         else if (!std::strcmp(argv[i], "--stall")) stall = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--max-cycles")) max_cycles = std::strtoull(argv[i + 1], nullptr, 10);
+        else if (!std::strcmp(argv[i], "--repeat")) repeat = std::atoi(argv[i + 1]);
         else if (argv[i][0] == '+') --i;  // +verilator+... options go to Verilator
         else die(std::string("unknown option ") + argv[i]);
     }
@@ -156,11 +160,13 @@ int main(int argc, char** argv) {
     Vdut dut(&ctx);
     Rng rng{seed * 0x9e3779b97f4a7c15ULL + 1};
     uint64_t cycle = 0;
+    uint64_t progress = 0;  // cycle of the last handshake or parameter write
     auto tick = [&]() {
         dut.clk_i = 0; dut.eval();
         dut.clk_i = 1; dut.eval();
         ++cycle;
-        if (cycle > max_cycles) die("timeout: no progress after " + std::to_string(max_cycles) + " cycles");
+        if (cycle > max_cycles) die("stopped after --max-cycles " + std::to_string(max_cycles) + " cycles");
+        if (cycle - progress > 100000) die("hang: no handshake for 100000 cycles (at cycle " + std::to_string(cycle) + ")");
     };
     auto idle_inputs = [&]() {
         dut.a_valid_i = 0; dut.w_valid_i = 0; dut.a_last_i = 0; dut.prm_we_i = 0; dut.y_ready_i = 0;
@@ -184,6 +190,7 @@ int main(int argc, char** argv) {
         if (!(dut.y_valid_o && ready)) return;
         if (expect.empty()) die("unexpected output row at cycle " + std::to_string(cycle) + ": " + to_hex(get(dut.y_data_o, yw), yw));
         Expect e = expect.front(); expect.pop_front();
+        progress = cycle;
         Bits got = get(dut.y_data_o, yw);
         if (got != e.y || static_cast<bool>(dut.y_last_o) != e.last) {
             std::string col_msg;
@@ -215,6 +222,8 @@ int main(int argc, char** argv) {
 
     do_reset(3);
     bool first_tile = true;
+    auto t_start = std::chrono::steady_clock::now();
+    for (int rep = 0; rep < repeat; ++rep)
     for (const Item& it : items) {
         if (it.kind == Item::Params) {
             // load a layer only when idle: drain every expected row first
@@ -229,6 +238,7 @@ int main(int argc, char** argv) {
             for (const auto& wr : it.writes) {
                 idle_inputs();
                 dut.prm_we_i = 1;
+                progress = cycle;
                 put(dut.prm_addr_i, wr.first);
                 put(dut.prm_wdata_i, wr.second);
                 tick();
@@ -239,6 +249,7 @@ int main(int argc, char** argv) {
         if (it.kind == Item::Reset) {
             // reset in the middle of the stream: whatever was not yet received is dropped
             do_reset(1 + static_cast<int>(rng.next() % 3));
+            progress = cycle;
             expect.clear();
             ++resets;
             // the design must now be idle: nothing may come out for a while
@@ -273,6 +284,7 @@ int main(int argc, char** argv) {
             if (a_fire != w_fire) die("activation and weight handshakes differ at cycle " + std::to_string(cycle));
             monitor(ready);
             if (a_fire) {
+                progress = cycle;
                 if (b.last) {
                     tile_done_cycle[it.tile] = cycle;
                     last_fire_cycle = cycle;
@@ -314,9 +326,10 @@ int main(int argc, char** argv) {
         tick();
     }
     if (tiles > 0 && !latency_checked) die("latency was never checked");
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     (void)last_fire_cycle;
     dut.final();
-    std::printf("qmac-tb: PASS tiles=%d rows=%ld resets=%ld cycles=%llu latency=%d seed=%llu stall=%d\n", tiles, received, resets,
-                static_cast<unsigned long long>(cycle), latency, static_cast<unsigned long long>(seed), stall);
+    std::printf("qmac-tb: PASS tiles=%d rows=%ld resets=%ld cycles=%llu latency=%d seed=%llu stall=%d seconds=%.3f\n", tiles * repeat, received,
+                resets, static_cast<unsigned long long>(cycle), latency, static_cast<unsigned long long>(seed), stall, secs);
     return 0;
 }

@@ -1,7 +1,7 @@
 //! The parts of a build directory the flow reads: `manifest.json` and `filelist.f` (docs/interface.md).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -157,9 +157,4 @@ pub fn read_filelist(build_dir: &Path) -> Result<Vec<String>, SynthError> {
         return Err(SynthError::Filelist { path, line: 0, message: "no files listed".into() });
     }
     Ok(files)
-}
-
-/// Joins `rel` (a `/`-separated relative path) onto `base`.
-pub fn join_rel(base: &Path, rel: &str) -> PathBuf {
-    rel.split('/').fold(base.to_path_buf(), |p, c| p.join(c))
 }

@@ -76,13 +76,15 @@ pub struct YosysStat {
 }
 
 impl YosysStat {
-    /// Parses `stat -json` output and expands the hierarchy below `top` (name without the leading `\`).
+    /// Parses `stat -json` output and expands the hierarchy below `top`. Module names are compared
+    /// without Yosys' leading backslash (modules are listed as `\name`, their cells as `name`).
     pub fn parse(text: &str, top: &str) -> Result<YosysStat, String> {
         let s: StatJson = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        let key = format!("\\{top}");
-        let top_mod = s.modules.get(&key).ok_or_else(|| format!("module `{top}` not in the statistics"))?;
+        let norm = |n: &str| n.strip_prefix('\\').unwrap_or(n).to_string();
+        let modules: BTreeMap<String, &StatModule> = s.modules.iter().map(|(k, v)| (norm(k), v)).collect();
+        let top_mod = *modules.get(top).ok_or_else(|| format!("module `{top}` not in the statistics"))?;
         fn expand(
-            s: &StatJson,
+            modules: &BTreeMap<String, &StatModule>,
             m: &StatModule,
             mult: u64,
             depth: usize,
@@ -92,19 +94,20 @@ impl YosysStat {
                 return Err("hierarchy too deep".into());
             }
             for (ty, n) in &m.num_cells_by_type {
-                match s.modules.get(ty) {
-                    Some(sub) => expand(s, sub, mult * n, depth + 1, out)?,
-                    None => *out.entry(ty.clone()).or_insert(0) += mult * n,
+                let ty = ty.strip_prefix('\\').unwrap_or(ty);
+                match modules.get(ty) {
+                    Some(sub) => expand(modules, sub, mult * n, depth + 1, out)?,
+                    None => *out.entry(ty.to_string()).or_insert(0) += mult * n,
                 }
             }
             Ok(())
         }
         let mut total = BTreeMap::new();
-        expand(&s, top_mod, 1, 0, &mut total)?;
+        expand(&modules, top_mod, 1, 0, &mut total)?;
         let top_only = top_mod
             .num_cells_by_type
             .iter()
-            .filter(|(ty, _)| !s.modules.contains_key(*ty))
+            .filter(|(ty, _)| !modules.contains_key(ty.strip_prefix('\\').unwrap_or(ty)))
             .map(|(k, v)| (k.clone(), *v))
             .collect();
         Ok(YosysStat { total, top_only })
@@ -438,10 +441,11 @@ mod tests {
     fn stat_expands_hierarchy() {
         let text = r#"{"modules": {
             "$paramod\\sub\\N=4": {"num_cells_by_type": {"SB_LUT4": 4, "SB_DFF": 2}},
-            "\\top": {"num_cells_by_type": {"$paramod\\sub\\N=4": 2, "SB_LUT4": 1, "SB_DFFE": 3}}
+            "\\top": {"num_cells_by_type": {"$paramod\\sub\\N=4": 2, "SB_LUT4": 1, "SB_DFFE": 3, "leaf": 1}},
+            "\\leaf": {"num_cells_by_type": {"SB_LUT4": 10}}
         }}"#;
         let s = YosysStat::parse(text, "top").unwrap();
-        assert_eq!(s.luts(), 9);
+        assert_eq!(s.luts(), 19);
         assert_eq!(s.wrapper_luts(), 1);
         assert_eq!(s.flip_flops(), 7);
         assert!(YosysStat::parse(text, "nope").is_err());

@@ -5,8 +5,9 @@
 //!    upper-cased with `-` turned into `_`: `QMAC_YOSYS`, `QMAC_NEXTPNR_ICE40`, `QMAC_ICEPACK`,
 //!    `QMAC_ECPPACK`, `QMAC_VERILATOR`). When set, it must name an existing file: a wrong override is an
 //!    error, never silently ignored;
-//! 2. `$QMAC_VENV/bin/<tool>`, where `QMAC_VENV` defaults to the workspace's `.venv` (the directory
-//!    `scripts/setup-tools.sh` installs into; the workspace is found at compile time);
+//! 2. `<venv>/bin/<tool>` ([`venv_dir`]: `$QMAC_VENV`, else a `.venv` in the current directory or an
+//!    ancestor, else the `.venv` of the workspace this was built from, where `scripts/setup-tools.sh`
+//!    installs);
 //! 3. the `PATH`.
 //!
 //! This module only depends on `std` and `thiserror` so it can be shared (e.g. for Verilator).
@@ -69,12 +70,25 @@ pub fn workspace_root() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
-/// The virtual environment holding the pinned tools: `$QMAC_VENV`, else `<workspace>/.venv`.
+/// The virtual environment holding the pinned tools: `$QMAC_VENV`, else a `.venv` with a `bin/` in the
+/// current directory or an ancestor, else `<workspace>/.venv` of the checkout this was built from.
 pub fn venv_dir() -> PathBuf {
-    match std::env::var_os("QMAC_VENV") {
-        Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => workspace_root().join(".venv"),
+    if let Some(v) = std::env::var_os("QMAC_VENV") {
+        if !v.is_empty() {
+            return PathBuf::from(v);
+        }
     }
+    if let Ok(mut d) = std::env::current_dir() {
+        loop {
+            if d.join(".venv").join("bin").is_dir() {
+                return d.join(".venv");
+            }
+            if !d.pop() {
+                break;
+            }
+        }
+    }
+    workspace_root().join(".venv")
 }
 
 fn is_file(p: &Path) -> bool {

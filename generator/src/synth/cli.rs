@@ -1,0 +1,345 @@
+//! Command-line front ends of `qmac synth` and `qmac sweep` (clap argument structs and entry points).
+//!
+//! The binary wires them as subcommands:
+//!
+//! ```ignore
+//! #[derive(clap::Subcommand)]
+//! enum Command {
+//!     /// Synthesise, place and route a build directory and report LUTs, fmax and GOPS.
+//!     Synth(qmac::synth::cli::SynthArgs),
+//!     /// Generate and synthesise a grid of precisions on one or more targets.
+//!     Sweep(qmac::synth::cli::SweepArgs),
+//! }
+//! // ...
+//! Command::Synth(a) => qmac::synth::cli::run_synth(&a),
+//! Command::Sweep(a) => qmac::synth::cli::run_sweep(&a, |point, dir| generate_point(point, dir)),
+//! ```
+
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use super::sweep::{sweep, SweepMode, SweepOptions, SweepPoint};
+use super::targets::Target;
+use super::{synth, SynthOptions};
+
+/// Largest bit width accepted by `--weight-bits` / `--act-bits`.
+pub const MAX_BITS: u32 = 8;
+
+fn parse_target(s: &str) -> Result<Target, String> {
+    s.parse::<Target>().map_err(|e| e.to_string())
+}
+
+fn parse_freq(s: &str) -> Result<f64, String> {
+    let f: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number of MHz (e.g. 48 or 37.5)"))?;
+    if !(f.is_finite() && f > 0.0 && f <= 1000.0) {
+        return Err(format!("{s} MHz is out of range; allowed: above 0 up to 1000"));
+    }
+    Ok(f)
+}
+
+fn parse_dim(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(v) if (1..=256).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not allowed; use a whole number from 1 to 256")),
+    }
+}
+
+/// A set of bit widths: a number (`4`), an inclusive range (`1..8`) or a comma list of both (`1,2,4..6`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BitsList(pub Vec<u32>);
+
+impl FromStr for BitsList {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let allowed = format!(
+            "allowed: a bit width 1..={MAX_BITS} (`4`), an inclusive range (`1..8`) or a comma list (`1,2,4` or `1..3,8`)"
+        );
+        let num = |t: &str| -> Result<u32, String> {
+            let v: u32 = t.trim().parse().map_err(|_| format!("`{t}` is not a number; {allowed}"))?;
+            if !(1..=MAX_BITS).contains(&v) {
+                return Err(format!("{v} bits is out of range; {allowed}"));
+            }
+            Ok(v)
+        };
+        let mut out = Vec::new();
+        if s.trim().is_empty() {
+            return Err(format!("empty list; {allowed}"));
+        }
+        for part in s.split(',') {
+            let part = part.trim();
+            if let Some((a, b)) = part.split_once("..") {
+                let b = b.strip_prefix('=').unwrap_or(b);
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return Err(format!("`{part}` is an empty range (write the smaller bound first); {allowed}"));
+                }
+                out.extend(a..=b);
+            } else {
+                out.push(num(part)?);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(BitsList(out))
+    }
+}
+
+fn parse_bits(s: &str) -> Result<BitsList, String> {
+    s.parse()
+}
+
+/// One or more targets, comma separated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetList(pub Vec<Target>);
+
+fn parse_targets(s: &str) -> Result<TargetList, String> {
+    let mut v = Vec::new();
+    for t in s.split(',') {
+        let t = parse_target(t)?;
+        if !v.contains(&t) {
+            v.push(t);
+        }
+    }
+    Ok(TargetList(v))
+}
+
+/// `qmac synth`: synthesise, place and route a generated build directory.
+///
+/// Runs Yosys, nextpnr and the bitstream packer (YoWASP builds from the project's .venv, see
+/// `make tools`) on BUILD_DIR inside a small serial board wrapper, and reports LUT4, flip-flops,
+/// carry cells, DSPs, block RAM, fmax, GOPS and LUT4 per MAC. Logs and reports are written to
+/// BUILD_DIR/synth/<target>/ (qor.json, qor.txt, yosys.log, nextpnr.log, report.json).
+#[derive(Args, Clone, Debug)]
+pub struct SynthArgs {
+    /// Build directory written by `qmac generate` (with filelist.f and manifest.json).
+    pub build_dir: PathBuf,
+
+    /// FPGA target: ice40-up5k (iCEBreaker), ice40-hx8k (HX8K breakout), ecp5-25k (ULX3S-25F) or
+    /// ecp5-85k (ULX3S-85F).
+    #[arg(long, short = 't', value_parser = parse_target)]
+    pub target: Target,
+
+    /// Requested clock frequency in MHz for timing-driven place and route
+    /// [default: 50 on iCE40, 100 on ECP5].
+    #[arg(long, value_parser = parse_freq)]
+    pub freq: Option<f64>,
+
+    /// nextpnr placement seed (results are deterministic for a given seed).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Also synthesise the handwritten plain array of the same shape and precision
+    /// (hdl/verilog/baseline_plain_array.v) and report our LUT4/MAC and fmax relative to it.
+    #[arg(long)]
+    pub baseline: bool,
+
+    /// Stop after place and route (no icepack/ecppack bitstream).
+    #[arg(long)]
+    pub no_bitstream: bool,
+
+    /// Let Yosys map multipliers to DSP blocks (SB_MAC16 / MULT18X18D). Default: no DSPs, all
+    /// arithmetic in LUTs.
+    #[arg(long, conflicts_with = "no_dsp")]
+    pub dsp: bool,
+
+    /// Keep multipliers out of DSP blocks (the default; accepted for explicitness).
+    #[arg(long)]
+    pub no_dsp: bool,
+
+    /// Let Yosys flatten the array into the board wrapper (default: the array keeps its hierarchy).
+    #[arg(long)]
+    pub flatten: bool,
+
+    /// Print the report as JSON (the content of qor.json) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl SynthArgs {
+    /// The library options these arguments stand for.
+    pub fn options(&self) -> SynthOptions {
+        SynthOptions {
+            target: self.target,
+            freq_mhz: self.freq,
+            seed: self.seed,
+            baseline: self.baseline,
+            bitstream: !self.no_bitstream,
+            dsp: self.dsp && !self.no_dsp,
+            keep_hierarchy: !self.flatten,
+        }
+    }
+}
+
+/// Entry point of `qmac synth`.
+pub fn run_synth(args: &SynthArgs) -> anyhow::Result<()> {
+    let opts = args.options();
+    let report = synth(&args.build_dir, &opts)
+        .with_context(|| format!("qmac synth of {} for {}", args.build_dir.display(), args.target))?;
+    if args.json {
+        print!("{}", report.to_json());
+    } else {
+        print!("{report}");
+        println!("  reports: {}", super::synth_dir(&args.build_dir, args.target).join("qor.json").display());
+    }
+    Ok(())
+}
+
+/// `qmac sweep`: generate and synthesise a grid of precisions.
+///
+/// For every weight width x activation width (x target) a build directory is generated below
+/// OUT/<target>/<rows>x<cols>-w<W>a<A>/ and synthesised; runs go in parallel. Writes OUT/sweep.json,
+/// OUT/sweep.md (table) and OUT/sweep.svg (LUT4 per MAC and fmax against precision).
+#[derive(Args, Clone, Debug)]
+pub struct SweepArgs {
+    /// Weight widths: a number (4), an inclusive range (1..8) or a comma list (1,2,4).
+    #[arg(long, value_parser = parse_bits)]
+    pub weight_bits: BitsList,
+
+    /// Activation widths, same syntax. Default: the diagonal, i.e. each weight width paired with the
+    /// same activation width (w1a1, w2a2, ...); given, the full grid weight x activation is run.
+    #[arg(long, value_parser = parse_bits)]
+    pub act_bits: Option<BitsList>,
+
+    /// Rows of the array.
+    #[arg(long, value_parser = parse_dim)]
+    pub rows: u32,
+
+    /// Columns of the array.
+    #[arg(long, value_parser = parse_dim)]
+    pub cols: u32,
+
+    /// Lanes (products summed per cell per cycle).
+    #[arg(long, value_parser = parse_dim, default_value = "1")]
+    pub lanes: u32,
+
+    /// Target(s), comma separated: ice40-up5k, ice40-hx8k, ecp5-25k, ecp5-85k.
+    #[arg(long, short = 't', value_parser = parse_targets)]
+    pub target: TargetList,
+
+    /// Output directory.
+    #[arg(long, short = 'o', default_value = "build/sweep")]
+    pub out: PathBuf,
+
+    /// Parallel runs [default: the number of cores].
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+
+    /// Requested clock frequency in MHz [default: 50 on iCE40, 100 on ECP5].
+    #[arg(long, value_parser = parse_freq)]
+    pub freq: Option<f64>,
+
+    /// nextpnr placement seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Also synthesise the handwritten baseline for every point.
+    #[arg(long, conflicts_with = "baseline_only")]
+    pub baseline: bool,
+
+    /// Synthesise only the handwritten baseline (no generator needed).
+    #[arg(long)]
+    pub baseline_only: bool,
+
+    /// Let Yosys map multipliers to DSP blocks (default: LUTs only).
+    #[arg(long)]
+    pub dsp: bool,
+
+    /// Also pack bitstreams (default for sweeps: stop after place and route).
+    #[arg(long)]
+    pub bitstream: bool,
+}
+
+impl SweepArgs {
+    /// The points of the sweep, in order target, weight bits, activation bits.
+    pub fn points(&self) -> Vec<SweepPoint> {
+        let mut out = Vec::new();
+        for t in &self.target.0 {
+            for &w in &self.weight_bits.0 {
+                let acts: Vec<u32> = match &self.act_bits {
+                    Some(a) => a.0.clone(),
+                    None => vec![w],
+                };
+                for a in acts {
+                    out.push(SweepPoint { target: *t, rows: self.rows, cols: self.cols, lanes: self.lanes, weight_bits: w, act_bits: a });
+                }
+            }
+        }
+        out
+    }
+
+    /// The sweep options.
+    pub fn options(&self) -> SweepOptions {
+        let first = self.target.0.first().copied().unwrap_or(Target::Ice40Up5k);
+        let mut synth = SynthOptions::new(first);
+        synth.freq_mhz = self.freq;
+        synth.seed = self.seed;
+        synth.dsp = self.dsp;
+        synth.bitstream = self.bitstream;
+        let jobs = self.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        SweepOptions {
+            out_dir: self.out.clone(),
+            jobs: jobs.max(1),
+            synth,
+            mode: if self.baseline_only {
+                SweepMode::BaselineOnly
+            } else if self.baseline {
+                SweepMode::WithBaseline
+            } else {
+                SweepMode::Generated
+            },
+            progress: true,
+        }
+    }
+}
+
+/// Entry point of `qmac sweep`; `generate` writes the build directory of a point into the given
+/// directory (it is not called with `--baseline-only`).
+pub fn run_sweep<F, E>(args: &SweepArgs, generate: F) -> anyhow::Result<()>
+where
+    F: Fn(&SweepPoint, &Path) -> Result<(), E> + Sync,
+    E: Display,
+{
+    let points = args.points();
+    if points.is_empty() {
+        bail!("qmac sweep: no points (give --target and --weight-bits)");
+    }
+    let opts = args.options();
+    eprintln!(
+        "qmac sweep: {} point(s), {} run(s), {} in parallel, into {}",
+        points.len(),
+        points.len() * if opts.mode == SweepMode::WithBaseline { 2 } else { 1 },
+        opts.jobs,
+        opts.out_dir.display()
+    );
+    let summary = sweep(&points, &opts, generate).context("qmac sweep")?;
+    println!("{}", super::sweep::sweep_markdown(&summary));
+    println!("wrote {}/sweep.json, sweep.md, sweep.svg", opts.out_dir.display());
+    let failed = summary.failures();
+    if failed > 0 {
+        bail!("{failed} run(s) failed; see {}/sweep.md and the logs below it", opts.out_dir.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_lists() {
+        assert_eq!("1..8".parse::<BitsList>().unwrap().0, (1..=8).collect::<Vec<_>>());
+        assert_eq!("4".parse::<BitsList>().unwrap().0, vec![4]);
+        assert_eq!("4,1,2,2".parse::<BitsList>().unwrap().0, vec![1, 2, 4]);
+        assert_eq!("1..=3,8".parse::<BitsList>().unwrap().0, vec![1, 2, 3, 8]);
+        assert!("0..8".parse::<BitsList>().unwrap_err().contains("0 bits is out of range"));
+        assert!("9".parse::<BitsList>().is_err());
+        assert!("x".parse::<BitsList>().unwrap_err().contains("`x` is not a number"));
+        assert!("5..2".parse::<BitsList>().unwrap_err().contains("empty range"));
+        assert!("".parse::<BitsList>().is_err());
+    }
+}

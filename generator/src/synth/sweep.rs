@@ -1,0 +1,463 @@
+//! Sweeps: many (precision, shape, target) points synthesised in parallel, summarised as
+//! `sweep.json`, `sweep.md` and a hand-written `sweep.svg` plot.
+
+use std::collections::BTreeSet;
+use std::fmt::{Display, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::baseline::BaselineShape;
+use super::targets::{Family, Target};
+use super::{run_flow, synth_baseline, SynthOptions, SynthReport};
+
+/// One configuration of a sweep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SweepPoint {
+    /// Target.
+    pub target: Target,
+    /// Rows.
+    pub rows: u32,
+    /// Columns.
+    pub cols: u32,
+    /// Lanes (products per cell per cycle).
+    pub lanes: u32,
+    /// Weight bits.
+    pub weight_bits: u32,
+    /// Activation bits.
+    pub act_bits: u32,
+}
+
+impl SweepPoint {
+    /// `w<W>a<A>`.
+    pub fn label(&self) -> String {
+        format!("w{}a{}", self.weight_bits, self.act_bits)
+    }
+
+    /// `<rows>x<cols>` (and `x<lanes>` when lanes > 1).
+    pub fn shape(&self) -> String {
+        if self.lanes > 1 {
+            format!("{}x{}x{}", self.rows, self.cols, self.lanes)
+        } else {
+            format!("{}x{}", self.rows, self.cols)
+        }
+    }
+
+    /// The baseline of the same shape and precision.
+    pub fn baseline_shape(&self) -> BaselineShape {
+        BaselineShape { lanes: self.lanes, ..BaselineShape::new(self.rows, self.cols, self.weight_bits, self.act_bits) }
+    }
+
+    /// Build directory of the generated design below the sweep directory.
+    pub fn build_dir(&self, out: &Path) -> PathBuf {
+        out.join(self.target.name()).join(format!("{}-{}", self.shape(), self.label()))
+    }
+
+    /// Build directory of the baseline below the sweep directory.
+    pub fn baseline_dir(&self, out: &Path) -> PathBuf {
+        out.join(self.target.name()).join(format!("{}-{}-baseline", self.shape(), self.label()))
+    }
+}
+
+/// What a sweep synthesises per point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SweepMode {
+    /// Only the generated design.
+    Generated,
+    /// The generated design and the baseline.
+    WithBaseline,
+    /// Only the baseline (no generator needed).
+    BaselineOnly,
+}
+
+/// Options of a sweep.
+#[derive(Clone, Debug)]
+pub struct SweepOptions {
+    /// Directory receiving the build directories and `sweep.{json,md,svg}`.
+    pub out_dir: PathBuf,
+    /// Parallel runs (at least 1).
+    pub jobs: usize,
+    /// Per-run options; `target` and `baseline` are overridden per run.
+    pub synth: SynthOptions,
+    /// What to synthesise.
+    pub mode: SweepMode,
+    /// Print a progress line per finished run on stderr.
+    pub progress: bool,
+}
+
+/// The outcome of one point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepResult {
+    /// The point.
+    pub point: SweepPoint,
+    /// The generated design's report, if it was run and succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qmac: Option<SynthReport>,
+    /// The baseline's report, if it was run and succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<SynthReport>,
+    /// Failures (`generate: ...`, `synth: ...`, `baseline: ...`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// `sweep.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepSummary {
+    /// What was run.
+    pub mode: SweepMode,
+    /// One entry per point, in the order given.
+    pub results: Vec<SweepResult>,
+}
+
+impl SweepSummary {
+    /// Number of failed runs.
+    pub fn failures(&self) -> usize {
+        self.results.iter().map(|r| r.errors.len()).sum()
+    }
+}
+
+/// Errors that stop a sweep (a failing point does not).
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// Nothing to do.
+    #[error("the sweep has no points")]
+    NoPoints,
+    /// An output could not be written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Clone, Copy)]
+enum Job {
+    Qmac(usize),
+    Baseline(usize),
+}
+
+/// Runs every point (generated design via `generate`, which must write a build directory for the point
+/// into the given directory; and/or the baseline) with up to `opts.jobs` runs in parallel, then writes
+/// `sweep.json`, `sweep.md` and `sweep.svg` into `opts.out_dir`. A failing point is recorded in its
+/// result and the sweep goes on.
+pub fn sweep<F, E>(points: &[SweepPoint], opts: &SweepOptions, generate: F) -> Result<SweepSummary, SweepError>
+where
+    F: Fn(&SweepPoint, &Path) -> Result<(), E> + Sync,
+    E: Display,
+{
+    if points.is_empty() {
+        return Err(SweepError::NoPoints);
+    }
+    std::fs::create_dir_all(&opts.out_dir).map_err(|source| SweepError::Io { path: opts.out_dir.clone(), source })?;
+    let mut jobs = Vec::new();
+    for i in 0..points.len() {
+        if opts.mode != SweepMode::BaselineOnly {
+            jobs.push(Job::Qmac(i));
+        }
+        if opts.mode != SweepMode::Generated {
+            jobs.push(Job::Baseline(i));
+        }
+    }
+    let results: Vec<Mutex<SweepResult>> = points
+        .iter()
+        .map(|p| Mutex::new(SweepResult { point: *p, qmac: None, baseline: None, errors: Vec::new() }))
+        .collect();
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let total = jobs.len();
+    let workers = opts.jobs.max(1).min(total);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                let Some(job) = jobs.get(k).copied() else { break };
+                let (i, is_baseline) = match job {
+                    Job::Qmac(i) => (i, false),
+                    Job::Baseline(i) => (i, true),
+                };
+                let p = &points[i];
+                let mut o = opts.synth.clone();
+                o.target = p.target;
+                o.baseline = false;
+                let outcome: Result<SynthReport, String> = if is_baseline {
+                    synth_baseline(&p.baseline_shape(), &p.baseline_dir(&opts.out_dir), &o)
+                        .map_err(|e| format!("baseline: {}", e.summary()))
+                } else {
+                    let dir = p.build_dir(&opts.out_dir);
+                    match std::fs::create_dir_all(&dir) {
+                        Err(e) => Err(format!("generate: {}: {e}", dir.display())),
+                        Ok(()) => match generate(p, &dir) {
+                            Err(e) => Err(format!("generate: {e}")),
+                            Ok(()) => run_flow(&dir, &o).map_err(|e| format!("synth: {}", e.summary())),
+                        },
+                    }
+                };
+                let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                let what = if is_baseline { " baseline" } else { "" };
+                let line = match &outcome {
+                    Ok(r) => format!(
+                        "[{n}/{total}] {} {} {}{what} done: {} {}, {:.1} MHz",
+                        p.label(),
+                        p.shape(),
+                        p.target,
+                        r.resources.lut4.used,
+                        lut_unit(p.target),
+                        r.fmax_mhz
+                    ),
+                    Err(e) => format!("[{n}/{total}] {} {} {}{what} FAILED: {e}", p.label(), p.shape(), p.target),
+                };
+                if opts.progress {
+                    eprintln!("{line}");
+                }
+                let mut res = results[i].lock().expect("result lock");
+                match (outcome, is_baseline) {
+                    (Ok(r), false) => res.qmac = Some(r),
+                    (Ok(r), true) => res.baseline = Some(r),
+                    (Err(e), _) => res.errors.push(e),
+                }
+            });
+        }
+    });
+    let summary = SweepSummary {
+        mode: opts.mode,
+        results: results.into_iter().map(|m| m.into_inner().expect("result lock")).collect(),
+    };
+    let write = |name: &str, text: String| {
+        let path = opts.out_dir.join(name);
+        std::fs::write(&path, text).map_err(|source| SweepError::Io { path, source })
+    };
+    write("sweep.json", serde_json::to_string_pretty(&summary).expect("serialises") + "\n")?;
+    write("sweep.md", sweep_markdown(&summary))?;
+    write("sweep.svg", sweep_svg(&summary))?;
+    Ok(summary)
+}
+
+fn lut_unit(t: Target) -> &'static str {
+    match t.family() {
+        Family::Ice40 => "LC",
+        Family::Ecp5 => "LUT4",
+    }
+}
+
+/// The Markdown table of `sweep.md`.
+pub fn sweep_markdown(s: &SweepSummary) -> String {
+    let mut m = String::new();
+    let _ = writeln!(m, "# qmac sweep\n");
+    let _ = writeln!(
+        m,
+        "LUT4 is nextpnr's ICESTORM_LC (iCE40) or TRELLIS_COMB (ECP5) count of the whole board top (array + \
+         serial wrapper); GOPS = 2 x MACs/cycle x fmax. Ratios are qmac / baseline.\n"
+    );
+    let _ = writeln!(
+        m,
+        "| target | shape | W | A | design | LUT4 | LUT4 % | FF | carry | DSP | fmax MHz | GOPS | LUT4/MAC | LUT4/MAC vs baseline | fmax vs baseline |"
+    );
+    let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in &s.results {
+        let p = &r.point;
+        let head = format!("| {} | {} | {} | {} ", p.target, p.shape(), p.weight_bits, p.act_bits);
+        let row = |m: &mut String, name: &str, q: &SynthReport, ratios: (String, String)| {
+            let x = &q.resources;
+            let _ = writeln!(
+                m,
+                "{head}| {name} | {} | {:.1} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {} | {} |",
+                x.lut4.used, x.lut4.percent, x.flip_flops.used, x.carry_cells, x.dsp.used, q.fmax_mhz, q.gops, q.luts_per_mac,
+                ratios.0, ratios.1
+            );
+        };
+        if let Some(q) = &r.qmac {
+            let ratios = match &r.baseline {
+                Some(b) if b.luts_per_mac > 0.0 && b.fmax_mhz > 0.0 => {
+                    (format!("{:.3}x", q.luts_per_mac / b.luts_per_mac), format!("{:.3}x", q.fmax_mhz / b.fmax_mhz))
+                }
+                _ => ("-".into(), "-".into()),
+            };
+            row(&mut m, "qmac", q, ratios);
+        }
+        if let Some(b) = &r.baseline {
+            row(&mut m, "baseline", b, ("-".into(), "-".into()));
+        }
+        for e in &r.errors {
+            let e = e.replace('|', "\\|");
+            let _ = writeln!(m, "{head}| failed: {e} | | | | | | | | | | |");
+        }
+    }
+    m
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A "nice" axis maximum and tick step for data up to `max`.
+fn nice_axis(max: f64) -> (f64, f64) {
+    let max = if max.is_finite() && max > 0.0 { max } else { 1.0 };
+    let raw = max / 5.0;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
+    ((max / step).ceil() * step, step)
+}
+
+fn fmt_tick(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{}", v.round() as i64)
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// (target, shape, is baseline).
+type SeriesKey = (Target, String, bool);
+/// A series and its points (category index, LUT4/MAC, fmax).
+type Series = (SeriesKey, Vec<(usize, f64, f64)>);
+
+const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+
+/// The plot of `sweep.svg`: LUT4 per MAC (left) and fmax (right) against precision, one line per target
+/// and kind (qmac solid, baseline dashed).
+pub fn sweep_svg(s: &SweepSummary) -> String {
+    // x categories: precisions ordered by W*A, then W.
+    let mut cats: Vec<(u32, u32)> = s
+        .results
+        .iter()
+        .map(|r| (r.point.weight_bits, r.point.act_bits))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    cats.sort_by_key(|(w, a)| (w * a, *w, *a));
+    // series: (target, shape, baseline?) -> points (category index, luts/mac, fmax)
+    let mut series: Vec<Series> = Vec::new();
+    for r in &s.results {
+        let ci = cats.iter().position(|c| *c == (r.point.weight_bits, r.point.act_bits)).expect("category");
+        for (q, is_b) in [(&r.qmac, false), (&r.baseline, true)] {
+            if let Some(q) = q {
+                let key = (r.point.target, r.point.shape(), is_b);
+                match series.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, v)) => v.push((ci, q.luts_per_mac, q.fmax_mhz)),
+                    None => series.push((key, vec![(ci, q.luts_per_mac, q.fmax_mhz)])),
+                }
+            }
+        }
+    }
+    for (_, v) in series.iter_mut() {
+        v.sort_by_key(|p| p.0);
+    }
+    let targets: Vec<Target> = series.iter().map(|((t, _, _), _)| *t).collect::<BTreeSet<_>>().into_iter().collect();
+
+    let (pw, ph) = (420.0, 300.0); // plot area of one panel
+    let (ml, mt, gap) = (70.0, 50.0, 90.0);
+    let legend_h = 22.0 * series.len().max(1) as f64 + 20.0;
+    let width = ml + pw + gap + pw + 30.0;
+    let height = mt + ph + 60.0 + legend_h;
+    let mut v = String::new();
+    let _ = writeln!(
+        v,
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">
+<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>
+<text x="{}" y="22" font-size="16" text-anchor="middle">qmac sweep: LUT4 per MAC and fmax against precision</text>"#,
+        width / 2.0
+    );
+    let ncat = cats.len().max(1) as f64;
+    let xpos = |x0: f64, ci: usize| x0 + pw * (ci as f64 + 0.5) / ncat;
+    for (panel, title, unit) in [(0usize, "LUT4 per MAC", "LUT4 / MAC"), (1, "fmax", "MHz")] {
+        let x0 = ml + panel as f64 * (pw + gap);
+        let max = series
+            .iter()
+            .flat_map(|(_, pts)| pts.iter().map(|p| if panel == 0 { p.1 } else { p.2 }))
+            .fold(0.0f64, f64::max);
+        let (ymax, step) = nice_axis(max);
+        let ypos = |y: f64| mt + ph - ph * y / ymax;
+        let _ = writeln!(v, r#"<g class="panel" id="panel-{panel}">"#);
+        let _ = writeln!(v, r#"<text x="{}" y="{}" font-size="14" text-anchor="middle">{title}</text>"#, x0 + pw / 2.0, mt - 12.0);
+        // grid and y ticks
+        let mut t = 0.0;
+        while t <= ymax + step * 1e-6 {
+            let y = ypos(t);
+            let _ = writeln!(v, r##"<line x1="{x0}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#e0e0e0"/>"##, x0 + pw);
+            let _ = writeln!(v, r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#, x0 - 6.0, y + 4.0, fmt_tick(t));
+            t += step;
+        }
+        // axes
+        let _ = writeln!(v, r#"<line x1="{x0}" y1="{mt}" x2="{x0}" y2="{}" stroke="black"/>"#, mt + ph);
+        let _ = writeln!(v, r#"<line x1="{x0}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#, mt + ph, x0 + pw, mt + ph);
+        let _ = writeln!(
+            v,
+            r#"<text x="{}" y="{}" text-anchor="middle" transform="rotate(-90 {} {})">{unit}</text>"#,
+            x0 - 48.0,
+            mt + ph / 2.0,
+            x0 - 48.0,
+            mt + ph / 2.0
+        );
+        for (ci, (w, a)) in cats.iter().enumerate() {
+            let x = xpos(x0, ci);
+            let _ = writeln!(v, r#"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="black"/>"#, mt + ph, mt + ph + 5.0);
+            let _ = writeln!(v, r#"<text x="{x:.1}" y="{}" text-anchor="middle">w{w}a{a}</text>"#, mt + ph + 18.0);
+        }
+        let _ = writeln!(
+            v,
+            r#"<text x="{}" y="{}" text-anchor="middle">precision (weight bits, activation bits)</text>"#,
+            x0 + pw / 2.0,
+            mt + ph + 38.0
+        );
+        for ((target, _, is_b), pts) in &series {
+            let color = COLORS[targets.iter().position(|t| t == target).unwrap_or(0) % COLORS.len()];
+            let dash = if *is_b { r#" stroke-dasharray="6 4""# } else { "" };
+            let coords: Vec<String> = pts
+                .iter()
+                .map(|p| format!("{:.1},{:.1}", xpos(x0, p.0), ypos(if panel == 0 { p.1 } else { p.2 })))
+                .collect();
+            let _ = writeln!(
+                v,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{}"/>"#,
+                coords.join(" ")
+            );
+            for c in &coords {
+                let (cx, cy) = c.split_once(',').expect("coordinate");
+                let fill = if *is_b { "white" } else { color };
+                let _ = writeln!(v, r#"<circle cx="{cx}" cy="{cy}" r="3.5" fill="{fill}" stroke="{color}"/>"#);
+            }
+        }
+        let _ = writeln!(v, "</g>");
+    }
+    // legend
+    let ly0 = mt + ph + 62.0;
+    let _ = writeln!(v, r#"<g class="legend">"#);
+    for (k, ((target, shape, is_b), _)) in series.iter().enumerate() {
+        let color = COLORS[targets.iter().position(|t| t == target).unwrap_or(0) % COLORS.len()];
+        let y = ly0 + 22.0 * k as f64;
+        let dash = if *is_b { r#" stroke-dasharray="6 4""# } else { "" };
+        let _ = writeln!(
+            v,
+            r#"<line x1="{ml}" y1="{y}" x2="{}" y2="{y}" stroke="{color}" stroke-width="2"{dash}/>"#,
+            ml + 36.0
+        );
+        let name = format!("{} {} {}", target, shape, if *is_b { "baseline (plain array)" } else { "qmac" });
+        let _ = writeln!(v, r#"<text x="{}" y="{}">{}</text>"#, ml + 44.0, y + 4.0, xml_escape(&name));
+    }
+    if series.is_empty() {
+        let _ = writeln!(v, r#"<text x="{ml}" y="{}">no successful runs</text>"#, ly0 + 4.0);
+    }
+    let _ = writeln!(v, "</g>\n</svg>");
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nice_axes() {
+        assert_eq!(nice_axis(43.0), (50.0, 10.0));
+        assert_eq!(nice_axis(7.3), (8.0, 2.0));
+        assert_eq!(nice_axis(0.0), (1.0, 0.2));
+        assert_eq!(nice_axis(112.0), (125.0, 25.0));
+    }
+}

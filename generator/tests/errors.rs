@@ -1,0 +1,132 @@
+//! Bad input gets one clear error naming the field, the value and what is allowed; nothing is left
+//! half-written; missing or failing tools are named with install advice and their own output.
+
+use qmac::config::{Config, RawConfig};
+use std::path::Path;
+use std::process::Command;
+
+fn err(raw: RawConfig) -> String {
+    Config::new(raw).unwrap_err().to_string()
+}
+
+#[test]
+fn out_of_range_fields_are_named_with_the_allowed_range() {
+    let e = err(RawConfig { rows: 0, ..RawConfig::default() });
+    assert_eq!(e, "config field `rows` = 0 is invalid: allowed 1..=64");
+    let e = err(RawConfig { weight_bits: 9, ..RawConfig::default() });
+    assert_eq!(e, "config field `weight_bits` = 9 is invalid: allowed 1..=8");
+    let e = err(RawConfig { act_bits: 0, ..RawConfig::default() });
+    assert!(e.contains("`act_bits` = 0") && e.contains("1..=8"), "{e}");
+    let e = err(RawConfig { lanes: 65, ..RawConfig::default() });
+    assert!(e.contains("`lanes` = 65") && e.contains("1..=64"), "{e}");
+    let e = err(RawConfig { module_prefix: "9x".into(), ..RawConfig::default() });
+    assert!(e.contains("`module_prefix` = \"9x\""), "{e}");
+    let e = err(RawConfig { max_depth: 2, lanes: 4, ..RawConfig::default() });
+    assert!(e.contains("`max_depth` = 2") && e.contains("lanes (4)"), "{e}");
+}
+
+#[test]
+fn narrow_accumulator_needs_an_overflow_policy() {
+    let exact = Config::default().exact_acc_bits();
+    let e = err(RawConfig { acc_bits: Some(exact - 1), ..RawConfig::default() });
+    assert!(e.contains(&format!("`acc_bits` = {}", exact - 1)) && e.contains(&format!("{exact} bits are needed")) && e.contains("acc_saturate = true"), "{e}");
+    let ok = Config::new(RawConfig { acc_bits: Some(exact - 1), acc_saturate: true, ..RawConfig::default() }).unwrap();
+    assert!(ok.acc_saturates());
+    let wide = Config::new(RawConfig { acc_bits: Some(exact + 3), ..RawConfig::default() }).unwrap();
+    assert!(!wide.acc_saturates());
+}
+
+#[test]
+fn unknown_fields_and_wrong_types_are_rejected_by_name() {
+    let e = Config::from_toml("rows = 4\nrowz = 3\n", "my.toml").unwrap_err().to_string();
+    assert!(e.contains("my.toml") && e.contains("unknown field `rowz`"), "{e}");
+    let e = Config::from_toml("weight_encoding = \"ternary\"\n", "my.toml").unwrap_err().to_string();
+    assert!(e.contains("ternary") && e.contains("int") && e.contains("odd"), "{e}");
+    let e = Config::from_toml("rows = \"eight\"\n", "my.toml").unwrap_err().to_string();
+    assert!(e.contains("rows"), "{e}");
+}
+
+fn qmac() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_qmac"));
+    c.env("RUST_BACKTRACE", "0");
+    c
+}
+
+#[test]
+fn cli_rejects_bad_flags_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("b");
+    let o = qmac().args(["generate", "--weight-bits", "9", "-o"]).arg(&out).output().unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("`weight_bits` = 9") && stderr.contains("1..=8"), "{stderr}");
+    assert!(!out.exists(), "nothing may be written for an invalid config");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "no temporary directory left behind");
+}
+
+#[test]
+fn existing_non_build_directory_is_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("precious.txt"), "keep").unwrap();
+    let o = qmac().args(["generate", "-o"]).arg(tmp.path()).output().unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("not a qmac build directory"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(tmp.path().join("precious.txt")).unwrap(), "keep");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn regenerating_replaces_a_build_directory_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("b");
+    assert!(qmac().args(["generate", "--rows", "2", "-o"]).arg(&out).status().unwrap().success());
+    assert!(qmac().args(["generate", "--rows", "3", "--weight-encoding", "odd", "-o"]).arg(&out).status().unwrap().success());
+    let cfg = Config::from_file(&out.join("config.toml")).unwrap();
+    assert_eq!(cfg.rows, 3);
+    assert!(out.join("rtl/qmac_rowsum.v").is_file());
+    let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("b")], "no temporary directory left behind");
+}
+
+fn generated(dir: &Path) {
+    assert!(qmac().args(["generate", "--rows", "1", "--cols", "1", "--lanes", "1", "-o"]).arg(dir).status().unwrap().success());
+}
+
+#[test]
+fn missing_tool_is_named_with_install_advice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    generated(&dir);
+    let o = qmac().args(["check"]).arg(&dir).env("QMAC_VERILATOR", "/nonexistent/verilator").output().unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("verilator") && stderr.contains("not found") && stderr.contains("make tools"), "{stderr}");
+}
+
+#[test]
+fn failing_tool_shows_its_own_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    generated(&dir);
+    let fake = tmp.path().join("fake-verilator");
+    std::fs::write(&fake, "#!/bin/sh\necho '%Error: something specific went wrong' >&2\nexit 3\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let o = qmac().args(["check"]).arg(&dir).env("QMAC_VERILATOR", &fake).output().unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("verilator failed during lint") && stderr.contains("something specific went wrong") && stderr.contains("exit status: 3"), "{stderr}");
+}
+
+#[test]
+fn sim_on_a_non_build_directory_says_how_to_make_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = qmac().args(["sim"]).arg(tmp.path()).output().unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("not a qmac build directory") && stderr.contains("qmac generate"), "{stderr}");
+}

