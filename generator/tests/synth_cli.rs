@@ -5,7 +5,7 @@ mod synth_common;
 use clap::Parser;
 use qmac::synth::board::{board_top_verilog, plan};
 use qmac::synth::cli::{SweepArgs, SynthArgs};
-use qmac::synth::{Manifest, SweepMode, Target};
+use qmac::synth::{DspPolicy, Manifest, SweepMode, Target};
 
 #[derive(Parser, Debug)]
 struct SynthCli {
@@ -43,7 +43,20 @@ fn synth_arguments() {
     assert_eq!(o.target, Target::Ecp5_85k);
     assert_eq!(o.freq_mhz, Some(62.5));
     assert_eq!(o.seed, 1);
-    assert!(o.baseline && !o.bitstream && !o.dsp && o.keep_hierarchy);
+    assert!(o.baseline && !o.bitstream && o.keep_hierarchy);
+    assert_eq!(o.dsp, DspPolicy::Off);
+
+    let dsp = |extra: &[&str]| {
+        let mut argv = vec!["qmac", "-t", "ecp5-25k"];
+        argv.extend_from_slice(extra);
+        SynthCli::try_parse_from(argv).map(|c| c.args.options().dsp).map_err(|e| e.to_string())
+    };
+    assert_eq!(dsp(&["--dsp", "b"]).unwrap(), DspPolicy::On, "--dsp alone does not eat the build directory");
+    assert_eq!(dsp(&["b", "--dsp=auto"]).unwrap(), DspPolicy::Auto);
+    assert_eq!(dsp(&["b", "--dsp=off"]).unwrap(), DspPolicy::Off);
+    assert_eq!(dsp(&["b", "--no-dsp"]).unwrap(), DspPolicy::Off);
+    let e = dsp(&["b", "--dsp=maybe"]).unwrap_err();
+    assert!(e.contains("--dsp") && e.contains("maybe") && e.contains("allowed: off, on, auto"), "{e}");
 
     let e = SynthCli::try_parse_from(["qmac", "b", "--target", "xc7a35t"]).unwrap_err().to_string();
     assert!(e.contains("xc7a35t") && e.contains("--target") && e.contains("allowed: ice40-up5k, ice40-hx8k, ecp5-25k, ecp5-85k"), "{e}");

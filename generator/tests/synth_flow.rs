@@ -4,7 +4,7 @@
 mod synth_common;
 
 use qmac::synth::report::NextpnrReport;
-use qmac::synth::{synth, synth_dir, SynthError, SynthOptions, SynthReport, Target};
+use qmac::synth::{synth, synth_dir, DspPolicy, SynthError, SynthOptions, SynthReport, Target};
 use synth_common::*;
 
 fn check_sane(r: &SynthReport, target: Target) {
@@ -99,6 +99,23 @@ fn ecp5_25k_end_to_end_with_frequency() {
 }
 
 #[test]
+fn ecp5_dsp_auto_keeps_dsps_that_fit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("build");
+    write_build_dir(&dir);
+    let opts = SynthOptions { dsp: DspPolicy::Auto, bitstream: false, ..SynthOptions::new(Target::Ecp5_25k) };
+    let r = synth(&dir, &opts).unwrap_or_else(|e| panic!("{e}"));
+    // synth_ecp5 maps even the 2x2 products to MULT18X18D; four of 28 fit
+    assert_eq!(r.resources.dsp.used, 4, "{:?}", r.resources);
+    assert_eq!(r.resources.dsp.available, 28);
+    assert!(r.dsp_enabled);
+    assert_eq!(r.dsp_policy, DspPolicy::Auto);
+    let ys = std::fs::read_to_string(synth_dir(&dir, Target::Ecp5_25k).join("synth.ys")).unwrap();
+    assert!(ys.contains("synth_ecp5 -top qmac_board_top -json"), "{ys}");
+    assert!(!synth_dir(&dir, Target::Ecp5_25k).join("yosys.dsp-attempt.log").exists());
+}
+
+#[test]
 fn baseline_comparison_on_ice40() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("build");
@@ -167,7 +184,7 @@ fn manifest_and_filelist_errors() {
     assert!(e.contains("no 1-bit clock input `clk_i`"), "{e}");
 
     write_build_dir(&dir);
-    let e = synth(&dir, &SynthOptions { dsp: true, ..SynthOptions::new(Target::Ice40Hx8k) }).unwrap_err().to_string();
+    let e = synth(&dir, &SynthOptions { dsp: DspPolicy::On, ..SynthOptions::new(Target::Ice40Hx8k) }).unwrap_err().to_string();
     assert!(e.contains("ice40-hx8k has no DSP blocks"), "{e}");
 
     let e = synth(&tmp.path().join("nowhere"), &SynthOptions::new(Target::Ice40Up5k)).unwrap_err().to_string();

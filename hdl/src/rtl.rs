@@ -220,6 +220,15 @@ impl Expr {
         Expr { text: format!("{}[{base} +: {width}]", self.text), ty: Ty::u(width), atomic: true }
     }
 
+    /// A variable part-select `name[base +: width]`, unsigned; the caller guarantees `base + width` stays
+    /// within the signal for every value `base` can take.
+    pub fn part_at(&self, base: &Expr, width: u32) -> Expr {
+        assert!(self.atomic && !self.text.contains('['), "can only select bits of a plain name, not `{}`", self.text);
+        assert!(!base.ty.signed && base.atomic, "part-select base must be an unsigned name: `{}`", base.text);
+        assert!(width <= self.ty.width);
+        Expr { text: format!("{}[{} +: {width}]", self.text, base.text), ty: Ty::u(width), atomic: false }
+    }
+
     /// Reinterpret as signed (same bits).
     pub fn as_signed(&self) -> Expr {
         if self.ty.signed {
@@ -295,6 +304,31 @@ fn matching_outer_paren(t: &str) -> bool {
         }
     }
     true
+}
+
+/// Verilog-2005 and SystemVerilog reserved words a generated name must not take.
+const RESERVED: &[&str] = &[
+    "always", "and", "assign", "automatic", "begin", "buf", "bufif0", "bufif1", "case", "casex", "casez", "cell", "cmos",
+    "config", "deassign", "default", "defparam", "design", "disable", "edge", "else", "end", "endcase", "endconfig",
+    "endfunction", "endgenerate", "endmodule", "endprimitive", "endspecify", "endtable", "endtask", "event", "for",
+    "force", "forever", "fork", "function", "generate", "genvar", "highz0", "highz1", "if", "ifnone", "incdir",
+    "include", "initial", "inout", "input", "instance", "integer", "join", "large", "liblist", "library", "localparam",
+    "macromodule", "medium", "module", "nand", "negedge", "nmos", "nor", "noshowcancelled", "not", "notif0", "notif1",
+    "or", "output", "parameter", "pmos", "posedge", "primitive", "pull0", "pull1", "pulldown", "pullup",
+    "pulsestyle_onevent", "pulsestyle_ondetect", "rcmos", "real", "realtime", "reg", "release", "repeat", "rnmos",
+    "rpmos", "rtran", "rtranif0", "rtranif1", "scalared", "showcancelled", "signed", "small", "specify", "specparam",
+    "strong0", "strong1", "supply0", "supply1", "table", "task", "time", "tran", "tranif0", "tranif1", "tri", "tri0",
+    "tri1", "triand", "trior", "trireg", "unsigned", "use", "uwire", "vectored", "wait", "wand", "weak0", "weak1",
+    "while", "wire", "wor", "xnor", "xor", "logic", "bit", "byte", "int", "shortint", "longint", "interface", "final",
+    "unique", "priority", "type", "void", "return", "break", "continue", "do", "const", "static", "string",
+];
+
+fn check_name(name: &str) {
+    assert!(
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.starts_with(|c: char| c.is_ascii_digit()),
+        "`{name}` is not a plain Verilog identifier"
+    );
+    assert!(!RESERVED.contains(&name), "`{name}` is a Verilog keyword");
 }
 
 /// Port direction.
@@ -374,16 +408,19 @@ impl Body {
     }
     /// Declare a `wire`.
     pub fn wire(&mut self, name: &str, ty: Ty, doc: &str) -> Expr {
+        check_name(name);
         self.items.push(Item::Decl { name: name.to_string(), ty, reg: false, doc: doc.to_string() });
         Expr::sig(name, ty)
     }
     /// Declare a `reg` written by a clocked process.
     pub fn reg(&mut self, name: &str, ty: Ty, doc: &str) -> Expr {
+        check_name(name);
         self.items.push(Item::Decl { name: name.to_string(), ty, reg: true, doc: doc.to_string() });
         Expr::sig(name, ty)
     }
     /// Declare a wire and drive it: `wire name = rhs;`.
     pub fn net(&mut self, name: &str, rhs: &Expr, doc: &str) -> Expr {
+        check_name(name);
         self.items.push(Item::Net { name: name.to_string(), rhs: rhs.clone(), doc: doc.to_string() });
         Expr::sig(name, rhs.ty)
     }
@@ -442,6 +479,7 @@ pub struct Module {
 impl Module {
     /// A new empty module.
     pub fn new(name: &str) -> Module {
+        check_name(name);
         Module { name: name.to_string(), doc: Vec::new(), ports: Vec::new(), body: Body::default() }
     }
     /// The module name.
@@ -458,6 +496,7 @@ impl Module {
     }
     /// Add an input port.
     pub fn input(&mut self, name: &str, ty: Ty, doc: &str) -> Expr {
+        check_name(name);
         self.ports.push(Port { name: name.to_string(), dir: Dir::In, ty, doc: doc.to_string() });
         Expr::sig(name, ty)
     }
@@ -650,6 +689,13 @@ mod tests {
         let mut m = Module::new("m");
         let y = m.output("y_o", Ty::u(4), "");
         m.body.assign(&y, &Expr::sig("b", Ty::u(5)));
+    }
+
+    #[test]
+    #[should_panic(expected = "Verilog keyword")]
+    fn keywords_are_rejected() {
+        let mut m = Module::new("m");
+        m.body.wire("xnor", Ty::bit(), "");
     }
 
     #[test]

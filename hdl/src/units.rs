@@ -160,7 +160,7 @@ pub fn pe(p: &HwParams) -> Module {
     let w = m.input("w_i", Ty::u(l * wb), "weight codes, lane l at [l*WB +: WB]");
     let corr = (kind == MacKind::OddWeights).then(|| m.input("corr_i", Ty::s(dw), "n_w * sum of this row's activations (S3)"));
     let acc_en = m.input("acc_en_i", Ty::bit(), "a valid partial sum is at S3: accumulate it");
-    let first = m.input("first_i", Ty::bit(), "it is the first step of a tile: start from zero");
+    let clr = m.input("clr_i", Ty::bit(), "clear the accumulator (after a tile's last step, and on reset)");
     let load = m.input("load_i", Ty::bit(), "it is the last step: move the sum into the hold register");
     let shift = m.input("shift_i", Ty::bit(), "shift the hold registers down one row");
     let hold_i = m.input("hold_i", Ty::s(aw), "hold register of the row above");
@@ -173,11 +173,18 @@ pub fn pe(p: &HwParams) -> Module {
     let term_range = kind.lane_term_range((p.weight_enc, wb), (p.act_enc, ab));
     match kind {
         MacKind::Xnor => {
-            b.comment("S2: +-1 x +-1 products as XNOR bits (1 means +1)");
-            let x_q = b.reg("xnor_q", Ty::u(l), "");
-            s2.push(Stmt::set(&x_q, &a.xor(&w).not()));
-            for i in 0..l {
-                terms.push((x_q.bit(i), (0, 1)));
+            b.comment("S2: +-1 x +-1 products as XNOR bits (1 means +1), counted in pairs");
+            let x = b.net("same", &a.xor(&w).not(), "XNOR: the two signs agree");
+            for i in 0..l / 2 {
+                let (x0, x1) = (x.bit(2 * i), x.bit(2 * i + 1));
+                let q = b.reg(&format!("pair{i}_q"), Ty::u(2), "");
+                s2.push(Stmt::set(&q, &Expr::concat(&[x0.and(&x1), x0.xor(&x1)])));
+                terms.push((q, (0, 2)));
+            }
+            if l % 2 == 1 {
+                let q = b.reg("odd_q", Ty::bit(), "");
+                s2.push(Stmt::set(&q, &x.bit(l - 1)));
+                terms.push((q, (0, 1)));
             }
         }
         _ => {
@@ -228,8 +235,8 @@ pub fn pe(p: &HwParams) -> Module {
             b.net("dot_v", &pop.shl(1).sub(&Expr::lit(i128::from(l), Ty::s(dw))), "2 * popcount - lanes")
         }
     };
-    let acc_q = b.reg("acc_q", Ty::s(aw), "accumulator");
-    let base = b.net("acc_base", &Expr::mux(&first, &Expr::zero(Ty::s(aw)), &acc_q), "");
+    let acc_q = b.reg("acc_q", Ty::s(aw), "accumulator, zero between tiles");
+    let base = acc_q.clone();
     let acc_nxt = if p.acc_saturate {
         let sw = aw.max(dw) + 1;
         let sum = b.net("acc_sum", &base.resize(sw).add(&dot_v.resize(sw)), "");
@@ -249,7 +256,7 @@ pub fn pe(p: &HwParams) -> Module {
     b.always(
         &clk,
         vec![
-            Stmt::when(&acc_en, vec![Stmt::set(&acc_q, &acc_nxt)]),
+            Stmt::when_else(&clr, vec![Stmt::set(&acc_q, &Expr::zero(Ty::s(aw)))], vec![Stmt::when(&acc_en, vec![Stmt::set(&acc_q, &acc_nxt)])]),
             Stmt::when_else(&load, vec![Stmt::set(&hold_q, &acc_nxt)], vec![Stmt::when(&shift, vec![Stmt::set(&hold_q, &hold_i)])]),
         ],
     );
@@ -301,7 +308,7 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
     let a = m.input("a_data_i", Ty::u(r * l * ab), "activation codes of one step");
     let w = m.input("w_data_i", Ty::u(c * l * wb), "weight codes of one step");
     let acc_en = m.input("acc_en_i", Ty::bit(), "accumulate the step at S3");
-    let first = m.input("first_i", Ty::bit(), "the step at S3 starts a tile");
+    let clr = m.input("clr_i", Ty::bit(), "clear the accumulators");
     let load = m.input("load_i", Ty::bit(), "the step at S3 ends a tile");
     let shift = m.input("shift_i", Ty::bit(), "shift the hold registers one row down");
     let col_o = m.output("col_o", Ty::u(c * aw), "hold register of row 0 of each column");
@@ -329,7 +336,7 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
                 ("a_i", a_row.clone()),
                 ("w_i", w_q.part(&format!("gc * {cl}"), cl, (c - 1) * cl)),
                 ("acc_en_i", acc_en.clone()),
-                ("first_i", first.clone()),
+                ("clr_i", clr.clone()),
                 ("load_i", load.clone()),
                 ("shift_i", shift.clone()),
                 ("hold_i", hold.part(&format!("((gr + 1) * {c} + gc) * {aw}"), aw, (r * c + c - 1) * aw)),
@@ -398,9 +405,16 @@ pub fn requant(p: &HwParams) -> Module {
     let half = b.net("half", &one.shl_by(&shift).shr_by(&one_bit_amount()), "2^(shift-1); 0 when shift = 0");
     let zero_shift = shift.eq(&Expr::zero(Ty::u(sb)));
     let rnd = b.net("rnd", &Expr::mux(&zero_shift, &Expr::zero(Ty::u(sw)), &half.sub(&one).add(&tie)), "");
-    let rounded = b.net("rounded", &p_ext.add(&rnd).shr_by(&shift), "round(p / 2^shift)");
+    let sum = b.net("sum", &p_ext.add(&rnd), "round(p / 2^shift) = sum >> shift");
+    // saturation without a full-width shifter: the result exceeds 2^OB - 1 exactly when sum has a bit
+    // set at or above position shift + OB; otherwise the code is sum[shift +: OB]
+    let top_mask = Expr::lit(((1i128 << sw) - 1) ^ ((1i128 << ob) - 1), Ty::u(sw));
+    let hi = b.net("hi_mask", &top_mask.shl_by(&shift), "bits at and above shift + OB");
+    let ovf = b.net("ovf", &sum.and(&hi).any(), "the rounded value does not fit OB bits");
+    let sum_x = b.net("sum_x", &sum.resize(sw + ob), "zero-extended so that [shift +: OB] stays in range");
+    let field = b.net("field", &sum_x.part_at(&shift, ob), "");
     let max = (1i128 << ob) - 1;
-    let code = Expr::mux(&rounded.gt(&Expr::lit(max, Ty::u(sw))), &Expr::lit(max, Ty::u(ob)), &rounded.slice(ob - 1, 0));
+    let code = Expr::mux(&ovf, &Expr::lit(max, Ty::u(ob)), &field);
     let code_q = b.reg("code_o", Ty::u(ob), "");
     b.always(&clk, vec![Stmt::when(&en, vec![Stmt::set(&code_q, &code)])]);
     let _ = code_o;
@@ -469,7 +483,7 @@ pub fn ctrl(p: &HwParams) -> Module {
     let w_ready = m.output("w_ready_o", Ty::bit(), "");
     let en_o = m.output("en_o", Ty::bit(), "advance the compute pipeline");
     let acc_en_o = m.output("acc_en_o", Ty::bit(), "a valid step is at S3");
-    let first_o = m.output("first_o", Ty::bit(), "the step at S3 starts a tile");
+    let clr_o = m.output("clr_o", Ty::bit(), "clear the accumulators: a tile ends at S3, or reset");
     let load_o = m.output("load_o", Ty::bit(), "the step at S3 ends a tile: load the hold registers");
     let shift_o = m.output("shift_o", Ty::bit(), "issue one row into the drain; shift the hold registers");
     let d_en_o = m.output("d_en_o", Ty::bit(), "advance the drain pipeline");
@@ -478,11 +492,9 @@ pub fn ctrl(p: &HwParams) -> Module {
     let y_ready = m.input("y_ready_i", Ty::bit(), "");
     let b = &mut m.body;
 
-    b.comment("compute pipeline: S1..S3 valid/first/last");
+    b.comment("compute pipeline: S1..S3 valid/last");
     let v = [b.reg("v1_q", Ty::bit(), "S1 holds a step"), b.reg("v2_q", Ty::bit(), ""), b.reg("v3_q", Ty::bit(), "")];
-    let f = [b.reg("f1_q", Ty::bit(), "S1 step is the first of its tile"), b.reg("f2_q", Ty::bit(), ""), b.reg("f3_q", Ty::bit(), "")];
     let l = [b.reg("l1_q", Ty::bit(), "S1 step is the last of its tile"), b.reg("l2_q", Ty::bit(), ""), b.reg("l3_q", Ty::bit(), "")];
-    let tile_start = b.reg("tile_start_q", Ty::bit(), "the next accepted step starts a tile");
     let hold_full = b.reg("hold_full_q", Ty::bit(), "the hold registers hold a tile not yet drained");
     let stall = b.net("stall", &v[2].land(&l[2]).land(&hold_full), "a finished tile waits for the hold registers");
     let en = b.net("en", &stall.lnot(), "");
@@ -491,9 +503,9 @@ pub fn ctrl(p: &HwParams) -> Module {
     b.assign(&w_ready, &a_valid.land(&en));
     b.assign(&en_o, &en);
     b.assign(&acc_en_o, &v[2].land(&en));
-    b.assign(&first_o, &f[2]);
     let load = b.net("load", &v[2].land(&l[2]).land(&en), "");
     b.assign(&load_o, &load);
+    b.assign(&clr_o, &rst.lor(&load));
 
     b.comment("drain: hold registers -> P1 (clip) -> P2 (product) -> P3 (output register)");
     let y_valid_q = b.reg("y_valid_o", Ty::bit(), "");
@@ -523,7 +535,6 @@ pub fn ctrl(p: &HwParams) -> Module {
         Stmt::set(&v[0], &zero),
         Stmt::set(&v[1], &zero),
         Stmt::set(&v[2], &zero),
-        Stmt::set(&tile_start, &one),
         Stmt::set(&hold_full, &zero),
         Stmt::set(&dv[0], &zero),
         Stmt::set(&dv[1], &zero),
@@ -539,7 +550,6 @@ pub fn ctrl(p: &HwParams) -> Module {
                 Stmt::set(&v[0], &fire),
                 Stmt::set(&v[1], &v[0]),
                 Stmt::set(&v[2], &v[1]),
-                Stmt::when(&fire, vec![Stmt::set(&tile_start, &a_last)]),
             ],
         ),
         Stmt::when_else(&load, vec![Stmt::set(&hold_full, &one)], vec![Stmt::when(&done, vec![Stmt::set(&hold_full, &zero)])]),
@@ -550,16 +560,13 @@ pub fn ctrl(p: &HwParams) -> Module {
     ];
     run.extend(row_stmts);
     b.always(&clk, vec![Stmt::when_else(&rst, reset, run)]);
-    b.comment("tile flags travel with the steps; they need no reset (qualified by the valid bits)");
+    b.comment("last flags travel with the steps; they need no reset (qualified by the valid bits)");
     b.always(
         &clk,
         vec![
             Stmt::when(
                 &en,
                 vec![
-                    Stmt::set(&f[0], &tile_start),
-                    Stmt::set(&f[1], &f[0]),
-                    Stmt::set(&f[2], &f[1]),
                     Stmt::set(&l[0], &a_last),
                     Stmt::set(&l[1], &l[0]),
                     Stmt::set(&l[2], &l[1]),
@@ -600,7 +607,7 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
     let shift = b.wire("shift", Ty::u(c * sb), "");
     let en = b.wire("en", Ty::bit(), "");
     let acc_en = b.wire("acc_en", Ty::bit(), "");
-    let first = b.wire("first", Ty::bit(), "");
+    let clr = b.wire("clr", Ty::bit(), "");
     let load = b.wire("load", Ty::bit(), "");
     let drain_shift = b.wire("drain_shift", Ty::bit(), "");
     let d_en = b.wire("d_en", Ty::bit(), "");
@@ -632,7 +639,7 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
             ("w_ready_o", w_ready),
             ("en_o", en.clone()),
             ("acc_en_o", acc_en.clone()),
-            ("first_o", first.clone()),
+            ("clr_o", clr.clone()),
             ("load_o", load.clone()),
             ("shift_o", drain_shift.clone()),
             ("d_en_o", d_en.clone()),
@@ -650,7 +657,7 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
             ("a_data_i", a_data),
             ("w_data_i", w_data),
             ("acc_en_i", acc_en),
-            ("first_i", first),
+            ("clr_i", clr),
             ("load_i", load),
             ("shift_i", drain_shift),
             ("col_o", col.clone()),

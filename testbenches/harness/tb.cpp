@@ -215,6 +215,7 @@ int main(int argc, char** argv) {
                 if (lat != static_cast<uint64_t>(latency))
                     die("latency of an unstalled tile is " + std::to_string(lat) + " cycles, derived latency is " + std::to_string(latency));
                 latency_checked = true;
+                latency_tile = -1;  // only the first, unstalled tile of the run
             }
         }
         ++received;

@@ -24,13 +24,17 @@ use clap::Args;
 
 use super::sweep::{sweep, SweepMode, SweepOptions, SweepPoint};
 use super::targets::Target;
-use super::{synth, SynthOptions};
+use super::{synth, DspPolicy, SynthOptions};
 
 /// Largest bit width accepted by `--weight-bits` / `--act-bits`.
 pub const MAX_BITS: u32 = 8;
 
 fn parse_target(s: &str) -> Result<Target, String> {
     s.parse::<Target>().map_err(|e| e.to_string())
+}
+
+fn parse_dsp(s: &str) -> Result<DspPolicy, String> {
+    s.parse()
 }
 
 fn parse_freq(s: &str) -> Result<f64, String> {
@@ -142,12 +146,13 @@ pub struct SynthArgs {
     #[arg(long)]
     pub no_bitstream: bool,
 
-    /// Let Yosys map multipliers to DSP blocks (SB_MAC16 / MULT18X18D). Default: no DSPs, all
-    /// arithmetic in LUTs.
-    #[arg(long, conflicts_with = "no_dsp")]
-    pub dsp: bool,
+    /// DSP blocks for multipliers: off (the default: all arithmetic in LUTs), on (SB_MAC16 /
+    /// MULT18X18D wherever Yosys maps them) or auto (on, unless that needs more DSP blocks than the
+    /// device has). `--dsp` alone means on; otherwise `--dsp=auto`.
+    #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "on", value_parser = parse_dsp, conflicts_with = "no_dsp")]
+    pub dsp: Option<DspPolicy>,
 
-    /// Keep multipliers out of DSP blocks (the default; accepted for explicitness).
+    /// Same as `--dsp off` (the default).
     #[arg(long)]
     pub no_dsp: bool,
 
@@ -169,7 +174,7 @@ impl SynthArgs {
             seed: self.seed,
             baseline: self.baseline,
             bitstream: !self.no_bitstream,
-            dsp: self.dsp && !self.no_dsp,
+            dsp: if self.no_dsp { DspPolicy::Off } else { self.dsp.unwrap_or_default() },
             keep_hierarchy: !self.flatten,
         }
     }
@@ -245,9 +250,14 @@ pub struct SweepArgs {
     #[arg(long)]
     pub baseline_only: bool,
 
-    /// Let Yosys map multipliers to DSP blocks (default: LUTs only).
+    /// DSP blocks for multipliers: off (default), on or auto (see `qmac synth --help`); `--dsp`
+    /// alone means on; otherwise `--dsp=auto`.
+    #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "on", value_parser = parse_dsp)]
+    pub dsp: Option<DspPolicy>,
+
+    /// Let Yosys flatten the array into the board wrapper.
     #[arg(long)]
-    pub dsp: bool,
+    pub flatten: bool,
 
     /// Also pack bitstreams (default for sweeps: stop after place and route).
     #[arg(long)]
@@ -278,7 +288,8 @@ impl SweepArgs {
         let mut synth = SynthOptions::new(first);
         synth.freq_mhz = self.freq;
         synth.seed = self.seed;
-        synth.dsp = self.dsp;
+        synth.dsp = self.dsp.unwrap_or_default();
+        synth.keep_hierarchy = !self.flatten;
         synth.bitstream = self.bitstream;
         let jobs = self.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
         SweepOptions {

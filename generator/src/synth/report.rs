@@ -132,6 +132,11 @@ impl YosysStat {
         Self::sum(&self.total, |k| k.starts_with("SB_DFF") || k == "TRELLIS_FF")
     }
 
+    /// DSP multipliers (SB_MAC16 / MULT18X18D).
+    pub fn dsps(&self) -> u64 {
+        Self::sum(&self.total, |k| k == "SB_MAC16" || k == "MULT18X18D")
+    }
+
     /// Carry cells (SB_CARRY: one bit each; CCU2C: two bits each).
     pub fn carries(&self) -> u64 {
         Self::sum(&self.total, |k| k == "SB_CARRY" || k == "CCU2C")
@@ -290,7 +295,9 @@ pub struct SynthReport {
     pub device: String,
     /// Board whose pins were used.
     pub board: String,
-    /// Whether Yosys was allowed to map multipliers to DSP blocks.
+    /// The DSP policy asked for.
+    pub dsp_policy: super::DspPolicy,
+    /// Whether the netlist was synthesised with DSP blocks allowed (for `auto`: what was kept).
     pub dsp_enabled: bool,
     /// Whether the array kept its hierarchy (not flattened into the wrapper).
     pub keep_hierarchy: bool,
@@ -372,14 +379,15 @@ impl fmt::Display for SynthReport {
         let r = &self.resources;
         writeln!(
             f,
-            "{} ({}) on {} ({}, {} pins), seed {}, DSP {}, {}",
+            "{} ({}) on {} ({}, {} pins), seed {}, DSP {} ({}), {}",
             self.design,
             self.kind,
             self.target,
             self.device,
             self.board,
             self.seed,
-            if self.dsp_enabled { "allowed" } else { "off" },
+            self.dsp_policy.name(),
+            if self.dsp_enabled { "allowed" } else { "not used" },
             if self.keep_hierarchy { "hierarchy kept" } else { "flattened" },
         )?;
         usage_row(f, &format!("LUT4 ({})", r.lut4_kind), &r.lut4)?;

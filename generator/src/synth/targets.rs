@@ -124,7 +124,17 @@ impl Target {
 
     /// Whether the device has DSP blocks that Yosys can map multipliers to.
     pub fn has_dsp(self) -> bool {
-        !matches!(self, Target::Ice40Hx8k)
+        self.dsp_blocks() > 0
+    }
+
+    /// DSP blocks on the device (SB_MAC16 or MULT18X18D).
+    pub fn dsp_blocks(self) -> u64 {
+        match self {
+            Target::Ice40Up5k => 8,
+            Target::Ice40Hx8k => 0,
+            Target::Ecp5_25k => 28,
+            Target::Ecp5_85k => 156,
+        }
     }
 
     /// The constraint file: (file name, contents) as kept in `constraints/`.
