@@ -4,7 +4,7 @@
 use qmac_arith::code::{product_range, Encoding, MacKind};
 use qmac_arith::round::Rounding;
 use qmac_arith::width::{clog2, signed_bits, unsigned_bits};
-use qmac_hdl::units::{HwParams, COMPUTE_STAGES, DRAIN_STAGES};
+use qmac_hdl::units::{HwParams, COMPUTE_STAGES};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::ops::Deref;
@@ -44,6 +44,22 @@ pub struct RawConfig {
     pub mult_bits: u32,
     /// Rounding of the requantization shift: `half_even` (torch/QONNX default) or `half_up`.
     pub rounding: RoundingName,
+    /// Output stage: `multiply` (PACT clip, multiply, rounding shift), `thresholds` (compare the
+    /// accumulator with 2^out_bits - 1 thresholds derived from the same parameters; out_bits <= 2), or
+    /// `auto` (thresholds when out_bits <= 2).
+    pub requant: RequantName,
+}
+
+/// Output stage names as written in configuration files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum RequantName {
+    /// Thresholds when out_bits <= 2, else multiply.
+    Auto,
+    /// Clip, multiply, rounding shift.
+    Multiply,
+    /// Compare with thresholds.
+    Thresholds,
 }
 
 impl Default for RawConfig {
@@ -63,6 +79,7 @@ impl Default for RawConfig {
             acc_saturate: false,
             mult_bits: 16,
             rounding: RoundingName::HalfEven,
+            requant: RequantName::Auto,
         }
     }
 }
@@ -201,6 +218,9 @@ impl Config {
         if raw.max_depth < raw.lanes || raw.max_depth > 1 << 24 {
             return Err(invalid("max_depth", raw.max_depth, format!("allowed lanes ({})..={}", raw.lanes, 1 << 24)));
         }
+        if raw.requant == RequantName::Thresholds && raw.out_bits.unwrap_or(raw.act_bits) > 2 {
+            return Err(invalid("requant", "\"thresholds\"", format!("thresholds need out_bits <= 2 (out_bits is {}); use \"multiply\" or \"auto\"", raw.out_bits.unwrap_or(raw.act_bits))));
+        }
         if raw.weight_encoding == EncodingName::Unsigned {
             return Err(invalid("weight_encoding", "\"unsigned\"", "allowed \"int\" or \"odd\""));
         }
@@ -333,7 +353,15 @@ impl Config {
     }
     /// Parameter data width: the widest field.
     pub fn prm_data_bits(&self) -> u32 {
-        self.acc_bits().max(self.mult_bits).max(self.shift_bits())
+        self.hw_params().prm_data_bits
+    }
+    /// True when the output stage compares against thresholds (see [`RawConfig::requant`]).
+    pub fn uses_thresholds(&self) -> bool {
+        match self.requant {
+            RequantName::Auto => self.out_bits() <= 2,
+            RequantName::Multiply => false,
+            RequantName::Thresholds => true,
+        }
     }
     /// Multiply-accumulates per cycle: `rows * cols * lanes`.
     pub fn macs_per_cycle(&self) -> u64 {
@@ -342,7 +370,7 @@ impl Config {
     /// Cycles from the cycle that accepts a tile's last step to the cycle its first output row is
     /// valid, when nothing stalls.
     pub fn latency(&self) -> u32 {
-        COMPUTE_STAGES + DRAIN_STAGES
+        COMPUTE_STAGES + self.hw_params().drain_stages()
     }
     /// Cycles the drain of one tile occupies the output: one per row.
     pub fn drain_cycles(&self) -> u32 {
@@ -379,17 +407,21 @@ impl Config {
             rounding: self.rounding_rule(),
             prm_addr_bits: 1,
             prm_data_bits: 1,
+            thresholds: false,
         }
     }
 
     /// The hardware view of this configuration.
     pub fn hw_params(&self) -> HwParams {
-        HwParams {
+        let mut hw = HwParams {
             acc_saturate: self.acc_saturates(),
             shift_bits: self.shift_bits(),
             prm_addr_bits: self.prm_addr_bits(),
-            prm_data_bits: self.prm_data_bits(),
+            prm_data_bits: 1,
+            thresholds: self.uses_thresholds(),
             ..self.hw_params_with_acc(self.acc_bits())
-        }
+        };
+        hw.prm_data_bits = hw.param_fields().iter().map(|f| f.1).max().unwrap_or(1);
+        hw
     }
 }

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod emit;
 pub mod flow;
+pub mod quantize;
 pub mod reference;
 pub mod rng;
 pub mod sim;

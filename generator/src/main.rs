@@ -1,6 +1,6 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use qmac::config::{Config, EncodingName, RawConfig, RoundingName};
+use qmac::config::{Config, EncodingName, RawConfig, RequantName, RoundingName};
 use qmac::flow::{self, SimOptions};
 use qmac::vectors::StimulusOptions;
 use std::path::{Path, PathBuf};
@@ -107,6 +107,10 @@ struct ConfigFlags {
     /// Rounding of the requantization shift.
     #[arg(long, value_enum)]
     rounding: Option<RoundingName>,
+    /// Output stage: clip/multiply/shift, or thresholds (out-bits <= 2); auto picks thresholds for
+    /// out-bits <= 2.
+    #[arg(long, value_enum)]
+    requant: Option<RequantName>,
 }
 
 impl ConfigFlags {
@@ -123,7 +127,7 @@ impl ConfigFlags {
         }
         set!(prefix => module_prefix, rows => rows, cols => cols, lanes => lanes, max_depth => max_depth,
              weight_bits => weight_bits, weight_encoding => weight_encoding, act_bits => act_bits,
-             act_encoding => act_encoding, mult_bits => mult_bits, rounding => rounding);
+             act_encoding => act_encoding, mult_bits => mult_bits, rounding => rounding, requant => requant);
         if self.out_bits.is_some() {
             raw.out_bits = self.out_bits;
         }

@@ -75,11 +75,50 @@ pub fn check_params(cfg: &Config, params: &[ChannelParams]) -> Result<(), ParamE
     Ok(())
 }
 
+/// The thresholds of a channel: `T_k` is the smallest accumulator value whose output code is at least
+/// `k` (`k = 1..=2^out_bits - 1`), or one more than the largest accumulator value if no value reaches
+/// `k`. Because [`output_code`] is monotone in the accumulator, `#{k : acc >= T_k}` equals
+/// `output_code(acc)` for every accumulator value: the threshold output stage is exact.
+pub fn thresholds(cfg: &Config, p: &ChannelParams) -> Vec<i64> {
+    let aw = cfg.acc_bits();
+    let (lo, hi) = (-(1i64 << (aw - 1)), (1i64 << (aw - 1)) - 1);
+    let rounding = cfg.rounding_rule();
+    let code = |acc: i64| output_code(acc, p, rounding, cfg.out_bits());
+    (1..(1u64 << cfg.out_bits()))
+        .map(|k| {
+            if code(hi) < k {
+                return hi + 1;
+            }
+            // smallest acc in lo..=hi with code(acc) >= k
+            let (mut a, mut b) = (lo, hi);
+            while a < b {
+                let mid = a + (b - a) / 2;
+                if code(mid) >= k {
+                    b = mid;
+                } else {
+                    a = mid + 1;
+                }
+            }
+            a
+        })
+        .collect()
+}
+
 /// The parameter-interface writes that load `params`: `(address, data)` pairs, data in the low bits.
+/// With the threshold output stage the fields are the thresholds ([`thresholds`]).
 pub fn param_writes(cfg: &Config, params: &[ChannelParams]) -> Vec<(u64, u128)> {
     let aw = cfg.acc_bits();
     let mask = (1u128 << aw) - 1;
     let mut out = Vec::new();
+    if cfg.uses_thresholds() {
+        let tmask = (1u128 << (aw + 1)) - 1;
+        for (c, p) in params.iter().enumerate() {
+            for (k, t) in thresholds(cfg, p).into_iter().enumerate() {
+                out.push((4 * c as u64 + k as u64, (t as i128 as u128) & tmask));
+            }
+        }
+        return out;
+    }
     for (c, p) in params.iter().enumerate() {
         let base = 4 * c as u64;
         out.push((base, (p.bias as i128 as u128) & mask));
@@ -193,6 +232,31 @@ mod tests {
             let fits = |b: u32| lo >= -(1i128 << (b - 1)) && hi < (1i128 << (b - 1));
             assert!(fits(bits), "{wb}x{ab}x{depth}: {bits} bits");
             assert!(bits == 2 || !fits(bits - 1), "{wb}x{ab}x{depth}: {bits} bits is not minimal");
+        }
+    }
+
+    /// Invariant: counting reached thresholds reproduces the output code for every accumulator value of a
+    /// small accumulator, for random parameters and both output widths the threshold stage supports.
+    #[test]
+    fn thresholds_reproduce_output_codes() {
+        let mut rng = crate::rng::Rng::new(11);
+        for out_bits in 1..=2 {
+            let c = cfg(|r| {
+                r.weight_bits = 2;
+                r.act_bits = 2;
+                r.out_bits = Some(out_bits);
+            });
+            assert!(c.uses_thresholds());
+            for _ in 0..200 {
+                let p = crate::vectors::random_params(&c, &mut rng, 4)[0];
+                let t = thresholds(&c, &p);
+                assert_eq!(t.len(), (1 << out_bits) - 1);
+                let aw = c.acc_bits();
+                for acc in -(1i64 << (aw - 1))..(1i64 << (aw - 1)) {
+                    let count = t.iter().filter(|&&tk| acc >= tk).count() as u64;
+                    assert_eq!(count, output_code(acc, &p, c.rounding_rule(), out_bits), "acc {acc} params {p:?}");
+                }
+            }
         }
     }
 

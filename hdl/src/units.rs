@@ -48,6 +48,9 @@ pub struct HwParams {
     pub prm_addr_bits: u32,
     /// Parameter data width.
     pub prm_data_bits: u32,
+    /// Output stage: compare against per-channel thresholds (small output codes) instead of clip,
+    /// multiply and shift.
+    pub thresholds: bool,
 }
 
 impl HwParams {
@@ -76,12 +79,31 @@ impl HwParams {
     pub fn product_bits(&self) -> u32 {
         self.acc_bits + self.mult_bits
     }
+    /// Register stages from the hold register to the output register: clip, product, round (3); or
+    /// compare, count (2) with thresholds.
+    pub fn drain_stages(&self) -> u32 {
+        if self.thresholds {
+            2
+        } else {
+            3
+        }
+    }
+    /// Number of thresholds per channel: `2^out_bits - 1`.
+    pub fn threshold_count(&self) -> u32 {
+        (1 << self.out_bits) - 1
+    }
+    /// The per-channel parameter fields, in address order, with their widths.
+    pub fn param_fields(&self) -> Vec<(String, u32)> {
+        if self.thresholds {
+            (1..=self.threshold_count()).map(|k| (format!("t{k}"), self.acc_bits + 1)).collect()
+        } else {
+            vec![("bias".into(), self.acc_bits), ("alpha".into(), self.acc_bits), ("mult".into(), self.mult_bits), ("shift".into(), self.shift_bits)]
+        }
+    }
 }
 
 /// Register stages from the cycle a beat is accepted to the cycle its partial sum is in the accumulator.
 pub const COMPUTE_STAGES: u32 = 4;
-/// Register stages from the hold register to the output register.
-pub const DRAIN_STAGES: u32 = 3;
 
 fn clk_en_ports(m: &mut Module, en_doc: &str) -> (Expr, Expr) {
     let clk = m.input("clk_i", Ty::bit(), "clock");
@@ -427,42 +449,68 @@ fn one_bit_amount() -> Expr {
 
 /// Per-channel parameter registers written through the parameter-load interface.
 pub fn params(p: &HwParams) -> Module {
-    let (c, aw, mb, sb) = (p.cols, p.acc_bits, p.mult_bits, p.shift_bits);
-    let (pa, pd) = (p.prm_addr_bits, p.prm_data_bits);
+    let (c, pa, pd) = (p.cols, p.prm_addr_bits, p.prm_data_bits);
+    let fields = p.param_fields();
+    assert!(fields.len() <= 4, "at most four fields per channel");
     let mut m = Module::new(&p.module("params"));
-    m.doc("Per-channel parameters; address = channel * 4 + field (0 bias, 1 alpha, 2 mult, 3 shift).");
+    let names: Vec<String> = fields.iter().enumerate().map(|(i, (n, _))| format!("{i} {n}")).collect();
+    m.doc(&format!("Per-channel parameters; address = channel * 4 + field ({}).", names.join(", ")));
     m.doc("Not reset: a reset of the datapath keeps the loaded layer.");
     let clk = m.input("clk_i", Ty::bit(), "clock");
     let we = m.input("prm_we_i", Ty::bit(), "write strobe");
     let addr = m.input("prm_addr_i", Ty::u(pa), "channel * 4 + field");
     let data = m.input("prm_wdata_i", Ty::u(pd), "value in the low bits");
-    let bias_o = m.output("bias_o", Ty::u(c * aw), "");
-    let alpha_o = m.output("alpha_o", Ty::u(c * aw), "");
-    let mult_o = m.output("mult_o", Ty::u(c * mb), "");
-    let shift_o = m.output("shift_o", Ty::u(c * sb), "");
+    let ports: Vec<Expr> = fields.iter().map(|(n, w)| m.output(&format!("{n}_o"), Ty::u(c * w), "")).collect();
     let b = &mut m.body;
-    let fields = [(&bias_o, aw, "bias"), (&alpha_o, aw, "alpha"), (&mult_o, mb, "mult"), (&shift_o, sb, "shift")];
-    for (port, w, name) in fields {
-        let q = b.reg(&format!("{name}_q"), Ty::u(c * w), "");
-        b.assign(port, &q);
-        let _ = q;
+    let regs: Vec<Expr> = fields.iter().map(|(n, w)| b.reg(&format!("{n}_q"), Ty::u(c * w), "")).collect();
+    for (port, q) in ports.iter().zip(&regs) {
+        b.assign(port, q);
     }
-    let chb = pa - 2;
     let ch = b.net("ch", &addr.slice(pa - 1, 2), "channel");
     let field = b.net("field", &addr.slice(1, 0), "field");
     let ch_sel = b.net("ch_sel", &Expr::lit(1, Ty::u(c)).shl_by(&ch), "one-hot channel; none when out of range");
-    let f_sel = b.net("field_sel", &Expr::lit(1, Ty::u(4)).shl_by(&field), "one-hot field");
-    let _ = chb;
+    let nf = fields.len() as u32;
+    let f_sel = b.net("field_sel", &Expr::lit(1, Ty::u(nf)).shl_by(&field), "one-hot field; none when unused");
     b.generate_for("gc", c, "g_ch", |b| {
         let sel = b.net("sel", &we.land(&ch_sel.part("gc", 1, c - 1)), "");
-        for (i, (_, w, name)) in fields.iter().enumerate() {
-            let q = Expr::sig(&format!("{name}_q"), Ty::u(c * w));
+        for (i, ((_, w), q)) in fields.iter().zip(&regs).enumerate() {
             b.always(
                 &clk,
                 vec![Stmt::when(&sel.land(&f_sel.bit(i as u32)), vec![Stmt::set(&q.part(&format!("gc * {w}"), *w, (c - 1) * w), &data.slice(w - 1, 0))])],
             );
         }
     });
+    m
+}
+
+/// Threshold output stage of one channel: `code = #{k : acc >= T_k}` (P1: compares, P2: count).
+/// The thresholds are computed by the reference model from bias, alpha, mult and shift, so the codes
+/// equal the clip/multiply/shift pipeline's exactly (the output is monotone in `acc`).
+pub fn thresh(p: &HwParams) -> Module {
+    let (aw, ob) = (p.acc_bits, p.out_bits);
+    let n = p.threshold_count();
+    let tw = aw + 1;
+    let mut m = Module::new(&p.module("thresh"));
+    m.doc(&format!("Threshold requantization: code = number of the {n} thresholds that acc reaches."));
+    let (clk, en) = clk_en_ports(&mut m, "advance the drain pipeline");
+    let acc = m.input("acc_i", Ty::s(aw), "accumulator value");
+    let t = m.input("t_i", Ty::u(n * tw), "thresholds T_1..T_n, T_k at [(k-1)*TW +: TW]");
+    let code_o = m.output("code_o", Ty::u(ob), "output code");
+    let b = &mut m.body;
+    let acc_x = b.net("acc_x", &acc.resize(tw), "");
+    let ge_q = b.reg("ge_q", Ty::u(n), "acc >= T_k (P1)");
+    let mut cmps = Vec::new();
+    for k in 0..n {
+        let tk = b.net(&format!("t{}", k + 1), &t.slice(k * tw + tw - 1, k * tw).as_signed(), "");
+        cmps.push(tk.gt(&acc_x).lnot());
+    }
+    cmps.reverse();
+    b.always(&clk, vec![Stmt::when(&en, vec![Stmt::set(&ge_q, &Expr::concat(&cmps))])]);
+    let terms: Vec<(Expr, (i64, i64))> = (0..n).map(|k| (ge_q.bit(k), (0, 1))).collect();
+    let (count, _) = adder_tree(b, "cnt", terms);
+    let code_q = b.reg("code_o", Ty::u(ob), "");
+    b.always(&clk, vec![Stmt::when(&en, vec![Stmt::set(&code_q, &count.resize(ob))])]);
+    let _ = code_o;
     m
 }
 
@@ -514,8 +562,9 @@ pub fn ctrl(p: &HwParams) -> Module {
     let issue = b.net("issue", &hold_full.land(&d_en), "");
     b.assign(&shift_o, &issue);
     b.assign(&d_en_o, &d_en);
-    let dv = [b.reg("dv1_q", Ty::bit(), "P1 holds a row"), b.reg("dv2_q", Ty::bit(), "")];
-    let dl = [b.reg("dl1_q", Ty::bit(), "P1 row is the last of its tile"), b.reg("dl2_q", Ty::bit(), "")];
+    let ds = p.drain_stages();
+    let dv: Vec<Expr> = (1..ds).map(|i| b.reg(&format!("dv{i}_q"), Ty::bit(), if i == 1 { "P1 holds a row" } else { "" })).collect();
+    let dl: Vec<Expr> = (1..ds).map(|i| b.reg(&format!("dl{i}_q"), Ty::bit(), if i == 1 { "P1 row is the last of its tile" } else { "" })).collect();
     let (row_last, row_stmts) = if rb == 0 {
         (Expr::lit(1, Ty::bit()), Vec::new())
     } else {
@@ -536,10 +585,9 @@ pub fn ctrl(p: &HwParams) -> Module {
         Stmt::set(&v[1], &zero),
         Stmt::set(&v[2], &zero),
         Stmt::set(&hold_full, &zero),
-        Stmt::set(&dv[0], &zero),
-        Stmt::set(&dv[1], &zero),
         Stmt::set(&y_valid_q, &zero),
     ];
+    reset.extend(dv.iter().map(|d| Stmt::set(d, &zero)));
     if rb > 0 {
         reset.push(Stmt::set(&Expr::sig("row_q", Ty::u(rb)), &Expr::zero(Ty::u(rb))));
     }
@@ -553,10 +601,7 @@ pub fn ctrl(p: &HwParams) -> Module {
             ],
         ),
         Stmt::when_else(&load, vec![Stmt::set(&hold_full, &one)], vec![Stmt::when(&done, vec![Stmt::set(&hold_full, &zero)])]),
-        Stmt::when(
-            &d_en,
-            vec![Stmt::set(&dv[0], &issue), Stmt::set(&dv[1], &dv[0]), Stmt::set(&y_valid_q, &dv[1])],
-        ),
+        Stmt::when(&d_en, shift_chain(&issue, &dv, &y_valid_q)),
     ];
     run.extend(row_stmts);
     b.always(&clk, vec![Stmt::when_else(&rst, reset, run)]);
@@ -572,16 +617,27 @@ pub fn ctrl(p: &HwParams) -> Module {
                     Stmt::set(&l[2], &l[1]),
                 ],
             ),
-            Stmt::when(&d_en, vec![Stmt::set(&dl[0], &done), Stmt::set(&dl[1], &dl[0]), Stmt::set(&y_last_q, &dl[1])]),
+            Stmt::when(&d_en, shift_chain(&done, &dl, &y_last_q)),
         ],
     );
     let _ = (y_valid, y_last);
     m
 }
 
+/// `regs[0] <= input; regs[i] <= regs[i-1]; out <= regs[last]`.
+fn shift_chain(input: &Expr, regs: &[Expr], out: &Expr) -> Vec<Stmt> {
+    let mut prev = input.clone();
+    let mut st = Vec::new();
+    for r in regs.iter().chain(std::iter::once(out)) {
+        st.push(Stmt::set(r, &prev));
+        prev = r.clone();
+    }
+    st
+}
+
 /// The top level: parameter registers, control, array, and one PACT + requantization pipeline per column.
 pub fn top(p: &HwParams, units: &Units) -> Module {
-    let (r, c, l, ab, wb, aw, ob, mb, sb) = (p.rows, p.cols, p.lanes, p.act_bits, p.weight_bits, p.acc_bits, p.out_bits, p.mult_bits, p.shift_bits);
+    let (r, c, l, ab, wb, aw, ob) = (p.rows, p.cols, p.lanes, p.act_bits, p.weight_bits, p.acc_bits, p.out_bits);
     let mut m = Module::new(&p.module("top"));
     m.doc(&format!("qmac array top: {r} x {c} PEs x {l} lanes = {} MACs per cycle; streams with valid/ready.", r * c * l));
     let clk = m.input("clk_i", Ty::bit(), "clock");
@@ -601,10 +657,8 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
     let y_valid = m.output("y_valid_o", Ty::bit(), "");
     let y_ready = m.input("y_ready_i", Ty::bit(), "");
     let b = &mut m.body;
-    let bias = b.wire("bias", Ty::u(c * aw), "");
-    let alpha = b.wire("alpha", Ty::u(c * aw), "");
-    let mult = b.wire("mult", Ty::u(c * mb), "");
-    let shift = b.wire("shift", Ty::u(c * sb), "");
+    let fields = p.param_fields();
+    let prm: Vec<Expr> = fields.iter().map(|(n, w)| b.wire(n, Ty::u(c * w), "")).collect();
     let en = b.wire("en", Ty::bit(), "");
     let acc_en = b.wire("acc_en", Ty::bit(), "");
     let clr = b.wire("clr", Ty::bit(), "");
@@ -612,20 +666,12 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
     let drain_shift = b.wire("drain_shift", Ty::bit(), "");
     let d_en = b.wire("d_en", Ty::bit(), "");
     let col = b.wire("col", Ty::u(c * aw), "row-0 hold register of each column");
-    b.instance(
-        &units.params,
-        "u_params",
-        &[
-            ("clk_i", clk.clone()),
-            ("prm_we_i", prm_we),
-            ("prm_addr_i", prm_addr),
-            ("prm_wdata_i", prm_wdata),
-            ("bias_o", bias.clone()),
-            ("alpha_o", alpha.clone()),
-            ("mult_o", mult.clone()),
-            ("shift_o", shift.clone()),
-        ],
-    );
+    let mut conns = vec![("clk_i", clk.clone()), ("prm_we_i", prm_we), ("prm_addr_i", prm_addr), ("prm_wdata_i", prm_wdata)];
+    let port_names: Vec<String> = fields.iter().map(|(n, _)| format!("{n}_o")).collect();
+    for (pn, e) in port_names.iter().zip(&prm) {
+        conns.push((pn.as_str(), e.clone()));
+    }
+    b.instance(&units.params, "u_params", &conns);
     b.instance(
         &units.ctrl,
         "u_ctrl",
@@ -664,34 +710,63 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         ],
     );
     b.generate_for("gc", c, "g_col", |b| {
-        let x = b.wire("x", Ty::u(aw), "clipped value (P1)");
         let part = |e: &Expr, w: u32| e.part(&format!("gc * {w}"), w, (c - 1) * w);
-        b.instance(
-            &units.pact,
-            "u_pact",
-            &[
-                ("clk_i", clk.clone()),
-                ("en_i", d_en.clone()),
-                ("acc_i", part(&col, aw)),
-                ("bias_i", part(&bias, aw)),
-                ("alpha_i", part(&alpha, aw)),
-                ("x_o", x.clone()),
-            ],
-        );
-        b.instance(
-            &units.requant,
-            "u_requant",
-            &[
-                ("clk_i", clk.clone()),
-                ("en_i", d_en.clone()),
-                ("x_i", x),
-                ("mult_i", part(&mult, mb)),
-                ("shift_i", part(&shift, sb)),
-                ("code_o", part(&y_data, ob)),
-            ],
-        );
+        let field = |i: usize| part(&prm[i], fields[i].1);
+        match &units.out {
+            OutStage::Multiply { pact, requant } => {
+                let x = b.wire("x", Ty::u(aw), "clipped value (P1)");
+                b.instance(
+                    pact,
+                    "u_pact",
+                    &[
+                        ("clk_i", clk.clone()),
+                        ("en_i", d_en.clone()),
+                        ("acc_i", part(&col, aw)),
+                        ("bias_i", field(0)),
+                        ("alpha_i", field(1)),
+                        ("x_o", x.clone()),
+                    ],
+                );
+                b.instance(
+                    requant,
+                    "u_requant",
+                    &[
+                        ("clk_i", clk.clone()),
+                        ("en_i", d_en.clone()),
+                        ("x_i", x),
+                        ("mult_i", field(2)),
+                        ("shift_i", field(3)),
+                        ("code_o", part(&y_data, ob)),
+                    ],
+                );
+            }
+            OutStage::Thresholds(th) => {
+                let t = b.wire("t", Ty::u(fields.iter().map(|f| f.1).sum()), "this channel's thresholds");
+                let per: Vec<Expr> = (0..fields.len()).rev().map(field).collect();
+                b.assign(&t, &Expr::concat(&per));
+                b.instance(
+                    th,
+                    "u_thresh",
+                    &[("clk_i", clk.clone()), ("en_i", d_en.clone()), ("acc_i", part(&col, aw)), ("t_i", t), ("code_o", part(&y_data, ob))],
+                );
+            }
+        }
     });
     m
+}
+
+/// The output stage of each column.
+#[derive(Clone, Debug)]
+pub enum OutStage {
+    /// PACT clip, then multiply, round and shift.
+    Multiply {
+        /// PACT clip.
+        pact: Module,
+        /// Requantization.
+        requant: Module,
+    },
+    /// Comparison against thresholds.
+    Thresholds(Module),
 }
 
 /// All modules of one design.
@@ -703,10 +778,8 @@ pub struct Units {
     pub rowsum: Option<Module>,
     /// The array of PEs.
     pub array: Module,
-    /// PACT clip.
-    pub pact: Module,
-    /// Requantization.
-    pub requant: Module,
+    /// Output stage.
+    pub out: OutStage,
     /// Parameter registers.
     pub params: Module,
     /// Control.
@@ -718,10 +791,16 @@ pub fn design(p: &HwParams) -> Vec<Module> {
     let pe = pe(p);
     let rowsum = (p.kind() == MacKind::OddWeights).then(|| rowsum(p));
     let array = array(p, &pe, rowsum.as_ref());
-    let units = Units { pe, rowsum, array, pact: pact(p), requant: requant(p), params: params(p), ctrl: ctrl(p) };
+    let out = if p.thresholds { OutStage::Thresholds(thresh(p)) } else { OutStage::Multiply { pact: pact(p), requant: requant(p) } };
+    let units = Units { pe, rowsum, array, out, params: params(p), ctrl: ctrl(p) };
     let top = top(p, &units);
-    let mut out = vec![units.pe];
-    out.extend(units.rowsum);
-    out.extend([units.array, units.pact, units.requant, units.params, units.ctrl, top]);
-    out
+    let mut mods = vec![units.pe];
+    mods.extend(units.rowsum);
+    mods.push(units.array);
+    match units.out {
+        OutStage::Multiply { pact, requant } => mods.extend([pact, requant]),
+        OutStage::Thresholds(t) => mods.push(t),
+    }
+    mods.extend([units.params, units.ctrl, top]);
+    mods
 }

@@ -2,7 +2,7 @@
 //! stalls on every stream and a reset in the middle of a stream, plus `verilator --lint-only -Wall`
 //! and `yosys check -assert` of every configuration.
 
-use qmac::config::{EncodingName, RawConfig, RoundingName};
+use qmac::config::{EncodingName, RawConfig, RequantName, RoundingName};
 use qmac::rng::Rng;
 use qmac::vectors::StimulusOptions;
 use qmac_testbenches::check_all;
@@ -57,8 +57,8 @@ fn pairs_odd_weights_5_to_8_bits() {
 }
 
 /// Shapes (single PE, single row or column, non-powers of two, the default 8x8), reduction depths up to
-/// the configured maximum, other encodings and rounding, and a saturating accumulator, each with
-/// several seeds on one model.
+/// the configured maximum, other encodings and rounding, a saturating accumulator, and both output
+/// stages at small output widths, each with several seeds on one model.
 #[test]
 fn shapes_depths_and_modes() {
     let base = RawConfig { max_depth: 64, ..RawConfig::default() };
@@ -75,7 +75,9 @@ fn shapes_depths_and_modes() {
         RawConfig { rows: 2, cols: 2, lanes: 2, rounding: RoundingName::HalfUp, mult_bits: 5, out_bits: Some(8), ..base.clone() },
         RawConfig { rows: 2, cols: 2, lanes: 2, mult_bits: 32, out_bits: Some(2), ..base.clone() },
         RawConfig { rows: 3, cols: 2, lanes: 2, acc_bits: Some(18), acc_saturate: true, weight_bits: 8, act_bits: 8, ..base.clone() },
-        RawConfig { rows: 2, cols: 2, lanes: 1, module_prefix: "layer3".into(), ..base },
+        RawConfig { rows: 2, cols: 2, lanes: 1, module_prefix: "layer3".into(), ..base.clone() },
+        RawConfig { rows: 2, cols: 3, lanes: 2, weight_bits: 2, act_bits: 2, out_bits: Some(1), requant: RequantName::Multiply, ..base.clone() },
+        RawConfig { rows: 2, cols: 3, lanes: 2, weight_bits: 6, act_bits: 8, out_bits: Some(2), requant: RequantName::Thresholds, rounding: RoundingName::HalfUp, ..base },
     ];
     let deep = StimulusOptions { layers: 2, tiles: 5, max_steps: 64, abort: true };
     check_all("shapes", cfgs, &[1, 2, 3], deep);
