@@ -43,8 +43,15 @@ enum Cmd {
     /// every stream and a reset in the middle of a stream. Prints PASS or the first mismatch.
     Sim(SimArgs),
     /// The whole job on the built-in default configuration (or --config): generate, lint and check,
-    /// simulate against the reference, and print a summary.
+    /// simulate against the reference, synthesise (default target ecp5-85k), and print a summary.
     Run(RunArgs),
+    /// Synthesise, place and route a build directory with Yosys and nextpnr (iCE40, ECP5), inside a small
+    /// board wrapper that serialises the wide buses; prints a QoR report (LUTs, FFs, DSPs, fmax, GOPS)
+    /// and writes qor.json. `--baseline` also runs the plain behavioural array of the same shape.
+    Synth(qmac::synth::cli::SynthArgs),
+    /// Generate and synthesise a grid of precisions (in parallel), with a table, JSON and an SVG plot of
+    /// LUTs per MAC and fmax against precision. 1-bit widths use binary (+-1) encodings.
+    Sweep(qmac::synth::cli::SweepArgs),
     /// Print the configuration (default, or --config with flags applied) as TOML, every field explained
     /// in `docs/configuration.md`.
     Config(ConfigArgs),
@@ -197,6 +204,12 @@ struct RunArgs {
     out: PathBuf,
     #[command(flatten)]
     stim: StimFlags,
+    /// Synthesis target: ice40-up5k, ice40-hx8k, ecp5-25k, ecp5-85k.
+    #[arg(long, default_value = "ecp5-85k")]
+    target: qmac::synth::Target,
+    /// Skip synthesis.
+    #[arg(long)]
+    no_synth: bool,
 }
 
 #[derive(Args, Debug)]
@@ -235,15 +248,41 @@ fn main() -> Result<()> {
         Cmd::Sim(a) => simulate(&a.dir, &a.stim.options()),
         Cmd::Run(a) => {
             let cfg = a.cfg.resolve()?;
-            step(&format!("[1/3] generating {}", cfg.short_name()));
+            let n = if a.no_synth { 3 } else { 4 };
+            step(&format!("[1/{n}] generating {}", cfg.short_name()));
             generate(&cfg, &a.out)?;
-            step("[2/3] lint and structural check");
+            step(&format!("[2/{n}] lint and structural check"));
             flow::check(&a.out)?;
             println!("check: verilator -Wall lint clean; yosys check -assert clean, no latches");
-            step("[3/3] co-simulation");
+            step(&format!("[3/{n}] co-simulation against the reference"));
             simulate(&a.out, &a.stim.options())?;
+            if !a.no_synth {
+                step(&format!("[4/{n}] synthesis, place and route for {} (a few minutes)", a.target));
+                let mut opts = qmac::synth::SynthOptions::new(a.target);
+                opts.dsp = qmac::synth::DspPolicy::Auto;
+                let report = qmac::synth::synth(&a.out, &opts)?;
+                println!("{report}");
+            }
+            println!("done: {} is generated, lint-clean, bit-exact against the reference{}", a.out.display(), if a.no_synth { "" } else { " and placed and routed" });
             Ok(())
         }
+        Cmd::Synth(a) => qmac::synth::cli::run_synth(&a),
+        Cmd::Sweep(a) => qmac::synth::cli::run_sweep(&a, |p, dir| {
+            let binary = |bits: u32, other: EncodingName| if bits == 1 { EncodingName::Odd } else { other };
+            let raw = RawConfig {
+                rows: p.rows,
+                cols: p.cols,
+                lanes: p.lanes,
+                max_depth: 512.max(p.lanes),
+                weight_bits: p.weight_bits,
+                weight_encoding: binary(p.weight_bits, EncodingName::Int),
+                act_bits: p.act_bits,
+                act_encoding: binary(p.act_bits, EncodingName::Unsigned),
+                ..RawConfig::default()
+            };
+            let cfg = Config::new(raw).map_err(|e| e.to_string())?;
+            qmac::emit::write(&cfg, dir).map(|_| ()).map_err(|e| e.to_string())
+        }),
         Cmd::Bench { dir, json } => {
             step("benchmarking (about a minute)");
             let r = flow::bench(&dir)?;

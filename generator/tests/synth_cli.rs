@@ -36,9 +36,18 @@ fn target_names() {
 
 #[test]
 fn synth_arguments() {
-    let a = SynthCli::try_parse_from(["qmac", "build/x", "--target", "ecp5-85k", "--freq", "62.5", "--baseline", "--no-bitstream"])
-        .unwrap()
-        .args;
+    let a = SynthCli::try_parse_from([
+        "qmac",
+        "build/x",
+        "--target",
+        "ecp5-85k",
+        "--freq",
+        "62.5",
+        "--baseline",
+        "--no-bitstream",
+    ])
+    .unwrap()
+    .args;
     let o = a.options();
     assert_eq!(o.target, Target::Ecp5_85k);
     assert_eq!(o.freq_mhz, Some(62.5));
@@ -59,7 +68,12 @@ fn synth_arguments() {
     assert!(e.contains("--dsp") && e.contains("maybe") && e.contains("allowed: off, on, auto"), "{e}");
 
     let e = SynthCli::try_parse_from(["qmac", "b", "--target", "xc7a35t"]).unwrap_err().to_string();
-    assert!(e.contains("xc7a35t") && e.contains("--target") && e.contains("allowed: ice40-up5k, ice40-hx8k, ecp5-25k, ecp5-85k"), "{e}");
+    assert!(
+        e.contains("xc7a35t")
+            && e.contains("--target")
+            && e.contains("allowed: ice40-up5k, ice40-hx8k, ecp5-25k, ecp5-85k"),
+        "{e}"
+    );
     let e = SynthCli::try_parse_from(["qmac", "b", "-t", "ice40-up5k", "--freq", "fast"]).unwrap_err().to_string();
     assert!(e.contains("--freq") && e.contains("fast") && e.contains("MHz"), "{e}");
     let e = SynthCli::try_parse_from(["qmac", "b", "-t", "ice40-up5k", "--dsp", "--no-dsp"]).unwrap_err().to_string();
@@ -69,9 +83,19 @@ fn synth_arguments() {
 
 #[test]
 fn sweep_arguments() {
-    let a = SweepCli::try_parse_from(["qmac", "--weight-bits", "1..3", "--rows", "8", "--cols", "4", "--target", "ice40-up5k,ecp5-25k"])
-        .unwrap()
-        .args;
+    let a = SweepCli::try_parse_from([
+        "qmac",
+        "--weight-bits",
+        "1..3",
+        "--rows",
+        "8",
+        "--cols",
+        "4",
+        "--target",
+        "ice40-up5k,ecp5-25k",
+    ])
+    .unwrap()
+    .args;
     let p = a.points();
     // the diagonal by default: w1a1, w2a2, w3a3 on each target
     assert_eq!(p.len(), 6);
@@ -80,9 +104,24 @@ fn sweep_arguments() {
     assert_eq!(p[2].label(), "w3a3");
     assert_eq!(a.options().mode, SweepMode::Generated);
 
-    let a = SweepCli::try_parse_from(["qmac", "--weight-bits", "1,8", "--act-bits", "2..4", "--rows", "2", "--cols", "2", "-t", "ice40-hx8k", "--baseline-only", "-j", "3"])
-        .unwrap()
-        .args;
+    let a = SweepCli::try_parse_from([
+        "qmac",
+        "--weight-bits",
+        "1,8",
+        "--act-bits",
+        "2..4",
+        "--rows",
+        "2",
+        "--cols",
+        "2",
+        "-t",
+        "ice40-hx8k",
+        "--baseline-only",
+        "-j",
+        "3",
+    ])
+    .unwrap()
+    .args;
     let p = a.points();
     assert_eq!(p.iter().map(|q| q.label()).collect::<Vec<_>>(), ["w1a2", "w1a3", "w1a4", "w8a2", "w8a3", "w8a4"]);
     let o = a.options();
@@ -103,9 +142,14 @@ fn sweep_arguments() {
         let e = SweepCli::try_parse_from(argv).unwrap_err().to_string();
         assert!(e.contains(flag) && e.contains(value) && e.contains(needle) && e.contains("allowed"), "{e}");
     }
-    let e = SweepCli::try_parse_from(["qmac", "--weight-bits", "2", "--rows", "0", "--cols", "2", "-t", "ice40-up5k"]).unwrap_err().to_string();
+    let e = SweepCli::try_parse_from(["qmac", "--weight-bits", "2", "--rows", "0", "--cols", "2", "-t", "ice40-up5k"])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("--rows") && e.contains("1 to 256"), "{e}");
-    let e = SweepCli::try_parse_from(["qmac", "--weight-bits", "2", "--rows", "2", "--cols", "2", "-t", "ice40-up5k,nope"]).unwrap_err().to_string();
+    let e =
+        SweepCli::try_parse_from(["qmac", "--weight-bits", "2", "--rows", "2", "--cols", "2", "-t", "ice40-up5k,nope"])
+            .unwrap_err()
+            .to_string();
     assert!(e.contains("unknown target `nope`"), "{e}");
 }
 
@@ -154,7 +198,9 @@ fn board_wrapper_handles_odd_tops() {
         ports.push(serde_json::json!({"name": format!("in{i}"), "direction": "input", "width": 1}));
         ports.push(serde_json::json!({"name": format!("out{i}"), "direction": "output", "width": 1}));
     }
-    let m: Manifest = serde_json::from_value(serde_json::json!({"top": "odd_top", "ports": ports, "derived": {"macs_per_cycle": 1}})).unwrap();
+    let m: Manifest =
+        serde_json::from_value(serde_json::json!({"top": "odd_top", "ports": ports, "derived": {"macs_per_cycle": 1}}))
+            .unwrap();
     let p = plan(&m).unwrap();
     assert_eq!(p.ctl_inputs.len(), 6);
     assert_eq!(p.in_bits, 2);
@@ -166,6 +212,8 @@ fn board_wrapper_handles_odd_tops() {
     assert!(v.contains("always @(posedge clk) if (ld) isr <= din;"), "{v}");
     assert!(v.contains(".in7(isr[1])"), "{v}");
 
-    let bad: Result<Manifest, _> = serde_json::from_value(serde_json::json!({"top": "t", "ports": [{"name": "x", "direction": "inout", "width": 1}]}));
+    let bad: Result<Manifest, _> = serde_json::from_value(
+        serde_json::json!({"top": "t", "ports": [{"name": "x", "direction": "inout", "width": 1}]}),
+    );
     assert!(bad.is_err());
 }

@@ -32,7 +32,17 @@ fn check_sane(r: &SynthReport, target: Target) {
 /// qor.json parses back to the report, and its numbers are nextpnr's own report.
 fn check_files(dir: &std::path::Path, r: &SynthReport, lut_bel: &str, bitstream: &str) {
     let s = synth_dir(dir, r.target);
-    for f in ["qmac_board_top.v", "synth.ys", "yosys.log", "nextpnr.log", "report.json", "qor.json", "qor.txt", "timing.json", bitstream] {
+    for f in [
+        "qmac_board_top.v",
+        "synth.ys",
+        "yosys.log",
+        "nextpnr.log",
+        "report.json",
+        "qor.json",
+        "qor.txt",
+        "timing.json",
+        bitstream,
+    ] {
         assert!(s.join(f).is_file(), "{f} missing in {}", s.display());
     }
     let yosys_log = std::fs::read_to_string(s.join("yosys.log")).unwrap();
@@ -128,7 +138,12 @@ fn baseline_comparison_on_ice40() {
     assert_eq!(b.macs_per_cycle, r.macs_per_cycle);
     // 24-bit accumulators instead of 8-bit ones: the baseline is clearly larger
     assert!(b.resources.flip_flops.used >= 4 * 24, "{:?}", b.resources);
-    assert!(b.resources.lut4.used > r.resources.lut4.used, "baseline {} vs {}", b.resources.lut4.used, r.resources.lut4.used);
+    assert!(
+        b.resources.lut4.used > r.resources.lut4.used,
+        "baseline {} vs {}",
+        b.resources.lut4.used,
+        r.resources.lut4.used
+    );
     let c = r.vs_baseline.as_ref().expect("comparison");
     assert!((c.luts_per_mac_ratio - r.luts_per_mac / b.luts_per_mac).abs() < 1e-3);
     assert!((c.fmax_ratio - r.fmax_mhz / b.fmax_mhz).abs() < 1e-3);
@@ -140,7 +155,10 @@ fn baseline_comparison_on_ice40() {
     assert!(bdir.join("rtl/baseline_plain_array.v").is_file());
     assert!(synth_dir(&bdir, Target::Ice40Up5k).join("qor.json").is_file());
     let top = std::fs::read_to_string(synth_dir(&bdir, Target::Ice40Up5k).join("qmac_board_top.v")).unwrap();
-    assert!(top.contains("baseline_plain_top #(.AB(2), .ACC(24), .COLS(2), .LANES(1), .ROWS(2), .WB(2)) u_dut"), "{top}");
+    assert!(
+        top.contains("baseline_plain_top #(.AB(2), .ACC(24), .COLS(2), .LANES(1), .ROWS(2), .WB(2)) u_dut"),
+        "{top}"
+    );
 }
 
 #[test]
@@ -184,7 +202,9 @@ fn manifest_and_filelist_errors() {
     assert!(e.contains("no 1-bit clock input `clk_i`"), "{e}");
 
     write_build_dir(&dir);
-    let e = synth(&dir, &SynthOptions { dsp: DspPolicy::On, ..SynthOptions::new(Target::Ice40Hx8k) }).unwrap_err().to_string();
+    let e = synth(&dir, &SynthOptions { dsp: DspPolicy::On, ..SynthOptions::new(Target::Ice40Hx8k) })
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("ice40-hx8k has no DSP blocks"), "{e}");
 
     let e = synth(&tmp.path().join("nowhere"), &SynthOptions::new(Target::Ice40Up5k)).unwrap_err().to_string();

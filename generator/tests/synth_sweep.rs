@@ -10,7 +10,8 @@ use qmac::synth::{sweep, SweepMode, SweepOptions, SweepPoint, SweepSummary, Synt
 fn sweep_runs_points_in_parallel_and_writes_summaries() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("sweep");
-    let point = |w, a| SweepPoint { target: Target::Ice40Up5k, rows: 2, cols: 2, lanes: 1, weight_bits: w, act_bits: a };
+    let point =
+        |w, a| SweepPoint { target: Target::Ice40Up5k, rows: 2, cols: 2, lanes: 1, weight_bits: w, act_bits: a };
     let points = [point(2, 2), point(3, 3)];
     let opts = SweepOptions {
         out_dir: out.clone(),
@@ -57,7 +58,17 @@ fn sweep_runs_points_in_parallel_and_writes_summaries() {
     let svg = std::fs::read_to_string(out.join("sweep.svg")).unwrap();
     let elements = synth_common::check_xml(&svg).unwrap_or_else(|e| panic!("{e}\n{svg}"));
     assert!(elements > 30);
-    for needle in ["<svg", "LUT4 per MAC", "fmax", "w2a2", "w3a3", "precision", "ice40-up5k 2x2 qmac", "ice40-up5k 2x2 baseline", "<polyline"] {
+    for needle in [
+        "<svg",
+        "LUT4 per MAC",
+        "fmax",
+        "w2a2",
+        "w3a3",
+        "precision",
+        "ice40-up5k 2x2 qmac",
+        "ice40-up5k 2x2 baseline",
+        "<polyline",
+    ] {
         assert!(svg.contains(needle), "{needle} missing in the plot");
     }
 }

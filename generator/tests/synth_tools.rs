@@ -46,6 +46,9 @@ fn missing_tools_are_typed_errors_with_install_advice() {
     let e = find_tool("yowasp-no-such-tool").unwrap_err();
     assert!(matches!(e, ToolError::NotFound { .. }), "{e:?}");
     let msg = e.to_string();
-    assert!(msg.contains("/nonexistent/venv/bin") && msg.contains("QMAC_NO_SUCH_TOOL") && msg.contains("make tools"), "{msg}");
+    assert!(
+        msg.contains("/nonexistent/venv/bin") && msg.contains("QMAC_NO_SUCH_TOOL") && msg.contains("make tools"),
+        "{msg}"
+    );
     std::env::remove_var("QMAC_VENV");
 }

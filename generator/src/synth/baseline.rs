@@ -64,7 +64,10 @@ impl BaselineShape {
     pub fn check(&self) -> Result<(), SynthError> {
         let bad = |message: String| Err(SynthError::Baseline { message });
         if self.rows == 0 || self.cols == 0 || self.lanes == 0 {
-            return bad(format!("rows, cols and lanes must be at least 1 (got {}x{}x{})", self.rows, self.cols, self.lanes));
+            return bad(format!(
+                "rows, cols and lanes must be at least 1 (got {}x{}x{})",
+                self.rows, self.cols, self.lanes
+            ));
         }
         if !(1..=16).contains(&self.weight_bits) || !(1..=16).contains(&self.act_bits) {
             return bad(format!("weight/activation bits must be 1..=16 (got {}/{})", self.weight_bits, self.act_bits));

@@ -12,7 +12,12 @@
 //! }
 //! // ...
 //! Command::Synth(a) => qmac::synth::cli::run_synth(&a),
-//! Command::Sweep(a) => qmac::synth::cli::run_sweep(&a, |point, dir| generate_point(point, dir)),
+//! Command::Sweep(a) => qmac::synth::cli::run_sweep(&a, |p, dir| {
+//!     let raw = RawConfig { rows: p.rows, cols: p.cols, lanes: p.lanes, weight_bits: p.weight_bits,
+//!                           act_bits: p.act_bits, ..RawConfig::default() };
+//!     let cfg = Config::new(raw).map_err(|e| e.to_string())?;
+//!     qmac::emit::write(&cfg, dir).map(|_| ()).map_err(|e| e.to_string())
+//! }),
 //! ```
 
 use std::fmt::Display;
@@ -275,7 +280,14 @@ impl SweepArgs {
                     None => vec![w],
                 };
                 for a in acts {
-                    out.push(SweepPoint { target: *t, rows: self.rows, cols: self.cols, lanes: self.lanes, weight_bits: w, act_bits: a });
+                    out.push(SweepPoint {
+                        target: *t,
+                        rows: self.rows,
+                        cols: self.cols,
+                        lanes: self.lanes,
+                        weight_bits: w,
+                        act_bits: a,
+                    });
                 }
             }
         }

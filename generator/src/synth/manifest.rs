@@ -136,7 +136,8 @@ pub fn read_filelist(build_dir: &Path) -> Result<Vec<String>, SynthError> {
         if line.is_empty() || line.starts_with('#') || line.starts_with("//") {
             continue;
         }
-        let bad = |why: &str| SynthError::Filelist { path: path.clone(), line: n + 1, message: format!("`{line}`: {why}") };
+        let bad =
+            |why: &str| SynthError::Filelist { path: path.clone(), line: n + 1, message: format!("`{line}`: {why}") };
         if line.starts_with('+') || line.starts_with('-') {
             return Err(bad("options are not supported; list one RTL file per line"));
         }
@@ -144,9 +145,7 @@ pub fn read_filelist(build_dir: &Path) -> Result<Vec<String>, SynthError> {
             return Err(bad("spaces or quotes in a path are not supported"));
         }
         if Path::new(line).is_absolute() {
-            return Err(bad(
-                "absolute path; paths must be relative to the build directory (YoWASP tools only see it)",
-            ));
+            return Err(bad("absolute path; paths must be relative to the build directory (YoWASP tools only see it)"));
         }
         if !build_dir.join(line).is_file() {
             return Err(bad("no such file (relative to the build directory)"));

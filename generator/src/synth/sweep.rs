@@ -268,8 +268,16 @@ pub fn sweep_markdown(s: &SweepSummary) -> String {
             let _ = writeln!(
                 m,
                 "{head}| {name} | {} | {:.1} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {} | {} |",
-                x.lut4.used, x.lut4.percent, x.flip_flops.used, x.carry_cells, x.dsp.used, q.fmax_mhz, q.gops, q.luts_per_mac,
-                ratios.0, ratios.1
+                x.lut4.used,
+                x.lut4.percent,
+                x.flip_flops.used,
+                x.carry_cells,
+                x.dsp.used,
+                q.fmax_mhz,
+                q.gops,
+                q.luts_per_mac,
+                ratios.0,
+                ratios.1
             );
         };
         if let Some(q) = &r.qmac {
@@ -376,13 +384,19 @@ pub fn sweep_svg(s: &SweepSummary) -> String {
         let (ymax, step) = nice_axis(max);
         let ypos = |y: f64| mt + ph - ph * y / ymax;
         let _ = writeln!(v, r#"<g class="panel" id="panel-{panel}">"#);
-        let _ = writeln!(v, r#"<text x="{}" y="{}" font-size="14" text-anchor="middle">{title}</text>"#, x0 + pw / 2.0, mt - 12.0);
+        let _ = writeln!(
+            v,
+            r#"<text x="{}" y="{}" font-size="14" text-anchor="middle">{title}</text>"#,
+            x0 + pw / 2.0,
+            mt - 12.0
+        );
         // grid and y ticks
         let mut t = 0.0;
         while t <= ymax + step * 1e-6 {
             let y = ypos(t);
             let _ = writeln!(v, r##"<line x1="{x0}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#e0e0e0"/>"##, x0 + pw);
-            let _ = writeln!(v, r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#, x0 - 6.0, y + 4.0, fmt_tick(t));
+            let _ =
+                writeln!(v, r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#, x0 - 6.0, y + 4.0, fmt_tick(t));
             t += step;
         }
         // axes
@@ -398,7 +412,12 @@ pub fn sweep_svg(s: &SweepSummary) -> String {
         );
         for (ci, (w, a)) in cats.iter().enumerate() {
             let x = xpos(x0, ci);
-            let _ = writeln!(v, r#"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="black"/>"#, mt + ph, mt + ph + 5.0);
+            let _ = writeln!(
+                v,
+                r#"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="black"/>"#,
+                mt + ph,
+                mt + ph + 5.0
+            );
             let _ = writeln!(v, r#"<text x="{x:.1}" y="{}" text-anchor="middle">w{w}a{a}</text>"#, mt + ph + 18.0);
         }
         let _ = writeln!(

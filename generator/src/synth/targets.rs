@@ -168,7 +168,9 @@ impl Target {
             match replaced {
                 Some(r) => {
                     found = true;
-                    out.push_str("# clock frequency requested by qmac synth (the board's oscillator line was replaced)\n");
+                    out.push_str(
+                        "# clock frequency requested by qmac synth (the board's oscillator line was replaced)\n",
+                    );
                     out.push_str(&r);
                 }
                 None => out.push_str(line),
@@ -190,11 +192,7 @@ impl FromStr for Target {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let want = s.trim().to_ascii_lowercase();
-        Target::ALL
-            .iter()
-            .copied()
-            .find(|t| t.name() == want)
-            .ok_or_else(|| TargetError { name: s.to_string() })
+        Target::ALL.iter().copied().find(|t| t.name() == want).ok_or_else(|| TargetError { name: s.to_string() })
     }
 }
 

@@ -35,7 +35,9 @@ pub enum ToolError {
         path: PathBuf,
     },
     /// Not in the venv nor on the PATH.
-    #[error("{tool} not found (looked in {searched} and on the PATH); {INSTALL_ADVICE}, or set {var} to the executable")]
+    #[error(
+        "{tool} not found (looked in {searched} and on the PATH); {INSTALL_ADVICE}, or set {var} to the executable"
+    )]
     NotFound {
         /// Tool name.
         tool: String,
@@ -121,11 +123,7 @@ pub fn find_tool(name: &str) -> Result<PathBuf, ToolError> {
     if let Some(found) = search_path(Path::new(name)) {
         return Ok(found);
     }
-    Err(ToolError::NotFound {
-        tool: name.to_string(),
-        var,
-        searched: venv.join("bin").display().to_string(),
-    })
+    Err(ToolError::NotFound { tool: name.to_string(), var, searched: venv.join("bin").display().to_string() })
 }
 
 fn search_path(name: &Path) -> Option<PathBuf> {
@@ -143,7 +141,13 @@ pub struct RunOutcome {
 }
 
 /// Runs `tool` with `args` in `cwd`, stdout and stderr both appended to `log` (created/truncated).
-pub fn run_logged(tool_name: &str, tool: &Path, args: &[String], cwd: &Path, log: &Path) -> Result<RunOutcome, ToolError> {
+pub fn run_logged(
+    tool_name: &str,
+    tool: &Path,
+    args: &[String],
+    cwd: &Path,
+    log: &Path,
+) -> Result<RunOutcome, ToolError> {
     let spawn_err = |source| ToolError::Spawn { tool: tool_name.to_string(), path: tool.to_path_buf(), source };
     let out = File::create(log).map_err(spawn_err)?;
     let err = out.try_clone().map_err(spawn_err)?;

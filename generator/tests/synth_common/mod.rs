@@ -106,10 +106,8 @@ pub fn manifest_json() -> String {
         ("y_valid_o", "output", 1),
         ("y_ready_i", "input", 1),
     ];
-    let ports: Vec<serde_json::Value> = ports
-        .iter()
-        .map(|(n, d, w)| serde_json::json!({"name": n, "direction": d, "width": w}))
-        .collect();
+    let ports: Vec<serde_json::Value> =
+        ports.iter().map(|(n, d, w)| serde_json::json!({"name": n, "direction": d, "width": w})).collect();
     let m = serde_json::json!({
         "generator": "synth test placeholder",
         "top": "qmac_top",
@@ -162,7 +160,7 @@ pub fn check_xml(text: &str) -> Result<usize, String> {
         let self_closing = tag.ends_with('/');
         let body = tag.trim_end_matches('/');
         let name = body.split_whitespace().next().ok_or("empty tag")?.to_string();
-        if body.matches('"').count() % 2 != 0 {
+        if body.matches('"').count() & 1 == 1 {
             return Err(format!("unbalanced quotes in <{body}>"));
         }
         if body.contains('<') || body.contains('&') && !body.contains("&amp;") && !body.contains("&lt;") {
