@@ -147,3 +147,37 @@ pub fn bench(work: &Path) -> Result<BenchReport, SimError> {
         cycles: fast.cycles,
     })
 }
+
+/// Outcome of [`simulate_layer`].
+#[derive(Clone, Debug)]
+pub struct LayerSimOutcome {
+    /// The co-simulation of the array on the layer's real data.
+    pub sim: SimOutcome,
+    /// The hardware build directory.
+    pub hw_dir: PathBuf,
+    /// Float-vs-quantized error of the layer output.
+    pub error: crate::quantize::layer::OutputError,
+    /// Output codes compared bit-exact in the RTL.
+    pub codes: usize,
+}
+
+/// Run real data through the RTL: `dir` is a `qmac quantize` output directory. Generates the array of
+/// its configuration into `<dir>/hw`, turns the float inputs into tiles (PACT codes, im2col for a
+/// convolution), writes the reference's expected outputs, and co-simulates with stalls. The
+/// dequantized result's error against the float layer comes back beside the bit-exact verdict.
+pub fn simulate_layer(dir: &Path, inputs: &Path, name: Option<&str>, opts: &SimOptions) -> anyhow::Result<LayerSimOutcome> {
+    use crate::quantize::{layer::layer_vectors, read_tensor, QuantizedLayer};
+    let q = QuantizedLayer::load(dir)?;
+    let (x, shape) = read_tensor(inputs, name)?;
+    let lv = layer_vectors(&q, &x, &shape)?;
+    let hw = dir.join("hw");
+    emit::write(&lv.config, &hw)?;
+    let info = sim::build_info(&hw)?;
+    let text = render(&lv.config, &lv.layers)?;
+    let vectors = info.dir.join("sim/inputs-vectors.txt");
+    std::fs::create_dir_all(info.dir.join("sim"))?;
+    std::fs::write(&vectors, text)?;
+    let (exe, build_time) = ensure_model(&info, &opts.build)?;
+    let report = sim::run(&exe, &vectors, opts.seed, opts.stall_pct, &info.dir.join("logs/sim-inputs.log"))?;
+    Ok(LayerSimOutcome { codes: lv.codes.len(), sim: SimOutcome { report, build_time, vectors }, hw_dir: hw, error: lv.error })
+}

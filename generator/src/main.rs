@@ -52,6 +52,9 @@ enum Cmd {
     /// Generate and synthesise a grid of precisions (in parallel), with a table, JSON and an SVG plot of
     /// LUTs per MAC and fmax against precision. 1-bit widths use binary (+-1) encodings.
     Sweep(qmac::synth::cli::SweepArgs),
+    /// Quantize a trained layer's float tensors (safetensors, .npy, .npz) into the array's integer
+    /// parameters, with a quantization-error report per scheme; see docs/quantize.md.
+    Quantize(qmac::quantize::cli::QuantizeArgs),
     /// Print the configuration (default, or --config with flags applied) as TOML, every field explained
     /// in `docs/configuration.md`.
     Config(ConfigArgs),
@@ -189,8 +192,15 @@ impl StimFlags {
 
 #[derive(Args, Debug)]
 struct SimArgs {
-    /// Build directory made by `qmac generate`.
+    /// Build directory made by `qmac generate`, or with --inputs a directory made by `qmac quantize`.
     dir: PathBuf,
+    /// Real input activations (float tensor: .npy, .npz or .safetensors) to run through the quantized
+    /// layer in DIR: the array is generated into DIR/hw and checked bit-exact on this data.
+    #[arg(long, value_name = "FILE")]
+    inputs: Option<PathBuf>,
+    /// Tensor name inside --inputs (for .npz and .safetensors files with several tensors).
+    #[arg(long, value_name = "NAME")]
+    inputs_name: Option<String>,
     #[command(flatten)]
     stim: StimFlags,
 }
@@ -245,7 +255,17 @@ fn main() -> Result<()> {
             println!("check: verilator -Wall lint clean; yosys check -assert clean, no latches");
             Ok(())
         }
-        Cmd::Sim(a) => simulate(&a.dir, &a.stim.options()),
+        Cmd::Sim(a) => match &a.inputs {
+            None => simulate(&a.dir, &a.stim.options()),
+            Some(inputs) => {
+                step("generating the layer's array and simulating it on the given inputs");
+                let o = flow::simulate_layer(&a.dir, inputs, a.inputs_name.as_deref(), &a.stim.options())?;
+                println!("sim: {} output codes of real data bit-exact in the RTL ({}); array in {}", o.codes, o.sim.report.summary.trim_start_matches("qmac-tb: "), o.hw_dir.display());
+                println!("layer error vs float: {:?}", o.error);
+                Ok(())
+            }
+        },
+        Cmd::Quantize(a) => qmac::quantize::cli::run_quantize(&a),
         Cmd::Run(a) => {
             let cfg = a.cfg.resolve()?;
             let n = if a.no_synth { 3 } else { 4 };

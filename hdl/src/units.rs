@@ -434,7 +434,10 @@ pub fn requant(p: &HwParams) -> Module {
     let hi = b.net("hi_mask", &top_mask.shl_by(&shift), "bits at and above shift + OB");
     let ovf = b.net("ovf", &sum.and(&hi).any(), "the rounded value does not fit OB bits");
     let sum_x = b.net("sum_x", &sum.resize(sw + ob), "zero-extended so that [shift +: OB] stays in range");
-    let field = b.net("field", &sum_x.part_at(&shift, ob), "");
+    // the select index is as wide as the selected vector needs (Verilator checks this)
+    let iw = clog2(u64::from(sw + ob)).max(sb);
+    let idx = if iw > sb { b.net("shift_idx", &shift.resize(iw), "") } else { shift.clone() };
+    let field = b.net("field", &sum_x.part_at(&idx, ob), "");
     let max = (1i128 << ob) - 1;
     let code = Expr::mux(&ovf, &Expr::lit(max, Ty::u(ob)), &field);
     let code_q = b.reg("code_o", Ty::u(ob), "");

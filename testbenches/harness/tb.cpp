@@ -221,6 +221,18 @@ int main(int argc, char** argv) {
         ++received;
     };
 
+    // run with idle inputs and random output stalls until every expected row has come out
+    auto drain = [&]() {
+        while (!expect.empty()) {
+            idle_inputs();
+            bool ready = !rng.chance(stall);
+            dut.y_ready_i = ready;
+            dut.clk_i = 0; dut.eval();
+            monitor(ready);
+            tick();
+        }
+    };
+
     do_reset(3);
     bool first_tile = true;
     auto t_start = std::chrono::steady_clock::now();
@@ -228,14 +240,7 @@ int main(int argc, char** argv) {
     for (const Item& it : items) {
         if (it.kind == Item::Params) {
             // load a layer only when idle: drain every expected row first
-            while (!expect.empty()) {
-                idle_inputs();
-                bool ready = !rng.chance(stall);
-                dut.y_ready_i = ready;
-                dut.clk_i = 0; dut.eval();
-                monitor(ready);
-                tick();
-            }
+            drain();
             for (const auto& wr : it.writes) {
                 idle_inputs();
                 dut.prm_we_i = 1;
@@ -309,15 +314,7 @@ int main(int argc, char** argv) {
             first_tile = false;
         }
     }
-    // drain
-    while (!expect.empty()) {
-        idle_inputs();
-        bool ready = !rng.chance(stall);
-        dut.y_ready_i = ready;
-        dut.clk_i = 0; dut.eval();
-        monitor(ready);
-        tick();
-    }
+    drain();
     // nothing more may come out
     for (int i = 0; i < latency + rows + 8; ++i) {
         idle_inputs();

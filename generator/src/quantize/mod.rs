@@ -12,8 +12,9 @@
 //!    a [`QuantizedLayer`], written as `quantized.json`.
 //! 4. [`report::weight_report`]: weight quantization error of the chosen scheme (per tensor and per
 //!    output channel) and of every other scheme on the same tensor.
-//! 5. [`layer_vectors`]: float input activations in, PACT input codes, GEMM tiles ([`Step`]s) and
-//!    [`Layer`]s for [`crate::vectors::render`] out, with the float reference and its error.
+//! 5. [`layer_vectors`]: float input activations in, PACT input codes, GEMM tiles
+//!    ([`crate::reference::Step`]s) and [`crate::vectors::Layer`]s for [`crate::vectors::render`] out,
+//!    with the float reference and its error.
 //!
 //! # Integer parameters (the accumulator domain)
 //!
@@ -56,11 +57,6 @@ use qmac_arith::quant::{lsq, round_f64, sawb, uniform, Granularity, QuantError, 
 use qmac_arith::width::{signed_bits, unsigned_bits};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-#[allow(unused_imports)]
-use crate::reference::Step;
-#[allow(unused_imports)]
-use crate::vectors::Layer;
 
 /// Format tag of `quantized.json`.
 pub const FORMAT: &str = "qmac-quantized 1";
@@ -665,6 +661,7 @@ pub fn quantize_layer(spec: &Spec, t: &LayerTensors, source: Source) -> Result<Q
         acc_saturate: false,
         mult_bits: spec.array.mult_bits,
         rounding: spec.rounding,
+        ..RawConfig::default()
     };
     let exact = Config::new(raw.clone())?.exact_acc_bits();
     let need = pre.iter().map(|p| signed_bits(p.bias.min(0), p.bias.max(0)).max(unsigned_bits(p.alpha.max(0) as u128))).max().unwrap_or(2);
@@ -678,7 +675,7 @@ pub fn quantize_layer(spec: &Spec, t: &LayerTensors, source: Source) -> Result<Q
     let cfg = Config::new(raw)?;
     let max_shift = cfg.max_shift();
     let mut channels = Vec::with_capacity(out);
-    for (o, p) in pre.into_iter().enumerate() {
+    for p in pre {
         let mut notes = p.notes;
         let (mult, shift, saturated) = mult_shift(p.m, spec.array.mult_bits, max_shift, rounding);
         if saturated {
@@ -686,7 +683,6 @@ pub fn quantize_layer(spec: &Spec, t: &LayerTensors, source: Source) -> Result<Q
         }
         let approx = mult as f64 / 2f64.powi(shift as i32);
         let mult_rel_error = if p.m > 0.0 { (approx - p.m).abs() / p.m } else { 0.0 };
-        let _ = o;
         channels.push(ChannelQuant {
             acc_scale: p.s_acc,
             acc_range: [p.lo as i64, p.hi as i64],
@@ -858,18 +854,24 @@ mod tests {
     #[test]
     fn parameters_follow_the_formulas() {
         let s = spec("uniform", 4);
-        let w = vec![0.7f32, -0.35, 0.1, 0.0, 0.2, -0.4, 0.05, 0.3, 0.0, 0.0, 0.0, 0.0];
+        let w = vec![0.875f32, -0.4375, 0.125, 0.0, 0.2, -0.4, 0.05, 0.3, 0.0, 0.0, 0.0, 0.0];
         let t = LayerTensors::new(&s, w, vec![3, 4], Some(vec![0.1, -0.2, 0.3])).unwrap();
         let q = quantize_layer(&s, &t, src()).unwrap();
         assert_eq!(q.config.max_depth, 6); // K = 4 rounded up to lanes 3
         assert_eq!(q.config.weight_encoding, EncodingName::Int);
         let s_a = 1.5 / 15.0;
-        // channel 0: scale 0.7 / 7 = 0.1
+        // channel 0: scale 0.875 / 7 = 0.125 exactly
         let c = &q.channels[0];
-        assert!((c.acc_scale - 0.1 * s_a).abs() < 1e-15);
+        assert_eq!(q.weights.scale(0), 0.125);
+        assert!((c.acc_scale - 0.125 * s_a).abs() < 1e-15);
         assert_eq!(q.weights.codes[0], vec![7, 0b1100, 1, 0]); // 7, -3.5 -> -4 (half even), 1, 0
         assert_eq!(c.bias, (0.1f32 as f64 / c.acc_scale).round() as i64);
-        assert_eq!(c.alpha, (2.0 / c.acc_scale).round() as u64);
+        // alpha = round(2.0 / acc_scale) = 160, above the largest reachable acc + bias
+        // (7 + 1) * 15 + 8 = 128, so it is lowered to 128
+        assert_eq!((2.0 / c.acc_scale).round(), 160.0);
+        assert_eq!(c.bias, 8);
+        assert_eq!(c.acc_range, [-4 * 15, 8 * 15]);
+        assert_eq!(c.alpha, 128);
         let approx = c.mult as f64 / 2f64.powi(c.shift as i32);
         assert!((approx - c.acc_scale * 15.0 / 2.0).abs() / approx < 1e-4);
         assert!(c.mult < 1 << 16 && c.mult >= 1 << 15, "largest shift keeps mult in the top half: {}", c.mult);
