@@ -177,7 +177,7 @@ pub fn pe(p: &HwParams) -> Module {
     m.doc(&format!("Processing element: {l} lanes of {wb}-bit {} weights x {ab}-bit {} activations, {kind:?} lane arithmetic,", p.weight_enc.name(), p.act_enc.name()));
     m.doc(&format!("a {aw}-bit{} accumulator and a hold register that shifts the finished sum down the column.", if p.acc_saturate { " saturating" } else { "" }));
     m.doc("Stages: lane products (S2), adder tree (S3), accumulate (S4).");
-    let (clk, en) = clk_en_ports(&mut m, "advance the compute pipeline");
+    let clk = m.input("clk_i", Ty::bit(), "clock");
     let a = m.input("a_i", Ty::u(l * ab), "activation codes, lane l at [l*AB +: AB]");
     let w = m.input("w_i", Ty::u(l * wb), "weight codes, lane l at [l*WB +: WB]");
     let corr = (kind == MacKind::OddWeights).then(|| m.input("corr_i", Ty::s(dw), "n_w * sum of this row's activations (S3)"));
@@ -232,7 +232,7 @@ pub fn pe(p: &HwParams) -> Module {
             }
         }
     }
-    b.always(&clk, vec![Stmt::when(&en, s2)]);
+    b.always(&clk, s2);
 
     // S3: adder tree
     b.comment("S3: adder tree");
@@ -241,7 +241,7 @@ pub fn pe(p: &HwParams) -> Module {
     // the dot product's width: the true range's, or the tree's if a degenerate range made it wider
     let dw = if kind == MacKind::Direct { dw.max(root_ty.width) } else { dw };
     let dot_q = b.reg("dot_q", root_ty, "partial sum of this step (S3)");
-    b.always(&clk, vec![Stmt::when(&en, vec![Stmt::set(&dot_q, &root)])]);
+    b.always(&clk, vec![Stmt::set(&dot_q, &root)]);
     let _ = root_range;
 
     // S4: the true dot product, accumulate, hold
@@ -292,7 +292,7 @@ pub fn rowsum(p: &HwParams) -> Module {
     let dw = p.dot_bits();
     let mut m = Module::new(&p.module("rowsum"));
     m.doc(&format!("Row correction for {wb}-bit odd-level weights: n_w * sum of the row's {l} activations, n_w = {}.", (1u64 << wb) - 1));
-    let (clk, en) = clk_en_ports(&mut m, "advance the compute pipeline");
+    let clk = m.input("clk_i", Ty::bit(), "clock");
     let a = m.input("a_i", Ty::u(l * ab), "activation codes of one row");
     let corr_o = m.output("corr_o", Ty::s(dw), "n_w * sum a (S3)");
     let b = &mut m.body;
@@ -309,13 +309,7 @@ pub fn rowsum(p: &HwParams) -> Module {
     let sum_w = b.net("sum_w", &sum_s.resize(dw), "");
     let _ = (sum_w.clone(), corr_o);
     let _ = sum_s;
-    b.always(
-        &clk,
-        vec![Stmt::when(
-            &en,
-            vec![Stmt::set(&sum_q, &root), Stmt::set(&corr_q, &sum_w.shl(wb).sub(&sum_w))],
-        )],
-    );
+    b.always(&clk, vec![Stmt::set(&sum_q, &root), Stmt::set(&corr_q, &sum_w.shl(wb).sub(&sum_w))]);
     m
 }
 
@@ -326,7 +320,8 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
     let dw = p.dot_bits();
     let mut m = Module::new(&p.module("array"));
     m.doc(&format!("{r} x {c} processing elements, {l} lanes each; activations broadcast along rows, weights along columns."));
-    let (clk, en) = clk_en_ports(&mut m, "advance the compute pipeline");
+    m.doc("The compute pipeline never stalls: control only admits a tile's last step when its sum will find the hold registers free.");
+    let clk = m.input("clk_i", Ty::bit(), "clock");
     let a = m.input("a_data_i", Ty::u(r * l * ab), "activation codes of one step");
     let w = m.input("w_data_i", Ty::u(c * l * wb), "weight codes of one step");
     let acc_en = m.input("acc_en_i", Ty::bit(), "accumulate the step at S3");
@@ -338,7 +333,7 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
     b.comment("S1: input registers");
     let a_q = b.reg("a_q", Ty::u(r * l * ab), "");
     let w_q = b.reg("w_q", Ty::u(c * l * wb), "");
-    b.always(&clk, vec![Stmt::when(&en, vec![Stmt::set(&a_q, &a), Stmt::set(&w_q, &w)])]);
+    b.always(&clk, vec![Stmt::set(&a_q, &a), Stmt::set(&w_q, &w)]);
     let hold = b.wire("hold", Ty::u((r + 1) * c * aw), "hold registers, row-major; the row above the top reads zeros");
     b.assign(&hold.part(&format!("{}", r * c * aw), c * aw, r * c * aw), &Expr::zero(Ty::u(c * aw)));
     b.assign(&col_o, &hold.part("0", c * aw, 0));
@@ -348,13 +343,12 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
         let a_row = a_q.part(&format!("gr * {rl}"), rl, (r - 1) * rl);
         let corr = rowsum.map(|rs| {
             let corr = b.wire("corr", Ty::s(dw), "n_w * sum of this row's activations");
-            b.instance(rs, "u_rowsum", &[("clk_i", clk.clone()), ("en_i", en.clone()), ("a_i", a_row.clone()), ("corr_o", corr.clone())]);
+            b.instance(rs, "u_rowsum", &[("clk_i", clk.clone()), ("a_i", a_row.clone()), ("corr_o", corr.clone())]);
             corr
         });
         b.generate_for("gc", c, "g_col", |b| {
             let mut conns = vec![
                 ("clk_i", clk.clone()),
-                ("en_i", en.clone()),
                 ("a_i", a_row.clone()),
                 ("w_i", w_q.part(&format!("gc * {cl}"), cl, (c - 1) * cl)),
                 ("acc_en_i", acc_en.clone()),
@@ -532,7 +526,6 @@ pub fn ctrl(p: &HwParams) -> Module {
     let a_ready = m.output("a_ready_o", Ty::bit(), "");
     let w_valid = m.input("w_valid_i", Ty::bit(), "");
     let w_ready = m.output("w_ready_o", Ty::bit(), "");
-    let en_o = m.output("en_o", Ty::bit(), "advance the compute pipeline");
     let acc_en_o = m.output("acc_en_o", Ty::bit(), "a valid step is at S3");
     let clr_o = m.output("clr_o", Ty::bit(), "clear the accumulators: a tile ends at S3, or reset");
     let load_o = m.output("load_o", Ty::bit(), "the step at S3 ends a tile: load the hold registers");
@@ -547,14 +540,16 @@ pub fn ctrl(p: &HwParams) -> Module {
     let v = [b.reg("v1_q", Ty::bit(), "S1 holds a step"), b.reg("v2_q", Ty::bit(), ""), b.reg("v3_q", Ty::bit(), "")];
     let l = [b.reg("l1_q", Ty::bit(), "S1 step is the last of its tile"), b.reg("l2_q", Ty::bit(), ""), b.reg("l3_q", Ty::bit(), "")];
     let hold_full = b.reg("hold_full_q", Ty::bit(), "the hold registers hold a tile not yet drained");
-    let stall = b.net("stall", &v[2].land(&l[2]).land(&hold_full), "a finished tile waits for the hold registers");
-    let en = b.net("en", &stall.lnot(), "");
-    let fire = b.net("fire", &a_valid.land(&w_valid).land(&en), "a step is accepted");
-    b.assign(&a_ready, &w_valid.land(&en));
-    b.assign(&w_ready, &a_valid.land(&en));
-    b.assign(&en_o, &en);
-    b.assign(&acc_en_o, &v[2].land(&en));
-    let load = b.net("load", &v[2].land(&l[2]).land(&en), "");
+    // The compute pipeline has no enable. A tile's last step is admitted only when no other last step is
+    // in flight and the hold registers are free: nothing can fill them before this step reaches S4.
+    let last_in_flight = b.net("last_in_flight", &v[0].land(&l[0]).lor(&v[1].land(&l[1])).lor(&v[2].land(&l[2])), "");
+    let can_finish = b.net("can_finish", &hold_full.lor(&last_in_flight).lnot(), "a last step may enter");
+    let ok = b.net("step_ok", &a_last.lnot().lor(&can_finish), "");
+    let fire = b.net("fire", &a_valid.land(&w_valid).land(&ok), "a step is accepted");
+    b.assign(&a_ready, &w_valid.land(&ok));
+    b.assign(&w_ready, &a_valid.land(&ok));
+    b.assign(&acc_en_o, &v[2]);
+    let load = b.net("load", &v[2].land(&l[2]), "");
     b.assign(&load_o, &load);
     b.assign(&clr_o, &rst.lor(&load));
 
@@ -595,14 +590,9 @@ pub fn ctrl(p: &HwParams) -> Module {
         reset.push(Stmt::set(&Expr::sig("row_q", Ty::u(rb)), &Expr::zero(Ty::u(rb))));
     }
     let mut run = vec![
-        Stmt::when(
-            &en,
-            vec![
-                Stmt::set(&v[0], &fire),
-                Stmt::set(&v[1], &v[0]),
-                Stmt::set(&v[2], &v[1]),
-            ],
-        ),
+        Stmt::set(&v[0], &fire),
+        Stmt::set(&v[1], &v[0]),
+        Stmt::set(&v[2], &v[1]),
         Stmt::when_else(&load, vec![Stmt::set(&hold_full, &one)], vec![Stmt::when(&done, vec![Stmt::set(&hold_full, &zero)])]),
         Stmt::when(&d_en, shift_chain(&issue, &dv, &y_valid_q)),
     ];
@@ -612,14 +602,9 @@ pub fn ctrl(p: &HwParams) -> Module {
     b.always(
         &clk,
         vec![
-            Stmt::when(
-                &en,
-                vec![
-                    Stmt::set(&l[0], &a_last),
-                    Stmt::set(&l[1], &l[0]),
-                    Stmt::set(&l[2], &l[1]),
-                ],
-            ),
+            Stmt::set(&l[0], &a_last),
+            Stmt::set(&l[1], &l[0]),
+            Stmt::set(&l[2], &l[1]),
             Stmt::when(&d_en, shift_chain(&done, &dl, &y_last_q)),
         ],
     );
@@ -662,7 +647,6 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
     let b = &mut m.body;
     let fields = p.param_fields();
     let prm: Vec<Expr> = fields.iter().map(|(n, w)| b.wire(n, Ty::u(c * w), "")).collect();
-    let en = b.wire("en", Ty::bit(), "");
     let acc_en = b.wire("acc_en", Ty::bit(), "");
     let clr = b.wire("clr", Ty::bit(), "");
     let load = b.wire("load", Ty::bit(), "");
@@ -686,7 +670,6 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
             ("a_ready_o", a_ready),
             ("w_valid_i", w_valid),
             ("w_ready_o", w_ready),
-            ("en_o", en.clone()),
             ("acc_en_o", acc_en.clone()),
             ("clr_o", clr.clone()),
             ("load_o", load.clone()),
@@ -702,7 +685,6 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         "u_array",
         &[
             ("clk_i", clk.clone()),
-            ("en_i", en),
             ("a_data_i", a_data),
             ("w_data_i", w_data),
             ("acc_en_i", acc_en),
