@@ -4,7 +4,7 @@
 use qmac_arith::code::{product_range, Encoding, MacKind};
 use qmac_arith::round::Rounding;
 use qmac_arith::width::{clog2, signed_bits, unsigned_bits};
-use qmac_hdl::units::{HwParams, COMPUTE_STAGES};
+use qmac_hdl::units::HwParams;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::ops::Deref;
@@ -370,7 +370,7 @@ impl Config {
     /// Cycles from the cycle that accepts a tile's last step to the cycle its first output row is
     /// valid, when nothing stalls.
     pub fn latency(&self) -> u32 {
-        COMPUTE_STAGES + self.hw_params().drain_stages()
+        self.hw_params().latency()
     }
     /// Cycles the drain of one tile occupies the output: one per row.
     pub fn drain_cycles(&self) -> u32 {

@@ -44,7 +44,7 @@ fn names_are_structural_and_free_of_dollars() {
         let without_casts = text.replace("$signed(", "").replace("$unsigned(", "");
         assert!(!without_casts.contains('$'), "{path} has a `$` outside a signed cast");
         assert!(!text.contains("initial"), "{path}: no initial blocks");
-        assert!(text.contains("// Configuration:") && text.contains("//   latency = 7"), "{path}: header");
+        assert!(text.contains("// Configuration:") && text.contains(&format!("//   latency = {}", cfg.latency())), "{path}: header");
         let module = path.trim_start_matches("rtl/").trim_end_matches(".v");
         assert!(text.contains(&format!("module {module} (")), "{path}: one module named after its file");
         assert_eq!(text.matches("\nmodule ").count(), 1, "{path}: one module per file");

@@ -88,6 +88,11 @@ impl HwParams {
             3
         }
     }
+    /// Rows the output buffer holds: enough for the drain pipeline to run at one row per cycle while
+    /// the consumer is ready (`drain_stages + 2`).
+    pub fn outbuf_depth(&self) -> u32 {
+        self.drain_stages() + 2
+    }
     /// Number of thresholds per channel: `2^out_bits - 1`.
     pub fn threshold_count(&self) -> u32 {
         (1 << self.out_bits) - 1
@@ -105,11 +110,14 @@ impl HwParams {
 /// Register stages from the cycle a beat is accepted to the cycle its partial sum is in the accumulator.
 pub const COMPUTE_STAGES: u32 = 4;
 
-fn clk_en_ports(m: &mut Module, en_doc: &str) -> (Expr, Expr) {
-    let clk = m.input("clk_i", Ty::bit(), "clock");
-    let en = m.input("en_i", Ty::bit(), en_doc);
-    (clk, en)
+impl HwParams {
+    /// Cycles from accepting a tile's last step to its first output row being valid, when nothing
+    /// stalls: the compute stages, the drain stages, and the output buffer's register.
+    pub fn latency(&self) -> u32 {
+        COMPUTE_STAGES + self.drain_stages() + 1
+    }
 }
+
 
 /// The value of one code as a signed number, as a named wire.
 fn code_value(b: &mut Body, name: &str, code: &Expr, enc: Encoding) -> (Expr, (i64, i64)) {
@@ -372,7 +380,7 @@ pub fn pact(p: &HwParams) -> Module {
     let aw = p.acc_bits;
     let mut m = Module::new(&p.module("pact"));
     m.doc("PACT clip in the accumulator domain: x = clamp(acc + bias, 0, alpha).");
-    let (clk, en) = clk_en_ports(&mut m, "advance the drain pipeline");
+    let clk = m.input("clk_i", Ty::bit(), "clock");
     let acc = m.input("acc_i", Ty::s(aw), "accumulator value");
     let bias = m.input("bias_i", Ty::s(aw), "per-channel bias");
     let alpha = m.input("alpha_i", Ty::u(aw), "per-channel clip level");
@@ -386,7 +394,7 @@ pub fn pact(p: &HwParams) -> Module {
         &Expr::mux(&t.gt(&alpha_s), &alpha, &t.slice(aw - 1, 0)),
     );
     let x_q = b.reg("x_o", Ty::u(aw), "");
-    b.always(&clk, vec![Stmt::when(&en, vec![Stmt::set(&x_q, &x)])]);
+    b.always(&clk, vec![Stmt::set(&x_q, &x)]);
     let _ = x_o;
     m
 }
@@ -399,14 +407,14 @@ pub fn requant(p: &HwParams) -> Module {
     let mut m = Module::new(&p.module("requant"));
     m.doc(&format!("Requantization: code = min(round(x * mult / 2^shift), {}), rounding {}.", (1u32 << ob) - 1, p.rounding.name()));
     m.doc("Rounding as (p + 2^(shift-1) - 1 + t) >> shift, t = 1 (half_up) or bit `shift` of p (half_even).");
-    let (clk, en) = clk_en_ports(&mut m, "advance the drain pipeline");
+    let clk = m.input("clk_i", Ty::bit(), "clock");
     let x = m.input("x_i", Ty::u(aw), "clipped value");
     let mult = m.input("mult_i", Ty::u(mb), "per-channel multiplier");
     let shift = m.input("shift_i", Ty::u(sb), "per-channel right shift");
     let code_o = m.output("code_o", Ty::u(ob), "output code");
     let b = &mut m.body;
     let prod_q = b.reg("prod_q", Ty::u(pw), "x * mult (P2)");
-    b.always(&clk, vec![Stmt::when(&en, vec![Stmt::set(&prod_q, &x.resize(pw).mul(&mult.resize(pw)))])]);
+    b.always(&clk, vec![Stmt::set(&prod_q, &x.resize(pw).mul(&mult.resize(pw)))]);
     let sw = pw + 1;
     let p_ext = b.net("prod_ext", &prod_q.resize(sw), "");
     let tie = match p.rounding {
@@ -435,7 +443,7 @@ pub fn requant(p: &HwParams) -> Module {
     let max = (1i128 << ob) - 1;
     let code = Expr::mux(&ovf, &Expr::lit(max, Ty::u(ob)), &field);
     let code_q = b.reg("code_o", Ty::u(ob), "");
-    b.always(&clk, vec![Stmt::when(&en, vec![Stmt::set(&code_q, &code)])]);
+    b.always(&clk, vec![Stmt::set(&code_q, &code)]);
     let _ = code_o;
     m
 }
@@ -489,7 +497,7 @@ pub fn thresh(p: &HwParams) -> Module {
     let tw = aw + 1;
     let mut m = Module::new(&p.module("thresh"));
     m.doc(&format!("Threshold requantization: code = number of the {n} thresholds that acc reaches."));
-    let (clk, en) = clk_en_ports(&mut m, "advance the drain pipeline");
+    let clk = m.input("clk_i", Ty::bit(), "clock");
     let acc = m.input("acc_i", Ty::s(aw), "accumulator value");
     let t = m.input("t_i", Ty::u(n * tw), "thresholds T_1..T_n, T_k at [(k-1)*TW +: TW]");
     let code_o = m.output("code_o", Ty::u(ob), "output code");
@@ -502,11 +510,11 @@ pub fn thresh(p: &HwParams) -> Module {
         cmps.push(tk.gt(&acc_x).lnot());
     }
     cmps.reverse();
-    b.always(&clk, vec![Stmt::when(&en, vec![Stmt::set(&ge_q, &Expr::concat(&cmps))])]);
+    b.always(&clk, vec![Stmt::set(&ge_q, &Expr::concat(&cmps))]);
     let terms: Vec<(Expr, (i64, i64))> = (0..n).map(|k| (ge_q.bit(k), (0, 1))).collect();
     let (count, _) = adder_tree(b, "cnt", terms);
     let code_q = b.reg("code_o", Ty::u(ob), "");
-    b.always(&clk, vec![Stmt::when(&en, vec![Stmt::set(&code_q, &count.resize(ob))])]);
+    b.always(&clk, vec![Stmt::set(&code_q, &count.resize(ob))]);
     let _ = code_o;
     m
 }
@@ -518,7 +526,7 @@ pub fn ctrl(p: &HwParams) -> Module {
     let rb = p.row_count_bits();
     let mut m = Module::new(&p.module("ctrl"));
     m.doc("Control: stream join, tile tracking, compute stall and drain sequencing.");
-    m.doc("a_ready/w_ready depend on registers and on the other stream's valid only; y_ready reaches the drain enables.");
+    m.doc("a_ready/w_ready depend on registers, the other stream's valid and a_last; y_ready only reaches the output buffer.");
     let clk = m.input("clk_i", Ty::bit(), "clock");
     let rst = m.input("rst_i", Ty::bit(), "synchronous reset");
     let a_valid = m.input("a_valid_i", Ty::bit(), "");
@@ -530,10 +538,9 @@ pub fn ctrl(p: &HwParams) -> Module {
     let clr_o = m.output("clr_o", Ty::bit(), "clear the accumulators: a tile ends at S3, or reset");
     let load_o = m.output("load_o", Ty::bit(), "the step at S3 ends a tile: load the hold registers");
     let shift_o = m.output("shift_o", Ty::bit(), "issue one row into the drain; shift the hold registers");
-    let d_en_o = m.output("d_en_o", Ty::bit(), "advance the drain pipeline");
-    let y_valid = m.output("y_valid_o", Ty::bit(), "");
-    let y_last = m.output("y_last_o", Ty::bit(), "");
-    let y_ready = m.input("y_ready_i", Ty::bit(), "");
+    let push_o = m.output("push_o", Ty::bit(), "a row leaves the drain pipeline into the output buffer");
+    let push_last_o = m.output("push_last_o", Ty::bit(), "that row is the last of its tile");
+    let pop = m.input("pop_i", Ty::bit(), "a row leaves the output buffer (y_valid && y_ready)");
     let b = &mut m.body;
 
     b.comment("compute pipeline: S1..S3 valid/last");
@@ -554,15 +561,22 @@ pub fn ctrl(p: &HwParams) -> Module {
     b.assign(&clr_o, &rst.lor(&load));
 
     b.comment("drain: hold registers -> P1 (clip) -> P2 (product) -> P3 (output register)");
-    let y_valid_q = b.reg("y_valid_o", Ty::bit(), "");
-    let y_last_q = b.reg("y_last_o", Ty::bit(), "");
-    let d_en = b.net("d_en", &y_valid_q.lnot().lor(&y_ready), "the output register can take a new row");
-    let issue = b.net("issue", &hold_full.land(&d_en), "");
+    // Credits: rows issued and not yet popped never exceed the output buffer's depth, so the drain
+    // pipeline runs free and never drops a row; `issue` depends on registers only.
+    let depth = p.outbuf_depth();
+    let ow = unsigned_bits(u128::from(depth));
+    let occ = b.reg("occ_q", Ty::u(ow), "rows issued and not yet popped");
+    let room = b.net("room", &occ.lt(&Expr::lit(i128::from(depth), Ty::u(ow))), "");
+    let issue = b.net("issue", &hold_full.land(&room), "");
     b.assign(&shift_o, &issue);
-    b.assign(&d_en_o, &d_en);
     let ds = p.drain_stages();
-    let dv: Vec<Expr> = (1..ds).map(|i| b.reg(&format!("dv{i}_q"), Ty::bit(), if i == 1 { "P1 holds a row" } else { "" })).collect();
-    let dl: Vec<Expr> = (1..ds).map(|i| b.reg(&format!("dl{i}_q"), Ty::bit(), if i == 1 { "P1 row is the last of its tile" } else { "" })).collect();
+    let dv: Vec<Expr> = (1..=ds).map(|i| b.reg(&format!("dv{i}_q"), Ty::bit(), if i == 1 { "P1 holds a row" } else { "" })).collect();
+    let dl: Vec<Expr> = (1..=ds).map(|i| b.reg(&format!("dl{i}_q"), Ty::bit(), if i == 1 { "P1 row is the last of its tile" } else { "" })).collect();
+    b.assign(&push_o, &dv[dv.len() - 1]);
+    b.assign(&push_last_o, &dl[dl.len() - 1]);
+    let one_w = Expr::lit(1, Ty::u(ow));
+    let occ_up = b.net("occ_up", &occ.add(&one_w), "");
+    let occ_dn = b.net("occ_dn", &occ.sub(&one_w), "");
     let (row_last, row_stmts) = if rb == 0 {
         (Expr::lit(1, Ty::bit()), Vec::new())
     } else {
@@ -583,7 +597,7 @@ pub fn ctrl(p: &HwParams) -> Module {
         Stmt::set(&v[1], &zero),
         Stmt::set(&v[2], &zero),
         Stmt::set(&hold_full, &zero),
-        Stmt::set(&y_valid_q, &zero),
+        Stmt::set(&occ, &Expr::zero(Ty::u(ow))),
     ];
     reset.extend(dv.iter().map(|d| Stmt::set(d, &zero)));
     if rb > 0 {
@@ -594,21 +608,81 @@ pub fn ctrl(p: &HwParams) -> Module {
         Stmt::set(&v[1], &v[0]),
         Stmt::set(&v[2], &v[1]),
         Stmt::when_else(&load, vec![Stmt::set(&hold_full, &one)], vec![Stmt::when(&done, vec![Stmt::set(&hold_full, &zero)])]),
-        Stmt::when(&d_en, shift_chain(&issue, &dv, &y_valid_q)),
+        Stmt::when_else(
+            &issue.land(&pop.lnot()),
+            vec![Stmt::set(&occ, &occ_up)],
+            vec![Stmt::when(&pop.land(&issue.lnot()), vec![Stmt::set(&occ, &occ_dn)])],
+        ),
     ];
+    run.extend(shift_chain(&issue, &dv[..dv.len() - 1], &dv[dv.len() - 1]));
     run.extend(row_stmts);
     b.always(&clk, vec![Stmt::when_else(&rst, reset, run)]);
-    b.comment("last flags travel with the steps; they need no reset (qualified by the valid bits)");
+    b.comment("last flags travel with the steps and rows; they need no reset (qualified by the valid bits)");
+    let mut flags = vec![Stmt::set(&l[0], &a_last), Stmt::set(&l[1], &l[0]), Stmt::set(&l[2], &l[1])];
+    flags.extend(shift_chain(&done, &dl[..dl.len() - 1], &dl[dl.len() - 1]));
+    b.always(&clk, flags);
+    m
+}
+
+/// The output buffer: a FIFO of `outbuf_depth` rows between the free-running drain pipeline and the
+/// output stream, so `y_ready` reaches only this buffer and the control's credit counter.
+pub fn outbuf(p: &HwParams) -> Module {
+    let (c, ob) = (p.cols, p.out_bits);
+    let depth = p.outbuf_depth();
+    let w = c * ob + 1;
+    let pw = clog2(u64::from(depth)).max(1);
+    let cw = unsigned_bits(u128::from(depth));
+    let mut m = Module::new(&p.module("outbuf"));
+    m.doc(&format!("Output buffer: a {depth}-row FIFO of {{last, row}}; y_valid comes from a register."));
+    let clk = m.input("clk_i", Ty::bit(), "clock");
+    let rst = m.input("rst_i", Ty::bit(), "synchronous reset: empty");
+    let push = m.input("push_i", Ty::bit(), "write a row");
+    let row = m.input("row_i", Ty::u(c * ob), "the row");
+    let last = m.input("last_i", Ty::bit(), "the row is the last of its tile");
+    let y_data = m.output("y_data_o", Ty::u(c * ob), "");
+    let y_last = m.output("y_last_o", Ty::bit(), "");
+    let y_valid = m.output("y_valid_o", Ty::bit(), "");
+    let y_ready = m.input("y_ready_i", Ty::bit(), "");
+    let b = &mut m.body;
+    let count = b.reg("count_q", Ty::u(cw), "rows held");
+    let wp = b.reg("wp_q", Ty::u(pw), "write pointer");
+    let rp = b.reg("rp_q", Ty::u(pw), "read pointer");
+    let entries: Vec<Expr> = (0..depth).map(|i| b.reg(&format!("mem{i}_q"), Ty::u(w), "")).collect();
+    let nonempty = b.net("nonempty", &count.eq(&Expr::zero(Ty::u(cw))).lnot(), "");
+    b.assign(&y_valid, &nonempty);
+    let pop = b.net("pop", &nonempty.land(&y_ready), "");
+    let entry = b.net("entry", &Expr::concat(&[last, row]), "");
+    // read: a chain of selects on the read pointer
+    let mut head = entries[depth as usize - 1].clone();
+    for i in (0..depth - 1).rev() {
+        head = Expr::mux(&rp.eq(&Expr::lit(i128::from(i), Ty::u(pw))), &entries[i as usize], &head);
+    }
+    let head = b.net("head", &head, "the oldest row");
+    b.assign(&y_data, &head.slice(c * ob - 1, 0));
+    b.assign(&y_last, &head.bit(c * ob));
+    let wrap = |ptr: &Expr| Expr::mux(&ptr.eq(&Expr::lit(i128::from(depth - 1), Ty::u(pw))), &Expr::zero(Ty::u(pw)), &ptr.add(&Expr::lit(1, Ty::u(pw))));
+    let one = Expr::lit(1, Ty::u(cw));
+    let mut writes = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        writes.push(Stmt::when(&push.land(&wp.eq(&Expr::lit(i as i128, Ty::u(pw)))), vec![Stmt::set(e, &entry)]));
+    }
+    b.always(&clk, writes);
     b.always(
         &clk,
-        vec![
-            Stmt::set(&l[0], &a_last),
-            Stmt::set(&l[1], &l[0]),
-            Stmt::set(&l[2], &l[1]),
-            Stmt::when(&d_en, shift_chain(&done, &dl, &y_last_q)),
-        ],
+        vec![Stmt::when_else(
+            &rst,
+            vec![Stmt::set(&count, &Expr::zero(Ty::u(cw))), Stmt::set(&wp, &Expr::zero(Ty::u(pw))), Stmt::set(&rp, &Expr::zero(Ty::u(pw)))],
+            vec![
+                Stmt::when(&push, vec![Stmt::set(&wp, &wrap(&wp))]),
+                Stmt::when(&pop, vec![Stmt::set(&rp, &wrap(&rp))]),
+                Stmt::when_else(
+                    &push.land(&pop.lnot()),
+                    vec![Stmt::set(&count, &count.add(&one))],
+                    vec![Stmt::when(&pop.land(&push.lnot()), vec![Stmt::set(&count, &count.sub(&one))])],
+                ),
+            ],
+        )],
     );
-    let _ = (y_valid, y_last);
     m
 }
 
@@ -651,7 +725,10 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
     let clr = b.wire("clr", Ty::bit(), "");
     let load = b.wire("load", Ty::bit(), "");
     let drain_shift = b.wire("drain_shift", Ty::bit(), "");
-    let d_en = b.wire("d_en", Ty::bit(), "");
+    let push = b.wire("push", Ty::bit(), "");
+    let push_last = b.wire("push_last", Ty::bit(), "");
+    let row = b.wire("row", Ty::u(c * ob), "output codes leaving the drain pipeline");
+    let pop = b.net("pop", &y_valid.land(&y_ready), "");
     let col = b.wire("col", Ty::u(c * aw), "row-0 hold register of each column");
     let mut conns = vec![("clk_i", clk.clone()), ("prm_we_i", prm_we), ("prm_addr_i", prm_addr), ("prm_wdata_i", prm_wdata)];
     let port_names: Vec<String> = fields.iter().map(|(n, _)| format!("{n}_o")).collect();
@@ -664,7 +741,7 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         "u_ctrl",
         &[
             ("clk_i", clk.clone()),
-            ("rst_i", rst),
+            ("rst_i", rst.clone()),
             ("a_valid_i", a_valid),
             ("a_last_i", a_last),
             ("a_ready_o", a_ready),
@@ -674,10 +751,24 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
             ("clr_o", clr.clone()),
             ("load_o", load.clone()),
             ("shift_o", drain_shift.clone()),
-            ("d_en_o", d_en.clone()),
-            ("y_valid_o", y_valid),
+            ("push_o", push.clone()),
+            ("push_last_o", push_last.clone()),
+            ("pop_i", pop),
+        ],
+    );
+    b.instance(
+        &units.outbuf,
+        "u_outbuf",
+        &[
+            ("clk_i", clk.clone()),
+            ("rst_i", rst.clone()),
+            ("push_i", push),
+            ("row_i", row.clone()),
+            ("last_i", push_last),
+            ("y_data_o", y_data),
             ("y_last_o", y_last),
-            ("y_ready_i", y_ready),
+            ("y_valid_o", y_valid.clone()),
+            ("y_ready_i", y_ready.clone()),
         ],
     );
     b.instance(
@@ -705,7 +796,6 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
                     "u_pact",
                     &[
                         ("clk_i", clk.clone()),
-                        ("en_i", d_en.clone()),
                         ("acc_i", part(&col, aw)),
                         ("bias_i", field(0)),
                         ("alpha_i", field(1)),
@@ -717,11 +807,10 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
                     "u_requant",
                     &[
                         ("clk_i", clk.clone()),
-                        ("en_i", d_en.clone()),
                         ("x_i", x),
                         ("mult_i", field(2)),
                         ("shift_i", field(3)),
-                        ("code_o", part(&y_data, ob)),
+                        ("code_o", part(&row, ob)),
                     ],
                 );
             }
@@ -732,7 +821,7 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
                 b.instance(
                     th,
                     "u_thresh",
-                    &[("clk_i", clk.clone()), ("en_i", d_en.clone()), ("acc_i", part(&col, aw)), ("t_i", t), ("code_o", part(&y_data, ob))],
+                    &[("clk_i", clk.clone()), ("acc_i", part(&col, aw)), ("t_i", t), ("code_o", part(&row, ob))],
                 );
             }
         }
@@ -769,6 +858,8 @@ pub struct Units {
     pub params: Module,
     /// Control.
     pub ctrl: Module,
+    /// Output buffer.
+    pub outbuf: Module,
 }
 
 /// Build every module of the design; returns the modules in dependency order (leaves first, top last).
@@ -777,7 +868,7 @@ pub fn design(p: &HwParams) -> Vec<Module> {
     let rowsum = (p.kind() == MacKind::OddWeights).then(|| rowsum(p));
     let array = array(p, &pe, rowsum.as_ref());
     let out = if p.thresholds { OutStage::Thresholds(thresh(p)) } else { OutStage::Multiply { pact: pact(p), requant: requant(p) } };
-    let units = Units { pe, rowsum, array, out, params: params(p), ctrl: ctrl(p) };
+    let units = Units { pe, rowsum, array, out, params: params(p), ctrl: ctrl(p), outbuf: outbuf(p) };
     let top = top(p, &units);
     let mut mods = vec![units.pe];
     mods.extend(units.rowsum);
@@ -786,6 +877,6 @@ pub fn design(p: &HwParams) -> Vec<Module> {
         OutStage::Multiply { pact, requant } => mods.extend([pact, requant]),
         OutStage::Thresholds(t) => mods.push(t),
     }
-    mods.extend([units.params, units.ctrl, top]);
+    mods.extend([units.params, units.ctrl, units.outbuf, top]);
     mods
 }
