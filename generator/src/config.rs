@@ -27,8 +27,12 @@ pub struct RawConfig {
     pub max_depth: u32,
     /// Weight code width (1..=8).
     pub weight_bits: u32,
-    /// Weight encoding: `int` (two's complement) or `odd` (levels 2c - (2^b - 1); +-1 at 1 bit).
+    /// Weight encoding: `int` (two's complement), `odd` (levels 2c - (2^b - 1); +-1 at 1 bit), or
+    /// `codebook` (a b-bit code selects one of 2^b signed `level_bits`-bit levels from a table loaded at
+    /// run time: learnable quantization levels).
     pub weight_encoding: EncodingName,
+    /// Width of a codebook level (2..=16); used only with `weight_encoding = "codebook"`.
+    pub level_bits: u32,
     /// Activation code width (1..=8).
     pub act_bits: u32,
     /// Activation encoding: `unsigned` (PACT output), `int` (signed first layer) or `odd`.
@@ -72,6 +76,7 @@ impl Default for RawConfig {
             max_depth: 512,
             weight_bits: 4,
             weight_encoding: EncodingName::Int,
+            level_bits: 8,
             act_bits: 4,
             act_encoding: EncodingName::Unsigned,
             out_bits: None,
@@ -94,6 +99,8 @@ pub enum EncodingName {
     Int,
     /// Symmetric odd levels without zero.
     Odd,
+    /// Index into a run-time table of levels (weights only).
+    Codebook,
 }
 
 impl From<EncodingName> for Encoding {
@@ -102,6 +109,8 @@ impl From<EncodingName> for Encoding {
             EncodingName::Unsigned => Encoding::Unsigned,
             EncodingName::Int => Encoding::Int,
             EncodingName::Odd => Encoding::Odd,
+            // a codebook code is an unsigned index; its value comes from the table
+            EncodingName::Codebook => Encoding::Unsigned,
         }
     }
 }
@@ -222,8 +231,12 @@ impl Config {
             return Err(invalid("requant", "\"thresholds\"", format!("thresholds need out_bits <= 2 (out_bits is {}); use \"multiply\" or \"auto\"", raw.out_bits.unwrap_or(raw.act_bits))));
         }
         if raw.weight_encoding == EncodingName::Unsigned {
-            return Err(invalid("weight_encoding", "\"unsigned\"", "allowed \"int\" or \"odd\""));
+            return Err(invalid("weight_encoding", "\"unsigned\"", "allowed \"int\", \"odd\" or \"codebook\""));
         }
+        if raw.act_encoding == EncodingName::Codebook {
+            return Err(invalid("act_encoding", "\"codebook\"", "allowed \"unsigned\", \"int\" or \"odd\" (codebooks are for weights)"));
+        }
+        in_range("level_bits", raw.level_bits, 2, 16)?;
         let mut cfg = Config { raw };
         let need = cfg.exact_acc_bits();
         if let Some(a) = cfg.raw.acc_bits {
@@ -272,6 +285,7 @@ impl Config {
             EncodingName::Unsigned => "u",
             EncodingName::Int => "i",
             EncodingName::Odd => "o",
+            EncodingName::Codebook => "c",
         };
         format!("w{}{}a{}{}_{}x{}x{}", self.weight_bits, e(self.weight_encoding), self.act_bits, e(self.act_encoding), self.rows, self.cols, self.lanes)
     }
@@ -292,13 +306,36 @@ impl Config {
     pub fn out_bits(&self) -> u32 {
         self.raw.out_bits.unwrap_or(self.raw.act_bits)
     }
+    /// True for codebook weights.
+    pub fn is_codebook(&self) -> bool {
+        self.weight_encoding == EncodingName::Codebook
+    }
+    /// How the processing elements see weights: as codes of `weight_bits` bits, or, with a codebook, as
+    /// the looked-up `level_bits`-bit two's complement levels.
+    pub fn pe_weight(&self) -> (Encoding, u32) {
+        if self.is_codebook() {
+            (Encoding::Int, self.level_bits)
+        } else {
+            (self.weight_enc(), self.weight_bits)
+        }
+    }
+    /// The value of weight code `code`; `levels` is the codebook (ignored for other encodings).
+    pub fn weight_value(&self, code: u64, levels: &[i64]) -> i64 {
+        if self.is_codebook() {
+            levels[code as usize]
+        } else {
+            self.weight_enc().value(self.weight_bits, code)
+        }
+    }
     /// The lane arithmetic the PEs use.
     pub fn mac_kind(&self) -> MacKind {
-        MacKind::of(self.weight_enc(), self.weight_bits, self.act_enc(), self.act_bits)
+        let (we, wb) = self.pe_weight();
+        MacKind::of(we, wb, self.act_enc(), self.act_bits)
     }
-    /// Range of one product `w * a`.
+    /// Range of one product `w * a` (for a codebook: any level of `level_bits` bits).
     pub fn product_range(&self) -> (i64, i64) {
-        product_range(self.weight_enc().range(self.weight_bits), self.act_enc().range(self.act_bits))
+        let (we, wb) = self.pe_weight();
+        product_range(we.range(wb), self.act_enc().range(self.act_bits))
     }
     /// Most reduction steps (beats) in one tile: `ceil(max_depth / lanes)`.
     pub fn max_steps(&self) -> u32 {
@@ -347,9 +384,15 @@ impl Config {
     pub fn shift_bits(&self) -> u32 {
         unsigned_bits(u128::from(self.max_shift()))
     }
-    /// Parameter address width: channel bits and two field bits.
+    /// Parameter address width: channel bits and two field bits; with a codebook, one more bit selects
+    /// the level table (`1 << (prm_addr_bits - 1)` + index).
     pub fn prm_addr_bits(&self) -> u32 {
-        clog2(u64::from(self.cols)).max(1) + 2
+        let ch = clog2(u64::from(self.cols)).max(1) + 2;
+        if self.is_codebook() {
+            ch.max(self.weight_bits) + 1
+        } else {
+            ch
+        }
     }
     /// Parameter data width: the widest field.
     pub fn prm_data_bits(&self) -> u32 {
@@ -397,8 +440,9 @@ impl Config {
             lanes: self.lanes,
             act_bits: self.act_bits,
             act_enc: self.act_enc(),
-            weight_bits: self.weight_bits,
-            weight_enc: self.weight_enc(),
+            weight_bits: self.pe_weight().1,
+            weight_enc: self.pe_weight().0,
+            codebook_bits: self.is_codebook().then_some(self.weight_bits),
             out_bits: self.out_bits(),
             acc_bits,
             acc_saturate: false,
@@ -421,7 +465,8 @@ impl Config {
             thresholds: self.uses_thresholds(),
             ..self.hw_params_with_acc(self.acc_bits())
         };
-        hw.prm_data_bits = hw.param_fields().iter().map(|f| f.1).max().unwrap_or(1);
+        let table = if self.is_codebook() { self.level_bits } else { 1 };
+        hw.prm_data_bits = hw.param_fields().iter().map(|f| f.1).max().unwrap_or(1).max(table);
         hw
     }
 }

@@ -93,9 +93,12 @@ struct ConfigFlags {
     /// Weight bits (1..=8).
     #[arg(long)]
     weight_bits: Option<u32>,
-    /// Weight encoding.
+    /// Weight encoding (codebook: codes index a run-time table of learned levels).
     #[arg(long, value_enum)]
     weight_encoding: Option<EncodingName>,
+    /// Codebook level width (2..=16).
+    #[arg(long)]
+    level_bits: Option<u32>,
     /// Activation bits (1..=8).
     #[arg(long)]
     act_bits: Option<u32>,
@@ -136,7 +139,7 @@ impl ConfigFlags {
             ($($f:ident => $t:ident),*) => { $( if let Some(v) = &self.$f { raw.$t = v.clone(); } )* };
         }
         set!(prefix => module_prefix, rows => rows, cols => cols, lanes => lanes, max_depth => max_depth,
-             weight_bits => weight_bits, weight_encoding => weight_encoding, act_bits => act_bits,
+             weight_bits => weight_bits, weight_encoding => weight_encoding, level_bits => level_bits, act_bits => act_bits,
              act_encoding => act_encoding, mult_bits => mult_bits, rounding => rounding, requant => requant);
         if self.out_bits.is_some() {
             raw.out_bits = self.out_bits;

@@ -129,10 +129,43 @@ pub fn param_writes(cfg: &Config, params: &[ChannelParams]) -> Vec<(u64, u128)> 
     out
 }
 
-/// The accumulators of a tile, row r column c at `r * cols + c`.
+/// The parameter-interface writes that load a codebook's level table: `(address, data)` with the
+/// table region's address bit set; levels in `level_bits`-bit two's complement.
+pub fn table_writes(cfg: &Config, levels: &[i64]) -> Vec<(u64, u128)> {
+    if !cfg.is_codebook() {
+        return Vec::new();
+    }
+    let region = 1u64 << (cfg.prm_addr_bits() - 1);
+    let mask = (1u128 << cfg.level_bits) - 1;
+    levels.iter().enumerate().map(|(i, &v)| (region + i as u64, (v as i128 as u128) & mask)).collect()
+}
+
+/// Check a codebook's level table: `2^weight_bits` levels, each within `level_bits` signed bits.
+pub fn check_levels(cfg: &Config, levels: &[i64]) -> Result<(), ParamError> {
+    if !cfg.is_codebook() {
+        return Ok(());
+    }
+    let n = 1usize << cfg.weight_bits;
+    if levels.len() != n {
+        return Err(ParamError::Range { channel: 0, field: "levels", value: format!("{} levels", levels.len()), allowed: format!("exactly {n} (2^weight_bits)") });
+    }
+    let (lo, hi) = (-(1i64 << (cfg.level_bits - 1)), (1i64 << (cfg.level_bits - 1)) - 1);
+    if let Some((i, v)) = levels.iter().enumerate().find(|(_, v)| !(lo..=hi).contains(*v)) {
+        return Err(ParamError::Range { channel: i, field: "level", value: v.to_string(), allowed: format!("{lo}..={hi} (level_bits = {})", cfg.level_bits) });
+    }
+    Ok(())
+}
+
+/// The accumulators of a tile, row r column c at `r * cols + c` (not for codebook weights: see
+/// [`tile_acc_levels`]).
 pub fn tile_acc(cfg: &Config, steps: &[Step]) -> Vec<i64> {
+    tile_acc_levels(cfg, steps, &[])
+}
+
+/// The accumulators of a tile; `levels` is the codebook's level table (empty for other encodings).
+pub fn tile_acc_levels(cfg: &Config, steps: &[Step], levels: &[i64]) -> Vec<i64> {
     let (rows, cols, lanes) = (cfg.rows as usize, cfg.cols as usize, cfg.lanes as usize);
-    let (we, ae) = (cfg.weight_enc(), cfg.act_enc());
+    let ae = cfg.act_enc();
     let aw = cfg.acc_bits();
     let sat = cfg.acc_saturates();
     let mut acc = vec![0i64; rows * cols];
@@ -141,7 +174,7 @@ pub fn tile_acc(cfg: &Config, steps: &[Step]) -> Vec<i64> {
         assert_eq!(s.w.len(), cols * lanes);
         for r in 0..rows {
             for c in 0..cols {
-                let dot: i64 = (0..lanes).map(|l| we.value(cfg.weight_bits, s.w[c * lanes + l]) * ae.value(cfg.act_bits, s.a[r * lanes + l])).sum();
+                let dot: i64 = (0..lanes).map(|l| cfg.weight_value(s.w[c * lanes + l], levels) * ae.value(cfg.act_bits, s.a[r * lanes + l])).sum();
                 acc[r * cols + c] = accumulate(acc[r * cols + c], dot, aw, sat);
             }
         }
@@ -151,9 +184,14 @@ pub fn tile_acc(cfg: &Config, steps: &[Step]) -> Vec<i64> {
 
 /// The output codes of a tile, row r column c at `r * cols + c`.
 pub fn tile_outputs(cfg: &Config, steps: &[Step], params: &[ChannelParams]) -> Vec<u64> {
+    tile_outputs_levels(cfg, steps, params, &[])
+}
+
+/// The output codes of a tile with a codebook's level table (empty for other encodings).
+pub fn tile_outputs_levels(cfg: &Config, steps: &[Step], params: &[ChannelParams], levels: &[i64]) -> Vec<u64> {
     let cols = cfg.cols as usize;
     let rounding = cfg.rounding_rule();
-    tile_acc(cfg, steps).iter().enumerate().map(|(i, &a)| output_code(a, &params[i % cols], rounding, cfg.out_bits())).collect()
+    tile_acc_levels(cfg, steps, levels).iter().enumerate().map(|(i, &a)| output_code(a, &params[i % cols], rounding, cfg.out_bits())).collect()
 }
 
 #[cfg(test)]
@@ -258,6 +296,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn codebook_values_come_from_the_table() {
+        let c = cfg(|r| {
+            r.weight_bits = 2;
+            r.weight_encoding = EncodingName::Codebook;
+            r.level_bits = 6;
+        });
+        let levels = [-32, -3, 5, 31];
+        // w codes (3, 1), a = (2, 7): 31*2 + (-3)*7 = 41
+        assert_eq!(tile_acc_levels(&c, &[Step { a: vec![2, 7], w: vec![3, 1] }], &levels), vec![41]);
+        check_levels(&c, &levels).unwrap();
+        let e = check_levels(&c, &[0, 1, 2]).unwrap_err().to_string();
+        assert!(e.contains("3 levels") && e.contains("exactly 4"), "{e}");
+        let e = check_levels(&c, &[0, 1, 2, 32]).unwrap_err().to_string();
+        assert!(e.contains("`level` = 32") && e.contains("-32..=31"), "{e}");
+        // table writes go to the region above the channel parameters, two's complement in level_bits
+        let w = table_writes(&c, &levels);
+        let region = 1u64 << (c.prm_addr_bits() - 1);
+        assert_eq!(w[0], (region, 0b100000));
+        assert_eq!(w[3], (region + 3, 31));
+        assert!(param_writes(&c, &[ChannelParams { bias: 0, alpha: 1, mult: 1, shift: 0 }]).iter().all(|(a, _)| *a < region));
     }
 
     #[test]

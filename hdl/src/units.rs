@@ -28,10 +28,13 @@ pub struct HwParams {
     pub act_bits: u32,
     /// Activation encoding.
     pub act_enc: Encoding,
-    /// Weight code width.
+    /// Width of the weight values the PEs multiply (the level width with a codebook).
     pub weight_bits: u32,
-    /// Weight encoding.
+    /// Weight encoding as the PEs see it (`Int` with a codebook).
     pub weight_enc: Encoding,
+    /// With a codebook: the width of the weight codes on `w_data_i`, decoded at the array's edge into
+    /// `weight_bits`-bit levels from a table of `2^codebook_bits` entries.
+    pub codebook_bits: Option<u32>,
     /// Output code width.
     pub out_bits: u32,
     /// Accumulator width.
@@ -92,6 +95,14 @@ impl HwParams {
     /// the consumer is ready (`drain_stages + 2`).
     pub fn outbuf_depth(&self) -> u32 {
         self.drain_stages() + 2
+    }
+    /// Width of one weight code on the input bus.
+    pub fn code_bits(&self) -> u32 {
+        self.codebook_bits.unwrap_or(self.weight_bits)
+    }
+    /// Bits of the level table (codebook only): `2^codebook_bits` levels of `weight_bits` bits.
+    pub fn table_bits(&self) -> u32 {
+        self.codebook_bits.map_or(0, |cb| (1 << cb) * self.weight_bits)
     }
     /// Number of thresholds per channel: `2^out_bits - 1`.
     pub fn threshold_count(&self) -> u32 {
@@ -331,13 +342,30 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
     m.doc("The compute pipeline never stalls: control only admits a tile's last step when its sum will find the hold registers free.");
     let clk = m.input("clk_i", Ty::bit(), "clock");
     let a = m.input("a_data_i", Ty::u(r * l * ab), "activation codes of one step");
-    let w = m.input("w_data_i", Ty::u(c * l * wb), "weight codes of one step");
+    let cbits = p.code_bits();
+    let w_in = m.input("w_data_i", Ty::u(c * l * cbits), "weight codes of one step");
+    let levels = p.codebook_bits.map(|_| m.input("levels_i", Ty::u(p.table_bits()), "level table"));
     let acc_en = m.input("acc_en_i", Ty::bit(), "accumulate the step at S3");
     let clr = m.input("clr_i", Ty::bit(), "clear the accumulators");
     let load = m.input("load_i", Ty::bit(), "the step at S3 ends a tile");
     let shift = m.input("shift_i", Ty::bit(), "shift the hold registers one row down");
     let col_o = m.output("col_o", Ty::u(c * aw), "hold register of row 0 of each column");
     let b = &mut m.body;
+    let w = match (&levels, p.codebook_bits) {
+        (Some(levels), Some(cb)) => {
+            b.comment("codebook: each weight code selects a level; decoded once per column and lane");
+            let n = 1u32 << cb;
+            let iw = clog2(u64::from(n * wb));
+            let w_dec = b.wire("w_dec", Ty::u(c * l * wb), "decoded weight levels");
+            b.generate_for("gw", c * l, "g_lookup", |b| {
+                let code = b.net("code", &w_in.part(&format!("gw * {cb}"), cb, (c * l - 1) * cb), "");
+                let base = b.net("base", &code.resize(iw).mul(&Expr::lit(i128::from(wb), Ty::u(iw))), "first bit of the level");
+                b.assign(&w_dec.part(&format!("gw * {wb}"), wb, (c * l - 1) * wb), &levels.part_at(&base, wb));
+            });
+            w_dec
+        }
+        _ => w_in.clone(),
+    };
     b.comment("S1: input registers");
     let a_q = b.reg("a_q", Ty::u(r * l * ab), "");
     let w_q = b.reg("w_q", Ty::u(c * l * wb), "");
@@ -457,27 +485,38 @@ pub fn params(p: &HwParams) -> Module {
     let (c, pa, pd) = (p.cols, p.prm_addr_bits, p.prm_data_bits);
     let fields = p.param_fields();
     assert!(fields.len() <= 4, "at most four fields per channel");
+    let cb = p.codebook_bits;
     let mut m = Module::new(&p.module("params"));
     let names: Vec<String> = fields.iter().enumerate().map(|(i, (n, _))| format!("{i} {n}")).collect();
     m.doc(&format!("Per-channel parameters; address = channel * 4 + field ({}).", names.join(", ")));
+    if let Some(cb) = cb {
+        m.doc(&format!("Level table: address = 2^{} + index, index 0..{}.", pa - 1, (1u32 << cb) - 1));
+    }
     m.doc("Not reset: a reset of the datapath keeps the loaded layer.");
     let clk = m.input("clk_i", Ty::bit(), "clock");
     let we = m.input("prm_we_i", Ty::bit(), "write strobe");
     let addr = m.input("prm_addr_i", Ty::u(pa), "channel * 4 + field");
     let data = m.input("prm_wdata_i", Ty::u(pd), "value in the low bits");
     let ports: Vec<Expr> = fields.iter().map(|(n, w)| m.output(&format!("{n}_o"), Ty::u(c * w), "")).collect();
+    let table_o = cb.map(|_| m.output("levels_o", Ty::u(p.table_bits()), "level table, entry i at [i*LB +: LB]"));
     let b = &mut m.body;
     let regs: Vec<Expr> = fields.iter().map(|(n, w)| b.reg(&format!("{n}_q"), Ty::u(c * w), "")).collect();
     for (port, q) in ports.iter().zip(&regs) {
         b.assign(port, q);
     }
-    let ch = b.net("ch", &addr.slice(pa - 1, 2), "channel");
+    // with a codebook the top address bit selects the table
+    let ch_top = if cb.is_some() { pa - 2 } else { pa - 1 };
+    let ch_we = match cb {
+        Some(_) => b.net("ch_we", &we.land(&addr.bit(pa - 1).lnot()), "write to a channel's parameters"),
+        None => we.clone(),
+    };
+    let ch = b.net("ch", &addr.slice(ch_top, 2), "channel");
     let field = b.net("field", &addr.slice(1, 0), "field");
     let ch_sel = b.net("ch_sel", &Expr::lit(1, Ty::u(c)).shl_by(&ch), "one-hot channel; none when out of range");
     let nf = fields.len() as u32;
     let f_sel = b.net("field_sel", &Expr::lit(1, Ty::u(nf)).shl_by(&field), "one-hot field; none when unused");
     b.generate_for("gc", c, "g_ch", |b| {
-        let sel = b.net("sel", &we.land(&ch_sel.part("gc", 1, c - 1)), "");
+        let sel = b.net("sel", &ch_we.land(&ch_sel.part("gc", 1, c - 1)), "");
         for (i, ((_, w), q)) in fields.iter().zip(&regs).enumerate() {
             b.always(
                 &clk,
@@ -485,6 +524,19 @@ pub fn params(p: &HwParams) -> Module {
             );
         }
     });
+    if let (Some(cb), Some(table_o)) = (cb, table_o) {
+        let lb = p.weight_bits;
+        let n = 1u32 << cb;
+        let t_we = b.net("table_we", &we.land(&addr.bit(pa - 1)), "write to the level table");
+        let idx = b.net("table_idx", &addr.slice(cb - 1, 0), "");
+        let t_sel = b.net("table_sel", &Expr::lit(1, Ty::u(n)).shl_by(&idx), "one-hot table entry");
+        let levels_q = b.reg("levels_q", Ty::u(n * lb), "");
+        b.assign(&table_o, &levels_q);
+        b.generate_for("gt", n, "g_lvl", |b| {
+            let sel = b.net("sel", &t_we.land(&t_sel.part("gt", 1, n - 1)), "");
+            b.always(&clk, vec![Stmt::when(&sel, vec![Stmt::set(&levels_q.part(&format!("gt * {lb}"), lb, (n - 1) * lb), &data.slice(lb - 1, 0))])]);
+        });
+    }
     m
 }
 
@@ -699,7 +751,7 @@ fn shift_chain(input: &Expr, regs: &[Expr], out: &Expr) -> Vec<Stmt> {
 
 /// The top level: parameter registers, control, array, and one PACT + requantization pipeline per column.
 pub fn top(p: &HwParams, units: &Units) -> Module {
-    let (r, c, l, ab, wb, aw, ob) = (p.rows, p.cols, p.lanes, p.act_bits, p.weight_bits, p.acc_bits, p.out_bits);
+    let (r, c, l, ab, aw, ob) = (p.rows, p.cols, p.lanes, p.act_bits, p.acc_bits, p.out_bits);
     let mut m = Module::new(&p.module("top"));
     m.doc(&format!("qmac array top: {r} x {c} PEs x {l} lanes = {} MACs per cycle; streams with valid/ready.", r * c * l));
     let clk = m.input("clk_i", Ty::bit(), "clock");
@@ -708,7 +760,7 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
     let a_last = m.input("a_last_i", Ty::bit(), "last step of the tile");
     let a_valid = m.input("a_valid_i", Ty::bit(), "");
     let a_ready = m.output("a_ready_o", Ty::bit(), "");
-    let w_data = m.input("w_data_i", Ty::u(c * l * wb), "column c lane l at [(c*L+l)*WB +: WB]");
+    let w_data = m.input("w_data_i", Ty::u(c * l * p.code_bits()), "column c lane l at [(c*L+l)*WB +: WB]");
     let w_valid = m.input("w_valid_i", Ty::bit(), "");
     let w_ready = m.output("w_ready_o", Ty::bit(), "");
     let prm_we = m.input("prm_we_i", Ty::bit(), "parameter write");
@@ -734,6 +786,10 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
     let port_names: Vec<String> = fields.iter().map(|(n, _)| format!("{n}_o")).collect();
     for (pn, e) in port_names.iter().zip(&prm) {
         conns.push((pn.as_str(), e.clone()));
+    }
+    let levels = p.codebook_bits.map(|_| b.wire("levels", Ty::u(p.table_bits()), "codebook level table"));
+    if let Some(lv) = &levels {
+        conns.push(("levels_o", lv.clone()));
     }
     b.instance(&units.params, "u_params", &conns);
     b.instance(
@@ -783,7 +839,10 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
             ("load_i", load),
             ("shift_i", drain_shift),
             ("col_o", col.clone()),
-        ],
+        ]
+        .into_iter()
+        .chain(levels.map(|lv| ("levels_i", lv)))
+        .collect::<Vec<_>>(),
     );
     b.generate_for("gc", c, "g_col", |b| {
         let part = |e: &Expr, w: u32| e.part(&format!("gc * {w}"), w, (c - 1) * w);

@@ -83,6 +83,31 @@ fn shapes_depths_and_modes() {
     check_all("shapes", cfgs, &[1, 2, 3], deep);
 }
 
+/// Codebook weights (learnable levels): every code width 1..=4 with several level widths and
+/// activation encodings; each layer loads its own random level table at run time.
+#[test]
+fn codebook_weights() {
+    let mut cfgs = Vec::new();
+    for wb in 1..=4u32 {
+        for (lb, ab, ae) in [(2 + wb, 4, EncodingName::Unsigned), (8, 3, EncodingName::Int), (12, 1, EncodingName::Odd)] {
+            cfgs.push(RawConfig {
+                rows: 2,
+                cols: 3,
+                lanes: 2,
+                max_depth: 64,
+                weight_bits: wb,
+                weight_encoding: EncodingName::Codebook,
+                level_bits: lb,
+                act_bits: ab,
+                act_encoding: ae,
+                out_bits: Some(4),
+                ..RawConfig::default()
+            });
+        }
+    }
+    check_all("codebook", cfgs, &[1, 2], STIM);
+}
+
 /// A seeded random sweep over the whole configuration space (within a size that simulates quickly).
 #[test]
 fn random_config_sweep() {
