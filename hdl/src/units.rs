@@ -118,14 +118,26 @@ impl HwParams {
     }
 }
 
-/// Register stages from the cycle a beat is accepted to the cycle its partial sum is in the accumulator.
-pub const COMPUTE_STAGES: u32 = 4;
-
 impl HwParams {
+    /// Adder levels of a PE's tree: `ceil(log2(terms))`, with one term per lane (per lane pair for
+    /// XNOR, whose pairs are counted before the tree).
+    pub fn tree_depth(&self) -> u32 {
+        let terms = if self.kind() == MacKind::Xnor { self.lanes / 2 + self.lanes % 2 } else { self.lanes };
+        clog2(u64::from(terms))
+    }
+    /// Register stages of the adder tree: one, plus one per further [`TREE_LEVELS_PER_STAGE`] levels.
+    pub fn tree_stages(&self) -> u32 {
+        1 + self.tree_depth().saturating_sub(1) / TREE_LEVELS_PER_STAGE
+    }
+    /// Register stages from the cycle a step is accepted to the cycle its partial sum is in the
+    /// accumulator: input registers, lane products, the adder tree, the accumulator.
+    pub fn compute_stages(&self) -> u32 {
+        3 + self.tree_stages()
+    }
     /// Cycles from accepting a tile's last step to its first output row being valid, when nothing
     /// stalls: the compute stages, the drain stages, and the output buffer's register.
     pub fn latency(&self) -> u32 {
-        COMPUTE_STAGES + self.drain_stages() + 1
+        self.compute_stages() + self.drain_stages() + 1
     }
 }
 
@@ -154,9 +166,32 @@ fn code_value(b: &mut Body, name: &str, code: &Expr, enc: Encoding) -> (Expr, (i
 /// Reduce `terms` (named signals with their value ranges) with a balanced tree of named adders whose
 /// widths follow the ranges. Returns the root and its range.
 fn adder_tree(b: &mut Body, prefix: &str, terms: Vec<(Expr, (i64, i64))>) -> (Expr, (i64, i64)) {
+    adder_tree_piped(b, prefix, terms, None)
+}
+
+/// Adder levels between pipeline registers inside a PE's adder tree.
+pub const TREE_LEVELS_PER_STAGE: u32 = 2;
+
+/// [`adder_tree`] with a register after every [`TREE_LEVELS_PER_STAGE`] levels (but not after the
+/// last level: the caller registers the root), clocked by `clk` when given.
+fn adder_tree_piped(b: &mut Body, prefix: &str, terms: Vec<(Expr, (i64, i64))>, clk: Option<&Expr>) -> (Expr, (i64, i64)) {
+    let total = clog2(terms.len() as u64);
     let mut level = terms;
     let mut depth = 0;
     while level.len() > 1 {
+        if let Some(clk) = clk {
+            if depth > 0 && depth % TREE_LEVELS_PER_STAGE == 0 && depth < total {
+                let mut regs = Vec::new();
+                let mut st = Vec::new();
+                for (i, (e, r)) in level.iter().enumerate() {
+                    let q = b.reg(&format!("{prefix}_q{depth}_{i}"), e.ty(), "");
+                    st.push(Stmt::set(&q, e));
+                    regs.push((q, *r));
+                }
+                b.always(clk, st);
+                level = regs;
+            }
+        }
         depth += 1;
         let mut next = Vec::new();
         let mut it = level.into_iter();
@@ -253,9 +288,10 @@ pub fn pe(p: &HwParams) -> Module {
     }
     b.always(&clk, s2);
 
-    // S3: adder tree
-    b.comment("S3: adder tree");
-    let (root, root_range) = adder_tree(b, "sum", terms);
+    // S3: adder tree, registered every TREE_LEVELS_PER_STAGE levels
+    b.comment(&format!("S3: adder tree ({} register stage{})", p.tree_stages(), if p.tree_stages() > 1 { "s" } else { "" }));
+    assert_eq!(clog2(terms.len() as u64), p.tree_depth(), "tree depth as derived");
+    let (root, root_range) = adder_tree_piped(b, "sum", terms, Some(&clk));
     let root_ty = root.ty();
     // the dot product's width: the true range's, or the tree's if a degenerate range made it wider
     let dw = if kind == MacKind::Direct { dw.max(root_ty.width) } else { dw };
@@ -328,7 +364,16 @@ pub fn rowsum(p: &HwParams) -> Module {
     let sum_w = b.net("sum_w", &sum_s.resize(dw), "");
     let _ = (sum_w.clone(), corr_o);
     let _ = sum_s;
-    b.always(&clk, vec![Stmt::set(&sum_q, &root), Stmt::set(&corr_q, &sum_w.shl(wb).sub(&sum_w))]);
+    // aligned with the PE's adder tree: extra register stages when the tree has them
+    let mut prev = sum_w.shl(wb).sub(&sum_w);
+    let mut st = vec![Stmt::set(&sum_q, &root)];
+    for i in 1..p.tree_stages() {
+        let d = b.reg(&format!("corr_d{i}_q"), Ty::s(dw), "");
+        st.push(Stmt::set(&d, &prev));
+        prev = d;
+    }
+    st.push(Stmt::set(&corr_q, &prev));
+    b.always(&clk, st);
     m
 }
 
@@ -596,19 +641,25 @@ pub fn ctrl(p: &HwParams) -> Module {
     let b = &mut m.body;
 
     b.comment("compute pipeline: S1..S3 valid/last");
-    let v = [b.reg("v1_q", Ty::bit(), "S1 holds a step"), b.reg("v2_q", Ty::bit(), ""), b.reg("v3_q", Ty::bit(), "")];
-    let l = [b.reg("l1_q", Ty::bit(), "S1 step is the last of its tile"), b.reg("l2_q", Ty::bit(), ""), b.reg("l3_q", Ty::bit(), "")];
+    let nv = p.compute_stages() - 1;
+    let v: Vec<Expr> = (1..=nv).map(|i| b.reg(&format!("v{i}_q"), Ty::bit(), if i == 1 { "S1 holds a step" } else { "" })).collect();
+    let l: Vec<Expr> = (1..=nv).map(|i| b.reg(&format!("l{i}_q"), Ty::bit(), if i == 1 { "S1 step is the last of its tile" } else { "" })).collect();
+    let top = nv as usize - 1;
     let hold_full = b.reg("hold_full_q", Ty::bit(), "the hold registers hold a tile not yet drained");
     // The compute pipeline has no enable. A tile's last step is admitted only when no other last step is
     // in flight and the hold registers are free: nothing can fill them before this step reaches S4.
-    let last_in_flight = b.net("last_in_flight", &v[0].land(&l[0]).lor(&v[1].land(&l[1])).lor(&v[2].land(&l[2])), "");
+    let mut lif = v[0].land(&l[0]);
+    for i in 1..=top {
+        lif = lif.lor(&v[i].land(&l[i]));
+    }
+    let last_in_flight = b.net("last_in_flight", &lif, "");
     let can_finish = b.net("can_finish", &hold_full.lor(&last_in_flight).lnot(), "a last step may enter");
     let ok = b.net("step_ok", &a_last.lnot().lor(&can_finish), "");
     let fire = b.net("fire", &a_valid.land(&w_valid).land(&ok), "a step is accepted");
     b.assign(&a_ready, &w_valid.land(&ok));
     b.assign(&w_ready, &a_valid.land(&ok));
-    b.assign(&acc_en_o, &v[2]);
-    let load = b.net("load", &v[2].land(&l[2]), "");
+    b.assign(&acc_en_o, &v[top]);
+    let load = b.net("load", &v[top].land(&l[top]), "");
     b.assign(&load_o, &load);
     b.assign(&clr_o, &rst.lor(&load));
 
@@ -645,20 +696,15 @@ pub fn ctrl(p: &HwParams) -> Module {
     let zero = Expr::lit(0, Ty::bit());
     let one = Expr::lit(1, Ty::bit());
     let mut reset = vec![
-        Stmt::set(&v[0], &zero),
-        Stmt::set(&v[1], &zero),
-        Stmt::set(&v[2], &zero),
         Stmt::set(&hold_full, &zero),
         Stmt::set(&occ, &Expr::zero(Ty::u(ow))),
     ];
     reset.extend(dv.iter().map(|d| Stmt::set(d, &zero)));
+    reset.extend(v.iter().map(|d| Stmt::set(d, &zero)));
     if rb > 0 {
         reset.push(Stmt::set(&Expr::sig("row_q", Ty::u(rb)), &Expr::zero(Ty::u(rb))));
     }
     let mut run = vec![
-        Stmt::set(&v[0], &fire),
-        Stmt::set(&v[1], &v[0]),
-        Stmt::set(&v[2], &v[1]),
         Stmt::when_else(&load, vec![Stmt::set(&hold_full, &one)], vec![Stmt::when(&done, vec![Stmt::set(&hold_full, &zero)])]),
         Stmt::when_else(
             &issue.land(&pop.lnot()),
@@ -667,10 +713,11 @@ pub fn ctrl(p: &HwParams) -> Module {
         ),
     ];
     run.extend(shift_chain(&issue, &dv[..dv.len() - 1], &dv[dv.len() - 1]));
+    run.extend(shift_chain(&fire, &v[..top], &v[top]));
     run.extend(row_stmts);
     b.always(&clk, vec![Stmt::when_else(&rst, reset, run)]);
     b.comment("last flags travel with the steps and rows; they need no reset (qualified by the valid bits)");
-    let mut flags = vec![Stmt::set(&l[0], &a_last), Stmt::set(&l[1], &l[0]), Stmt::set(&l[2], &l[1])];
+    let mut flags = shift_chain(&a_last, &l[..top], &l[top]);
     flags.extend(shift_chain(&done, &dl[..dl.len() - 1], &dl[dl.len() - 1]));
     b.always(&clk, flags);
     m

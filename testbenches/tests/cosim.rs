@@ -70,6 +70,8 @@ fn shapes_depths_and_modes() {
         RawConfig { rows: 8, cols: 8, lanes: 4, max_depth: 512, ..base.clone() },
         RawConfig { rows: 2, cols: 2, lanes: 16, weight_bits: 1, weight_encoding: EncodingName::Odd, act_bits: 1, act_encoding: EncodingName::Odd, max_depth: 4096, ..base.clone() },
         RawConfig { rows: 2, cols: 3, lanes: 2, act_encoding: EncodingName::Int, act_bits: 6, weight_bits: 5, ..base.clone() },
+        RawConfig { rows: 2, cols: 2, lanes: 64, weight_bits: 3, act_bits: 2, weight_encoding: EncodingName::Odd, act_encoding: EncodingName::Int, max_depth: 4096, ..base.clone() },
+        RawConfig { rows: 2, cols: 2, lanes: 33, weight_bits: 2, act_bits: 3, max_depth: 4096, ..base.clone() },
         RawConfig { rows: 2, cols: 3, lanes: 3, act_encoding: EncodingName::Odd, act_bits: 3, weight_encoding: EncodingName::Odd, weight_bits: 2, ..base.clone() },
         RawConfig { rows: 2, cols: 3, lanes: 2, act_encoding: EncodingName::Int, act_bits: 4, weight_encoding: EncodingName::Odd, weight_bits: 3, ..base.clone() },
         RawConfig { rows: 2, cols: 2, lanes: 2, rounding: RoundingName::HalfUp, mult_bits: 5, out_bits: Some(8), ..base.clone() },
