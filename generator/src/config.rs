@@ -52,6 +52,20 @@ pub struct RawConfig {
     /// accumulator with 2^out_bits - 1 thresholds derived from the same parameters; out_bits <= 2), or
     /// `auto` (thresholds when out_bits <= 2).
     pub requant: RequantName,
+    /// Output units: `per_column` (one clip/requantize unit per column, a tile drains in `rows` cycles)
+    /// or `shared` (one unit for all columns, a tile drains in `rows * cols` cycles; much smaller when
+    /// the requantization multiplier is wide).
+    pub output_units: OutputUnitsName,
+}
+
+/// Output unit arrangements as written in configuration files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputUnitsName {
+    /// One output unit per column.
+    PerColumn,
+    /// One output unit for all columns.
+    Shared,
 }
 
 /// Output stage names as written in configuration files.
@@ -85,6 +99,7 @@ impl Default for RawConfig {
             mult_bits: 16,
             rounding: RoundingName::HalfEven,
             requant: RequantName::Auto,
+            output_units: OutputUnitsName::PerColumn,
         }
     }
 }
@@ -415,9 +430,14 @@ impl Config {
     pub fn latency(&self) -> u32 {
         self.hw_params().latency()
     }
-    /// Cycles the drain of one tile occupies the output: one per row.
+    /// Cycles the drain of one tile occupies: one per row, or one per row and column with a shared
+    /// output unit.
     pub fn drain_cycles(&self) -> u32 {
-        self.rows
+        if self.output_units == OutputUnitsName::Shared {
+            self.rows * self.cols
+        } else {
+            self.rows
+        }
     }
     /// Width of the activation input bus.
     pub fn a_data_bits(&self) -> u32 {
@@ -452,6 +472,7 @@ impl Config {
             prm_addr_bits: 1,
             prm_data_bits: 1,
             thresholds: false,
+            shared_output: false,
         }
     }
 
@@ -463,6 +484,7 @@ impl Config {
             prm_addr_bits: self.prm_addr_bits(),
             prm_data_bits: 1,
             thresholds: self.uses_thresholds(),
+            shared_output: self.output_units == OutputUnitsName::Shared,
             ..self.hw_params_with_acc(self.acc_bits())
         };
         let table = if self.is_codebook() { self.level_bits } else { 1 };

@@ -1,6 +1,6 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use qmac::config::{Config, EncodingName, RawConfig, RequantName, RoundingName};
+use qmac::config::{Config, EncodingName, OutputUnitsName, RawConfig, RequantName, RoundingName};
 use qmac::flow::{self, SimOptions};
 use qmac::vectors::StimulusOptions;
 use std::path::{Path, PathBuf};
@@ -124,6 +124,9 @@ struct ConfigFlags {
     /// out-bits <= 2.
     #[arg(long, value_enum)]
     requant: Option<RequantName>,
+    /// One output unit per column, or one shared unit (smaller; drains rows*cols cycles per tile).
+    #[arg(long, value_enum)]
+    output_units: Option<OutputUnitsName>,
 }
 
 impl ConfigFlags {
@@ -140,7 +143,7 @@ impl ConfigFlags {
         }
         set!(prefix => module_prefix, rows => rows, cols => cols, lanes => lanes, max_depth => max_depth,
              weight_bits => weight_bits, weight_encoding => weight_encoding, level_bits => level_bits, act_bits => act_bits,
-             act_encoding => act_encoding, mult_bits => mult_bits, rounding => rounding, requant => requant);
+             act_encoding => act_encoding, mult_bits => mult_bits, rounding => rounding, requant => requant, output_units => output_units);
         if self.out_bits.is_some() {
             raw.out_bits = self.out_bits;
         }

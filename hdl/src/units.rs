@@ -54,6 +54,9 @@ pub struct HwParams {
     /// Output stage: compare against per-channel thresholds (small output codes) instead of clip,
     /// multiply and shift.
     pub thresholds: bool,
+    /// One output unit shared by all columns (the drain issues one column per cycle), instead of one
+    /// per column.
+    pub shared_output: bool,
 }
 
 impl HwParams {
@@ -85,11 +88,9 @@ impl HwParams {
     /// Register stages from the hold register to the output register: clip, product, round (3); or
     /// compare, count (2) with thresholds.
     pub fn drain_stages(&self) -> u32 {
-        if self.thresholds {
-            2
-        } else {
-            3
-        }
+        let unit = if self.thresholds { 2 } else { 3 };
+        // a shared unit first selects the column's value and parameters (one register stage)
+        unit + u32::from(self.shared_output)
     }
     /// Rows the output buffer holds: enough for the drain pipeline to run at one row per cycle while
     /// the consumer is ready (`drain_stages + 2`).
@@ -137,7 +138,8 @@ impl HwParams {
     /// Cycles from accepting a tile's last step to its first output row being valid, when nothing
     /// stalls: the compute stages, the drain stages, and the output buffer's register.
     pub fn latency(&self) -> u32 {
-        self.compute_stages() + self.drain_stages() + 1
+        let gather = if self.shared_output { self.cols - 1 + 1 } else { 0 };
+        self.compute_stages() + self.drain_stages() + gather + 1
     }
 }
 
@@ -638,6 +640,9 @@ pub fn ctrl(p: &HwParams) -> Module {
     let push_o = m.output("push_o", Ty::bit(), "a row leaves the drain pipeline into the output buffer");
     let push_last_o = m.output("push_last_o", Ty::bit(), "that row is the last of its tile");
     let pop = m.input("pop_i", Ty::bit(), "a row leaves the output buffer (y_valid && y_ready)");
+    let cbw = if p.shared_output { clog2(u64::from(p.cols)) } else { 0 };
+    let gather_o = p.shared_output.then(|| m.output("gather_o", Ty::bit(), "a code leaves the shared output unit: gather it into the row"));
+    let sel_o = (cbw > 0).then(|| m.output("col_o", Ty::u(cbw), "the column issued into the shared output unit"));
     let b = &mut m.body;
 
     b.comment("compute pipeline: S1..S3 valid/last");
@@ -670,13 +675,47 @@ pub fn ctrl(p: &HwParams) -> Module {
     let ow = unsigned_bits(u128::from(depth));
     let occ = b.reg("occ_q", Ty::u(ow), "rows issued and not yet popped");
     let room = b.net("room", &occ.lt(&Expr::lit(i128::from(depth), Ty::u(ow))), "");
-    let issue = b.net("issue", &hold_full.land(&room), "");
-    b.assign(&shift_o, &issue);
+    // with a shared output unit, a row's columns are issued one per cycle; credits are taken per row
+    let (col_first, col_last, col_stmts, col_reset) = if cbw > 0 {
+        let col = b.reg("col_q", Ty::u(cbw), "next column to issue");
+        let first = b.net("col_first", &col.eq(&Expr::zero(Ty::u(cbw))), "");
+        let last = b.net("col_last", &col.eq(&Expr::lit(i128::from(p.cols - 1), Ty::u(cbw))), "");
+        (first, last, Some(col), vec![Stmt::set(&Expr::sig("col_q", Ty::u(cbw)), &Expr::zero(Ty::u(cbw)))])
+    } else {
+        (Expr::lit(1, Ty::bit()), Expr::lit(1, Ty::bit()), None, Vec::new())
+    };
+    let issue = if cbw > 0 {
+        b.net("issue", &hold_full.land(&room.lor(&col_first.lnot())), "one value into the drain")
+    } else {
+        b.net("issue", &hold_full.land(&room), "one row into the drain")
+    };
+    let (row_issue, shift) = if cbw > 0 {
+        (b.net("row_issue", &issue.land(&col_first), "a row starts: take a credit"), b.net("row_done", &issue.land(&col_last), "a row's last column is issued"))
+    } else {
+        (issue.clone(), issue.clone())
+    };
+    if let (Some(sel_o), Some(col)) = (&sel_o, &col_stmts) {
+        b.assign(sel_o, col);
+    }
+    b.assign(&shift_o, &shift);
     let ds = p.drain_stages();
     let dv: Vec<Expr> = (1..=ds).map(|i| b.reg(&format!("dv{i}_q"), Ty::bit(), if i == 1 { "P1 holds a row" } else { "" })).collect();
     let dl: Vec<Expr> = (1..=ds).map(|i| b.reg(&format!("dl{i}_q"), Ty::bit(), if i == 1 { "P1 row is the last of its tile" } else { "" })).collect();
-    b.assign(&push_o, &dv[dv.len() - 1]);
-    b.assign(&push_last_o, &dl[dl.len() - 1]);
+    let dc: Vec<Expr> = if cbw > 0 { (1..=ds).map(|i| b.reg(&format!("dc{i}_q"), Ty::bit(), if i == 1 { "P1 value is the row's last column" } else { "" })).collect() } else { Vec::new() };
+    let (dvl, dll) = (dv[dv.len() - 1].clone(), dl[dl.len() - 1].clone());
+    let gathered = if let Some(g) = &gather_o {
+        b.assign(g, &dvl);
+        let push_q = b.reg("push_q", Ty::bit(), "the gathered row is complete");
+        let push_last_q = b.reg("push_last_q", Ty::bit(), "");
+        b.assign(&push_o, &push_q);
+        b.assign(&push_last_o, &push_last_q);
+        let complete = if cbw > 0 { dvl.land(&dc[dc.len() - 1]) } else { dvl.clone() };
+        Some((push_q, push_last_q, complete))
+    } else {
+        b.assign(&push_o, &dvl);
+        b.assign(&push_last_o, &dll);
+        None
+    };
     let one_w = Expr::lit(1, Ty::u(ow));
     let occ_up = b.net("occ_up", &occ.add(&one_w), "");
     let occ_dn = b.net("occ_dn", &occ.sub(&one_w), "");
@@ -686,12 +725,12 @@ pub fn ctrl(p: &HwParams) -> Module {
         let row = b.reg("row_q", Ty::u(rb), "next row to issue");
         let last = b.net("row_last", &row.eq(&Expr::lit(i128::from(rows - 1), Ty::u(rb))), "");
         let st = vec![Stmt::when(
-            &issue,
+            &shift,
             vec![Stmt::set(&row, &Expr::mux(&last, &Expr::zero(Ty::u(rb)), &row.add(&Expr::lit(1, Ty::u(rb)))))],
         )];
         (last, st)
     };
-    let done = b.net("drain_done", &issue.land(&row_last), "the last row of the tile is issued");
+    let done = b.net("drain_done", &shift.land(&row_last), "the last row of the tile is issued");
 
     let zero = Expr::lit(0, Ty::bit());
     let one = Expr::lit(1, Ty::bit());
@@ -704,21 +743,38 @@ pub fn ctrl(p: &HwParams) -> Module {
     if rb > 0 {
         reset.push(Stmt::set(&Expr::sig("row_q", Ty::u(rb)), &Expr::zero(Ty::u(rb))));
     }
+    reset.extend(col_reset);
+    if let Some((push_q, _, _)) = &gathered {
+        reset.push(Stmt::set(push_q, &zero));
+    }
     let mut run = vec![
         Stmt::when_else(&load, vec![Stmt::set(&hold_full, &one)], vec![Stmt::when(&done, vec![Stmt::set(&hold_full, &zero)])]),
         Stmt::when_else(
-            &issue.land(&pop.lnot()),
+            &row_issue.land(&pop.lnot()),
             vec![Stmt::set(&occ, &occ_up)],
-            vec![Stmt::when(&pop.land(&issue.lnot()), vec![Stmt::set(&occ, &occ_dn)])],
+            vec![Stmt::when(&pop.land(&row_issue.lnot()), vec![Stmt::set(&occ, &occ_dn)])],
         ),
     ];
     run.extend(shift_chain(&issue, &dv[..dv.len() - 1], &dv[dv.len() - 1]));
     run.extend(shift_chain(&fire, &v[..top], &v[top]));
     run.extend(row_stmts);
+    if let Some(col) = &col_stmts {
+        let next = Expr::mux(&col_last, &Expr::zero(Ty::u(cbw)), &col.add(&Expr::lit(1, Ty::u(cbw))));
+        run.push(Stmt::when(&issue, vec![Stmt::set(col, &next)]));
+    }
+    if let Some((push_q, _, complete)) = &gathered {
+        run.push(Stmt::set(push_q, complete));
+    }
     b.always(&clk, vec![Stmt::when_else(&rst, reset, run)]);
     b.comment("last flags travel with the steps and rows; they need no reset (qualified by the valid bits)");
     let mut flags = shift_chain(&a_last, &l[..top], &l[top]);
     flags.extend(shift_chain(&done, &dl[..dl.len() - 1], &dl[dl.len() - 1]));
+    if cbw > 0 {
+        flags.extend(shift_chain(&col_last, &dc[..dc.len() - 1], &dc[dc.len() - 1]));
+    }
+    if let Some((_, push_last_q, complete)) = &gathered {
+        flags.push(Stmt::set(push_last_q, &complete.land(&dll)));
+    }
     b.always(&clk, flags);
     m
 }
@@ -785,6 +841,45 @@ pub fn outbuf(p: &HwParams) -> Module {
     m
 }
 
+/// Column select of a shared output unit: registers the issued column's accumulator and parameters
+/// (drain stage P0).
+pub fn select(p: &HwParams) -> Module {
+    let (c, aw) = (p.cols, p.acc_bits);
+    let cbw = clog2(u64::from(c));
+    let fields = p.param_fields();
+    let mut m = Module::new(&p.module("select"));
+    m.doc(&format!("Column select for the shared output unit: one of {c} columns per cycle, with its parameters."));
+    let clk = m.input("clk_i", Ty::bit(), "clock");
+    let col = (cbw > 0).then(|| m.input("col_i", Ty::u(cbw), "column to select"));
+    let acc = m.input("acc_i", Ty::u(c * aw), "row-0 hold register of each column");
+    let ins: Vec<Expr> = fields.iter().map(|(n, w)| m.input(&format!("{n}_i"), Ty::u(c * w), "")).collect();
+    let acc_o = m.output("acc_o", Ty::s(aw), "the selected accumulator (P0)");
+    let outs: Vec<Expr> = fields.iter().map(|(n, w)| m.output(&format!("{n}_o"), Ty::u(*w), "")).collect();
+    let b = &mut m.body;
+    let pick = |b: &mut Body, name: &str, bus: &Expr, w: u32| -> Expr {
+        match &col {
+            Some(col) => {
+                let iw = clog2(u64::from(c * w));
+                let base = b.net(&format!("{name}_base"), &col.resize(iw).mul(&Expr::lit(i128::from(w), Ty::u(iw))), "");
+                bus.part_at(&base, w)
+            }
+            None => bus.clone(),
+        }
+    };
+    let mut st = Vec::new();
+    let acc_sel = pick(b, "acc", &acc, aw);
+    let acc_q = b.reg("acc_o", Ty::s(aw), "");
+    st.push(Stmt::set(&acc_q, &acc_sel.as_signed()));
+    for ((name, w), (inp, _out)) in fields.iter().zip(ins.iter().zip(&outs)) {
+        let v = pick(b, name, inp, *w);
+        let q = b.reg(&format!("{name}_o"), Ty::u(*w), "");
+        st.push(Stmt::set(&q, &v));
+    }
+    b.always(&clk, st);
+    let _ = acc_o;
+    m
+}
+
 /// `regs[0] <= input; regs[i] <= regs[i-1]; out <= regs[last]`.
 fn shift_chain(input: &Expr, regs: &[Expr], out: &Expr) -> Vec<Stmt> {
     let mut prev = input.clone();
@@ -827,6 +922,9 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
     let push = b.wire("push", Ty::bit(), "");
     let push_last = b.wire("push_last", Ty::bit(), "");
     let row = b.wire("row", Ty::u(c * ob), "output codes leaving the drain pipeline");
+    let gather = p.shared_output.then(|| b.wire("gather", Ty::bit(), "a code leaves the shared unit"));
+    let cbits = clog2(u64::from(c));
+    let col_sel = (p.shared_output && cbits > 0).then(|| b.wire("col_sel", Ty::u(cbits), "column issued to the shared unit"));
     let pop = b.net("pop", &y_valid.land(&y_ready), "");
     let col = b.wire("col", Ty::u(c * aw), "row-0 hold register of each column");
     let mut conns = vec![("clk_i", clk.clone()), ("prm_we_i", prm_we), ("prm_addr_i", prm_addr), ("prm_wdata_i", prm_wdata)];
@@ -857,7 +955,11 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
             ("push_o", push.clone()),
             ("push_last_o", push_last.clone()),
             ("pop_i", pop),
-        ],
+        ]
+        .into_iter()
+        .chain(gather.clone().map(|g| ("gather_o", g)))
+        .chain(col_sel.clone().map(|cs| ("col_o", cs)))
+        .collect::<Vec<_>>(),
     );
     b.instance(
         &units.outbuf,
@@ -891,48 +993,70 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         .chain(levels.map(|lv| ("levels_i", lv)))
         .collect::<Vec<_>>(),
     );
-    b.generate_for("gc", c, "g_col", |b| {
-        let part = |e: &Expr, w: u32| e.part(&format!("gc * {w}"), w, (c - 1) * w);
-        let field = |i: usize| part(&prm[i], fields[i].1);
-        match &units.out {
-            OutStage::Multiply { pact, requant } => {
-                let x = b.wire("x", Ty::u(aw), "clipped value (P1)");
-                b.instance(
-                    pact,
-                    "u_pact",
-                    &[
-                        ("clk_i", clk.clone()),
-                        ("acc_i", part(&col, aw)),
-                        ("bias_i", field(0)),
-                        ("alpha_i", field(1)),
-                        ("x_o", x.clone()),
-                    ],
-                );
-                b.instance(
-                    requant,
-                    "u_requant",
-                    &[
-                        ("clk_i", clk.clone()),
-                        ("x_i", x),
-                        ("mult_i", field(2)),
-                        ("shift_i", field(3)),
-                        ("code_o", part(&row, ob)),
-                    ],
-                );
-            }
-            OutStage::Thresholds(th) => {
-                let t = b.wire("t", Ty::u(fields.iter().map(|f| f.1).sum()), "this channel's thresholds");
-                let per: Vec<Expr> = (0..fields.len()).rev().map(field).collect();
-                b.assign(&t, &Expr::concat(&per));
-                b.instance(
-                    th,
-                    "u_thresh",
-                    &[("clk_i", clk.clone()), ("acc_i", part(&col, aw)), ("t_i", t), ("code_o", part(&row, ob))],
-                );
-            }
+    if p.shared_output {
+        b.comment("one output unit shared by all columns: select, clip/requantize, gather the row");
+        let cbw = clog2(u64::from(c));
+        let sel = b.wire("sel_acc", Ty::s(aw), "the selected column's accumulator (P0)");
+        let sel_fields: Vec<Expr> = fields.iter().map(|(n, w)| b.wire(&format!("sel_{n}"), Ty::u(*w), "")).collect();
+        let mut conns: Vec<(&str, Expr)> = vec![("clk_i", clk.clone()), ("acc_i", col.clone()), ("acc_o", sel.clone())];
+        let in_names: Vec<String> = fields.iter().map(|(n, _)| format!("{n}_i")).collect();
+        let out_names: Vec<String> = fields.iter().map(|(n, _)| format!("{n}_o")).collect();
+        for i in 0..fields.len() {
+            conns.push((in_names[i].as_str(), prm[i].clone()));
+            conns.push((out_names[i].as_str(), sel_fields[i].clone()));
         }
-    });
+        if let Some(cs) = &col_sel {
+            conns.push(("col_i", cs.clone()));
+        }
+        let select = units.select.as_ref().expect("a shared output unit has a select stage");
+        b.instance(select, "u_select", &conns);
+        let code = b.wire("code", Ty::u(ob), "the shared unit's output code");
+        // the multiplier is used one stage after the clip and the shift two stages after: delay them
+        // so each value meets its own column's parameters
+        let sel_fields = match &units.out {
+            OutStage::Multiply { .. } => {
+                let (mw, sw) = (fields[2].1, fields[3].1);
+                let mult_d = b.reg("mult_d1_q", Ty::u(mw), "");
+                let shift_d1 = b.reg("shift_d1_q", Ty::u(sw), "");
+                let shift_d2 = b.reg("shift_d2_q", Ty::u(sw), "");
+                b.always(&clk, vec![Stmt::set(&mult_d, &sel_fields[2]), Stmt::set(&shift_d1, &sel_fields[3]), Stmt::set(&shift_d2, &shift_d1)]);
+                vec![sel_fields[0].clone(), sel_fields[1].clone(), mult_d, shift_d2]
+            }
+            OutStage::Thresholds(_) => sel_fields,
+        };
+        out_stage(b, &units.out, &clk, sel, sel_fields, code.clone(), "");
+        let row_q = b.reg("row_q", Ty::u(c * ob), "row being gathered, column 0 lowest");
+        let next = if c == 1 { code.clone() } else { Expr::concat(&[code.clone(), row_q.slice(c * ob - 1, ob)]) };
+        b.always(&clk, vec![Stmt::when(gather.as_ref().expect("gather"), vec![Stmt::set(&row_q, &next)])]);
+        b.assign(&row, &row_q);
+        let _ = cbw;
+    } else {
+        b.generate_for("gc", c, "g_col", |b| {
+            let part = |e: &Expr, w: u32| e.part(&format!("gc * {w}"), w, (c - 1) * w);
+            let per: Vec<Expr> = (0..fields.len()).map(|i| part(&prm[i], fields[i].1)).collect();
+            out_stage(b, &units.out, &clk, part(&col, aw), per, part(&row, ob), "");
+        });
+    }
     m
+}
+
+/// Instantiate the output stage (clip + requantize, or thresholds) on `acc`, with this channel's
+/// parameter fields in `param_fields` order, driving `code`.
+fn out_stage(b: &mut Body, out: &OutStage, clk: &Expr, acc: Expr, fields: Vec<Expr>, code: Expr, _doc: &str) {
+    match out {
+        OutStage::Multiply { pact, requant } => {
+            let x = b.wire("x", Ty::u(acc.width()), "clipped value (P1)");
+            b.instance(pact, "u_pact", &[("clk_i", clk.clone()), ("acc_i", acc), ("bias_i", fields[0].clone()), ("alpha_i", fields[1].clone()), ("x_o", x.clone())]);
+            b.instance(requant, "u_requant", &[("clk_i", clk.clone()), ("x_i", x), ("mult_i", fields[2].clone()), ("shift_i", fields[3].clone()), ("code_o", code)]);
+        }
+        OutStage::Thresholds(th) => {
+            let width = fields.iter().map(|f| f.width()).sum();
+            let t = b.wire("t", Ty::u(width), "this channel's thresholds");
+            let per: Vec<Expr> = fields.into_iter().rev().collect();
+            b.assign(&t, &Expr::concat(&per));
+            b.instance(th, "u_thresh", &[("clk_i", clk.clone()), ("acc_i", acc), ("t_i", t), ("code_o", code)]);
+        }
+    }
 }
 
 /// The output stage of each column.
@@ -966,6 +1090,8 @@ pub struct Units {
     pub ctrl: Module,
     /// Output buffer.
     pub outbuf: Module,
+    /// Column select of a shared output unit.
+    pub select: Option<Module>,
 }
 
 /// Build every module of the design; returns the modules in dependency order (leaves first, top last).
@@ -974,11 +1100,13 @@ pub fn design(p: &HwParams) -> Vec<Module> {
     let rowsum = (p.kind() == MacKind::OddWeights).then(|| rowsum(p));
     let array = array(p, &pe, rowsum.as_ref());
     let out = if p.thresholds { OutStage::Thresholds(thresh(p)) } else { OutStage::Multiply { pact: pact(p), requant: requant(p) } };
-    let units = Units { pe, rowsum, array, out, params: params(p), ctrl: ctrl(p), outbuf: outbuf(p) };
+    let select = p.shared_output.then(|| select(p));
+    let units = Units { pe, rowsum, array, out, params: params(p), ctrl: ctrl(p), outbuf: outbuf(p), select };
     let top = top(p, &units);
     let mut mods = vec![units.pe];
     mods.extend(units.rowsum);
     mods.push(units.array);
+    mods.extend(units.select);
     match units.out {
         OutStage::Multiply { pact, requant } => mods.extend([pact, requant]),
         OutStage::Thresholds(t) => mods.push(t),

@@ -2,7 +2,7 @@
 //! stalls on every stream and a reset in the middle of a stream, plus `verilator --lint-only -Wall`
 //! and `yosys check -assert` of every configuration.
 
-use qmac::config::{EncodingName, RawConfig, RequantName, RoundingName};
+use qmac::config::{EncodingName, OutputUnitsName, RawConfig, RequantName, RoundingName};
 use qmac::rng::Rng;
 use qmac::vectors::StimulusOptions;
 use qmac_testbenches::check_all;
@@ -108,6 +108,22 @@ fn codebook_weights() {
         }
     }
     check_all("codebook", cfgs, &[1, 2], STIM);
+}
+
+/// One output unit shared by all columns: both output stages, several column counts (including one),
+/// rounding modes and codebook weights.
+#[test]
+fn shared_output_unit() {
+    let base = RawConfig { rows: 3, cols: 4, lanes: 2, max_depth: 64, output_units: OutputUnitsName::Shared, ..RawConfig::default() };
+    let cfgs = vec![
+        base.clone(),
+        RawConfig { cols: 1, ..base.clone() },
+        RawConfig { cols: 5, weight_bits: 8, act_bits: 8, rounding: RoundingName::HalfUp, ..base.clone() },
+        RawConfig { cols: 3, out_bits: Some(2), ..base.clone() },
+        RawConfig { cols: 2, rows: 1, weight_bits: 1, weight_encoding: EncodingName::Odd, act_bits: 1, act_encoding: EncodingName::Odd, lanes: 8, ..base.clone() },
+        RawConfig { cols: 3, weight_bits: 3, weight_encoding: EncodingName::Codebook, level_bits: 7, act_bits: 5, ..base },
+    ];
+    check_all("shared", cfgs, &[1, 2, 3], StimulusOptions { layers: 2, tiles: 5, max_steps: 24, abort: true });
 }
 
 /// A seeded random sweep over the whole configuration space (within a size that simulates quickly).
