@@ -51,7 +51,7 @@ enum Cmd {
     Synth(qmac::synth::cli::SynthArgs),
     /// Generate and synthesise a grid of precisions (in parallel), with a table, JSON and an SVG plot of
     /// LUTs per MAC and fmax against precision. 1-bit widths use binary (+-1) encodings.
-    Sweep(qmac::synth::cli::SweepArgs),
+    Sweep(SweepCmd),
     /// Quantize a trained layer's float tensors (safetensors, .npy, .npz) into the array's integer
     /// parameters, with a quantization-error report per scheme; see docs/quantize.md.
     Quantize(qmac::quantize::cli::QuantizeArgs),
@@ -229,6 +229,18 @@ struct RunArgs {
 }
 
 #[derive(Args, Debug)]
+struct SweepCmd {
+    #[command(flatten)]
+    sweep: qmac::synth::cli::SweepArgs,
+    /// Output units of every generated point (per-column or shared).
+    #[arg(long, value_enum, default_value = "per-column")]
+    output_units: OutputUnitsName,
+    /// Largest reduction depth K of every generated point (sizes the accumulators).
+    #[arg(long, default_value_t = 512)]
+    max_depth: u32,
+}
+
+#[derive(Args, Debug)]
 struct ConfigArgs {
     #[command(flatten)]
     cfg: ConfigFlags,
@@ -293,13 +305,14 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Synth(a) => qmac::synth::cli::run_synth(&a),
-        Cmd::Sweep(a) => qmac::synth::cli::run_sweep(&a, |p, dir| {
+        Cmd::Sweep(SweepCmd { sweep: a, output_units, max_depth }) => qmac::synth::cli::run_sweep(&a, |p, dir| {
             let binary = |bits: u32, other: EncodingName| if bits == 1 { EncodingName::Odd } else { other };
             let raw = RawConfig {
                 rows: p.rows,
                 cols: p.cols,
                 lanes: p.lanes,
-                max_depth: 512.max(p.lanes),
+                max_depth: max_depth.max(p.lanes),
+                output_units,
                 weight_bits: p.weight_bits,
                 weight_encoding: binary(p.weight_bits, EncodingName::Int),
                 act_bits: p.act_bits,
