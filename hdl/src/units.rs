@@ -85,10 +85,10 @@ impl HwParams {
     pub fn product_bits(&self) -> u32 {
         self.acc_bits + self.mult_bits
     }
-    /// Register stages from the hold register to the output register: clip, product, round (3); or
-    /// compare, count (2) with thresholds.
+    /// Register stages from the hold register to the output register: clip, product, rounding sum,
+    /// saturation (4); or compare, count (2) with thresholds.
     pub fn drain_stages(&self) -> u32 {
-        let unit = if self.thresholds { 2 } else { 3 };
+        let unit = if self.thresholds { 2 } else { 4 };
         // a shared unit first selects the column's value and parameters (one register stage)
         unit + u32::from(self.shared_output)
     }
@@ -475,7 +475,7 @@ pub fn pact(p: &HwParams) -> Module {
 }
 
 /// Requantization of one channel: `code = min(round(x * mult / 2^shift), 2^out_bits - 1)`
-/// (drain stages P2: product, P3: rounding shift and saturation).
+/// (drain stages P2: product, P3: rounding sum, P4: saturation and selection).
 pub fn requant(p: &HwParams) -> Module {
     let (aw, mb, sb, ob) = (p.acc_bits, p.mult_bits, p.shift_bits, p.out_bits);
     let pw = p.product_bits();
@@ -504,7 +504,11 @@ pub fn requant(p: &HwParams) -> Module {
     let half = b.net("half", &one.shl_by(&shift).shr_by(&one_bit_amount()), "2^(shift-1); 0 when shift = 0");
     let zero_shift = shift.eq(&Expr::zero(Ty::u(sb)));
     let rnd = b.net("rnd", &Expr::mux(&zero_shift, &Expr::zero(Ty::u(sw)), &half.sub(&one).add(&tie)), "");
-    let sum = b.net("sum", &p_ext.add(&rnd), "round(p / 2^shift) = sum >> shift");
+    b.comment("P3: the rounding sum; P4: saturate and select");
+    let sum_q = b.reg("sum_q", Ty::u(sw), "round(p / 2^shift) = sum >> shift (P3)");
+    let shift_q = b.reg("shift_q", Ty::u(sb), "the shift that goes with sum_q");
+    b.always(&clk, vec![Stmt::set(&sum_q, &p_ext.add(&rnd)), Stmt::set(&shift_q, &shift)]);
+    let (sum, shift) = (sum_q, shift_q);
     // saturation without a full-width shifter: the result exceeds 2^OB - 1 exactly when sum has a bit
     // set at or above position shift + OB; otherwise the code is sum[shift +: OB]
     let top_mask = Expr::lit(((1i128 << sw) - 1) ^ ((1i128 << ob) - 1), Ty::u(sw));
