@@ -85,10 +85,10 @@ impl HwParams {
     pub fn product_bits(&self) -> u32 {
         self.acc_bits + self.mult_bits
     }
-    /// Register stages from the hold register to the output register: clip, product, rounding sum,
-    /// saturation (4); or compare, count (2) with thresholds.
+    /// Register stages from the hold register to the output register: bias sum, clip, product,
+    /// rounding sum, saturation (5); or input, compare, count (3) with thresholds.
     pub fn drain_stages(&self) -> u32 {
-        let unit = if self.thresholds { 2 } else { 4 };
+        let unit = if self.thresholds { 3 } else { 5 };
         // a shared unit first selects the column's value and parameters (one register stage)
         unit + u32::from(self.shared_output)
     }
@@ -450,7 +450,7 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
     m
 }
 
-/// PACT clip of one channel: `x = clamp(acc + bias, 0, alpha)`, registered (drain stage P1).
+/// PACT clip of one channel: `x = clamp(acc + bias, 0, alpha)` (drain stages P1: sum, P2: clip).
 pub fn pact(p: &HwParams) -> Module {
     let aw = p.acc_bits;
     let mut m = Module::new(&p.module("pact"));
@@ -461,7 +461,11 @@ pub fn pact(p: &HwParams) -> Module {
     let alpha = m.input("alpha_i", Ty::u(aw), "per-channel clip level");
     let x_o = m.output("x_o", Ty::u(aw), "clipped value, 0..alpha");
     let b = &mut m.body;
-    let t = b.net("t", &acc.resize(aw + 1).add(&bias.resize(aw + 1)), "acc + bias, exact");
+    b.comment("P1: acc + bias (the clip level travels along); P2: clip");
+    let t = b.reg("t_q", Ty::s(aw + 1), "acc + bias, exact (P1)");
+    let alpha_q = b.reg("alpha_q", Ty::u(aw), "");
+    b.always(&clk, vec![Stmt::set(&t, &acc.resize(aw + 1).add(&bias.resize(aw + 1))), Stmt::set(&alpha_q, &alpha)]);
+    let alpha = alpha_q;
     let alpha_s = b.net("alpha_s", &alpha.to_signed_value(), "");
     let x = Expr::mux(
         &t.lt(&Expr::zero(Ty::s(aw + 1))),
@@ -475,7 +479,7 @@ pub fn pact(p: &HwParams) -> Module {
 }
 
 /// Requantization of one channel: `code = min(round(x * mult / 2^shift), 2^out_bits - 1)`
-/// (drain stages P2: product, P3: rounding sum, P4: saturation and selection).
+/// (drain stages P3: product, P4: rounding sum, P5: saturation and selection).
 pub fn requant(p: &HwParams) -> Module {
     let (aw, mb, sb, ob) = (p.acc_bits, p.mult_bits, p.shift_bits, p.out_bits);
     let pw = p.product_bits();
@@ -488,8 +492,10 @@ pub fn requant(p: &HwParams) -> Module {
     let shift = m.input("shift_i", Ty::u(sb), "per-channel right shift");
     let code_o = m.output("code_o", Ty::u(ob), "output code");
     let b = &mut m.body;
-    let prod_q = b.reg("prod_q", Ty::u(pw), "x * mult (P2)");
-    b.always(&clk, vec![Stmt::set(&prod_q, &x.resize(pw).mul(&mult.resize(pw)))]);
+    let prod_q = b.reg("prod_q", Ty::u(pw), "x * mult (P3)");
+    let shift_a = b.reg("shift_a_q", Ty::u(sb), "the shift that goes with prod_q");
+    b.always(&clk, vec![Stmt::set(&prod_q, &x.resize(pw).mul(&mult.resize(pw))), Stmt::set(&shift_a, &shift)]);
+    let shift = shift_a;
     let sw = pw + 1;
     let p_ext = b.net("prod_ext", &prod_q.resize(sw), "");
     let tie = match p.rounding {
@@ -504,8 +510,8 @@ pub fn requant(p: &HwParams) -> Module {
     let half = b.net("half", &one.shl_by(&shift).shr_by(&one_bit_amount()), "2^(shift-1); 0 when shift = 0");
     let zero_shift = shift.eq(&Expr::zero(Ty::u(sb)));
     let rnd = b.net("rnd", &Expr::mux(&zero_shift, &Expr::zero(Ty::u(sw)), &half.sub(&one).add(&tie)), "");
-    b.comment("P3: the rounding sum; P4: saturate and select");
-    let sum_q = b.reg("sum_q", Ty::u(sw), "round(p / 2^shift) = sum >> shift (P3)");
+    b.comment("P4: the rounding sum; P5: saturate and select");
+    let sum_q = b.reg("sum_q", Ty::u(sw), "round(p / 2^shift) = sum >> shift (P4)");
     let shift_q = b.reg("shift_q", Ty::u(sb), "the shift that goes with sum_q");
     b.always(&clk, vec![Stmt::set(&sum_q, &p_ext.add(&rnd)), Stmt::set(&shift_q, &shift)]);
     let (sum, shift) = (sum_q, shift_q);
@@ -605,8 +611,13 @@ pub fn thresh(p: &HwParams) -> Module {
     let t = m.input("t_i", Ty::u(n * tw), "thresholds T_1..T_n, T_k at [(k-1)*TW +: TW]");
     let code_o = m.output("code_o", Ty::u(ob), "output code");
     let b = &mut m.body;
+    b.comment("P1: register the accumulator and thresholds; P2: compare; P3: count");
+    let acc_q = b.reg("acc_q", Ty::s(aw), "");
+    let t_q = b.reg("t_q", Ty::u(n * tw), "");
+    b.always(&clk, vec![Stmt::set(&acc_q, &acc), Stmt::set(&t_q, &t)]);
+    let (acc, t) = (acc_q, t_q);
     let acc_x = b.net("acc_x", &acc.resize(tw), "");
-    let ge_q = b.reg("ge_q", Ty::u(n), "acc >= T_k (P1)");
+    let ge_q = b.reg("ge_q", Ty::u(n), "acc >= T_k (P2)");
     let mut cmps = Vec::new();
     for k in 0..n {
         let tk = b.net(&format!("t{}", k + 1), &t.slice(k * tw + tw - 1, k * tw).as_signed(), "");
@@ -1015,16 +1026,25 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         let select = units.select.as_ref().expect("a shared output unit has a select stage");
         b.instance(select, "u_select", &conns);
         let code = b.wire("code", Ty::u(ob), "the shared unit's output code");
-        // the multiplier is used one stage after the clip and the shift two stages after: delay them
-        // so each value meets its own column's parameters
+        // the requantizer takes its multiplier and shift with the clipped value, two stages after the
+        // select (its own registers carry them on): delay them so each value meets its own column's
         let sel_fields = match &units.out {
             OutStage::Multiply { .. } => {
                 let (mw, sw) = (fields[2].1, fields[3].1);
-                let mult_d = b.reg("mult_d1_q", Ty::u(mw), "");
+                let mult_d1 = b.reg("mult_d1_q", Ty::u(mw), "");
+                let mult_d2 = b.reg("mult_d2_q", Ty::u(mw), "");
                 let shift_d1 = b.reg("shift_d1_q", Ty::u(sw), "");
                 let shift_d2 = b.reg("shift_d2_q", Ty::u(sw), "");
-                b.always(&clk, vec![Stmt::set(&mult_d, &sel_fields[2]), Stmt::set(&shift_d1, &sel_fields[3]), Stmt::set(&shift_d2, &shift_d1)]);
-                vec![sel_fields[0].clone(), sel_fields[1].clone(), mult_d, shift_d2]
+                b.always(
+                    &clk,
+                    vec![
+                        Stmt::set(&mult_d1, &sel_fields[2]),
+                        Stmt::set(&mult_d2, &mult_d1),
+                        Stmt::set(&shift_d1, &sel_fields[3]),
+                        Stmt::set(&shift_d2, &shift_d1),
+                    ],
+                );
+                vec![sel_fields[0].clone(), sel_fields[1].clone(), mult_d2, shift_d2]
             }
             OutStage::Thresholds(_) => sel_fields,
         };
