@@ -232,12 +232,12 @@ pub fn pe(p: &HwParams) -> Module {
     let mut m = Module::new(&p.module("pe"));
     m.doc(&format!("Processing element: {l} lanes of {wb}-bit {} weights x {ab}-bit {} activations, {kind:?} lane arithmetic,", p.weight_enc.name(), p.act_enc.name()));
     m.doc(&format!("a {aw}-bit{} accumulator and a hold register that shifts the finished sum down the column.", if p.acc_saturate { " saturating" } else { "" }));
-    m.doc("Stages: lane products (S2), adder tree (S3), accumulate (S4).");
+    m.doc(&format!("Stages: lane products (S2), adder tree (S3..S{}), accumulate (S{}).", 2 + p.tree_stages(), 3 + p.tree_stages()));
     let clk = m.input("clk_i", Ty::bit(), "clock");
     let a = m.input("a_i", Ty::u(l * ab), "activation codes, lane l at [l*AB +: AB]");
     let w = m.input("w_i", Ty::u(l * wb), "weight codes, lane l at [l*WB +: WB]");
-    let corr = (kind == MacKind::OddWeights).then(|| m.input("corr_i", Ty::s(dw), "n_w * sum of this row's activations (S3)"));
-    let acc_en = m.input("acc_en_i", Ty::bit(), "a valid partial sum is at S3: accumulate it");
+    let corr = (kind == MacKind::OddWeights).then(|| m.input("corr_i", Ty::s(dw), "n_w * sum of this row's activations, aligned with dot_q"));
+    let acc_en = m.input("acc_en_i", Ty::bit(), "a valid dot product is in dot_q: accumulate it");
     let clr = m.input("clr_i", Ty::bit(), "clear the accumulator (after a tile's last step, and on reset)");
     let load = m.input("load_i", Ty::bit(), "it is the last step: move the sum into the hold register");
     let shift = m.input("shift_i", Ty::bit(), "shift the hold registers down one row");
@@ -290,14 +290,14 @@ pub fn pe(p: &HwParams) -> Module {
     }
     b.always(&clk, s2);
 
-    // S3: adder tree, registered every TREE_LEVELS_PER_STAGE levels
+    // adder tree, registered every TREE_LEVELS_PER_STAGE levels
     b.comment(&format!("S3: adder tree ({} register stage{})", p.tree_stages(), if p.tree_stages() > 1 { "s" } else { "" }));
     assert_eq!(clog2(terms.len() as u64), p.tree_depth(), "tree depth as derived");
     let (root, root_range) = adder_tree_piped(b, "sum", terms, Some(&clk));
     let root_ty = root.ty();
     // the dot product's width: the true range's, or the tree's if a degenerate range made it wider
     let dw = if kind == MacKind::Direct { dw.max(root_ty.width) } else { dw };
-    let dot_q = b.reg("dot_q", root_ty, "partial sum of this step (S3)");
+    let dot_q = b.reg("dot_q", root_ty, "partial sum of this step");
     b.always(&clk, vec![Stmt::set(&dot_q, &root)]);
     let _ = root_range;
 
@@ -351,7 +351,7 @@ pub fn rowsum(p: &HwParams) -> Module {
     m.doc(&format!("Row correction for {wb}-bit odd-level weights: n_w * sum of the row's {l} activations, n_w = {}.", (1u64 << wb) - 1));
     let clk = m.input("clk_i", Ty::bit(), "clock");
     let a = m.input("a_i", Ty::u(l * ab), "activation codes of one row");
-    let corr_o = m.output("corr_o", Ty::s(dw), "n_w * sum a (S3)");
+    let corr_o = m.output("corr_o", Ty::s(dw), "n_w * sum a, aligned with the PE's dot_q");
     let b = &mut m.body;
     let mut terms = Vec::new();
     for i in 0..l {
@@ -392,9 +392,9 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
     let cbits = p.code_bits();
     let w_in = m.input("w_data_i", Ty::u(c * l * cbits), "weight codes of one step");
     let levels = p.codebook_bits.map(|_| m.input("levels_i", Ty::u(p.table_bits()), "level table"));
-    let acc_en = m.input("acc_en_i", Ty::bit(), "accumulate the step at S3");
+    let acc_en = m.input("acc_en_i", Ty::bit(), "accumulate the dot products");
     let clr = m.input("clr_i", Ty::bit(), "clear the accumulators");
-    let load = m.input("load_i", Ty::bit(), "the step at S3 ends a tile");
+    let load = m.input("load_i", Ty::bit(), "the dot products end a tile");
     let shift = m.input("shift_i", Ty::bit(), "shift the hold registers one row down");
     let col_o = m.output("col_o", Ty::u(c * aw), "hold register of row 0 of each column");
     let b = &mut m.body;
@@ -648,9 +648,9 @@ pub fn ctrl(p: &HwParams) -> Module {
     let a_ready = m.output("a_ready_o", Ty::bit(), "");
     let w_valid = m.input("w_valid_i", Ty::bit(), "");
     let w_ready = m.output("w_ready_o", Ty::bit(), "");
-    let acc_en_o = m.output("acc_en_o", Ty::bit(), "a valid step is at S3");
-    let clr_o = m.output("clr_o", Ty::bit(), "clear the accumulators: a tile ends at S3, or reset");
-    let load_o = m.output("load_o", Ty::bit(), "the step at S3 ends a tile: load the hold registers");
+    let acc_en_o = m.output("acc_en_o", Ty::bit(), "a valid dot product is ready: accumulate it");
+    let clr_o = m.output("clr_o", Ty::bit(), "clear the accumulators: a tile ends, or reset");
+    let load_o = m.output("load_o", Ty::bit(), "the dot product ends a tile: load the hold registers");
     let shift_o = m.output("shift_o", Ty::bit(), "issue one row into the drain; shift the hold registers");
     let push_o = m.output("push_o", Ty::bit(), "a row leaves the drain pipeline into the output buffer");
     let push_last_o = m.output("push_last_o", Ty::bit(), "that row is the last of its tile");
@@ -660,7 +660,7 @@ pub fn ctrl(p: &HwParams) -> Module {
     let sel_o = (cbw > 0).then(|| m.output("col_o", Ty::u(cbw), "the column issued into the shared output unit"));
     let b = &mut m.body;
 
-    b.comment("compute pipeline: S1..S3 valid/last");
+    b.comment(&format!("compute pipeline: S1..S{} valid/last (S{} holds the step's dot product)", p.compute_stages() - 1, p.compute_stages() - 1));
     let nv = p.compute_stages() - 1;
     let v: Vec<Expr> = (1..=nv).map(|i| b.reg(&format!("v{i}_q"), Ty::bit(), if i == 1 { "S1 holds a step" } else { "" })).collect();
     let l: Vec<Expr> = (1..=nv).map(|i| b.reg(&format!("l{i}_q"), Ty::bit(), if i == 1 { "S1 step is the last of its tile" } else { "" })).collect();
@@ -683,7 +683,7 @@ pub fn ctrl(p: &HwParams) -> Module {
     b.assign(&load_o, &load);
     b.assign(&clr_o, &rst.lor(&load));
 
-    b.comment("drain: hold registers -> P1 (clip) -> P2 (product) -> P3 (output register)");
+    b.comment(&format!("drain: hold registers -> output stage ({} register stages) -> output buffer", p.drain_stages()));
     // Credits: rows issued and not yet popped never exceed the output buffer's depth, so the drain
     // pipeline runs free and never drops a row; `issue` depends on registers only.
     let depth = p.outbuf_depth();
