@@ -60,9 +60,31 @@ pub fn ensure_model(info: &BuildInfo, opts: &BuildOptions) -> Result<(PathBuf, D
     sim::build(info, opts)
 }
 
+/// Check that the build directory's RTL is what this generator makes from its `config.toml`: the
+/// expected outputs and the latency the testbench checks come from this generator, so stale RTL from
+/// another version would fail for the wrong reason.
+pub fn check_up_to_date(dir: &Path, cfg: &Config) -> Result<(), SimError> {
+    let g = emit::generate(cfg);
+    let stale: Vec<&str> = g.rtl.iter().filter(|(p, t)| std::fs::read_to_string(dir.join(p)).map_or(true, |on_disk| &on_disk != t)).map(|(p, _)| p.as_str()).collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    Err(SimError::Stale {
+        dir: dir.display().to_string(),
+        why: format!(
+            "its RTL differs from what {} generates from its config.toml ({}); regenerate it with `qmac generate --config {} -o {}`",
+            emit::GENERATOR,
+            stale.join(", "),
+            dir.join("config.toml").display(),
+            dir.display()
+        ),
+    })
+}
+
 /// Write vectors for the build directory's configuration, build the model, run the testbench.
 pub fn simulate(dir: &Path, opts: &SimOptions) -> Result<SimOutcome, SimError> {
     let cfg = load_build_config(dir)?;
+    check_up_to_date(dir, &cfg)?;
     let info = sim::build_info(dir)?;
     let layers = random_layers(&cfg, opts.seed, &opts.stimulus);
     let text = render(&cfg, &layers).expect("random parameters fit the configuration");

