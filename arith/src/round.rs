@@ -1,7 +1,8 @@
 //! Rounding right shift: `round(x / 2^s)` for integers, with the tie rule made explicit.
 //!
 //! This is the one definition of rounding in qmac. The reference model calls [`shift_round`]; the
-//! generated hardware implements [`shift_round_by_add`], which the tests prove equal to it.
+//! generated hardware implements [`shift_round_by_parts`], which the tests prove equal to it
+//! ([`shift_round_by_add`] is the textbook adder form, kept as a second check).
 
 /// The tie-breaking rule of a rounding right shift.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -64,6 +65,29 @@ pub fn shift_round_by_add(x: i128, s: u32, mode: Rounding) -> i128 {
     (x + (1i128 << (s - 1)) - 1 + t) >> s
 }
 
+/// The same rounding as the hardware computes it, from parts of `x` that need no carry chain: the
+/// quotient `q = x >> s`, the first dropped bit `h` (bit `s-1`), and the sticky bit `k` (any of bits
+/// `0..s-1` set). Then `round = q + u` with `u = h && (k || t)`, where `t` is 1 for half-up and bit 0 of `q`
+/// for half-even; `s == 0` returns `x`.
+///
+/// Why it equals [`shift_round`]: with remainder `r = x - q * 2^s`, `h && k` means `r > 2^(s-1)`,
+/// `h && !k` means `r == 2^(s-1)` (a tie, broken by `t`), and `!h` means `r < 2^(s-1)`. In hardware
+/// `q`'s low bits are a part-select, `h` and `k` are masked OR-reductions, and only the output-width
+/// increment `q + u` is an adder. Checked exhaustively in the tests.
+pub fn shift_round_by_parts(x: i128, s: u32, mode: Rounding) -> i128 {
+    if s == 0 {
+        return x;
+    }
+    let q = x >> s;
+    let h = (x >> (s - 1)) & 1 == 1;
+    let k = x & ((1i128 << (s - 1)) - 1) != 0;
+    let t = match mode {
+        Rounding::HalfUp => true,
+        Rounding::HalfEven => q & 1 == 1,
+    };
+    q + i128::from(h && (k || t))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,14 +132,15 @@ mod tests {
         }
     }
 
-    /// Invariant: the adder form used by the hardware equals the definition for every x in a 12-bit
-    /// signed range and every shift up to 14.
+    /// Invariant: the adder form and the parts form (the one the hardware uses) equal the definition
+    /// for every x in a 12-bit signed range and every shift up to 14.
     #[test]
-    fn adder_form_equals_definition_exhaustive() {
+    fn hardware_forms_equal_definition_exhaustive() {
         for s in 0..=14u32 {
             for x in -2048i128..2048 {
                 for mode in [Rounding::HalfEven, Rounding::HalfUp] {
                     assert_eq!(shift_round_by_add(x, s, mode), shift_round(x, s, mode), "x={x} s={s} {mode:?}");
+                    assert_eq!(shift_round_by_parts(x, s, mode), shift_round(x, s, mode), "x={x} s={s} {mode:?}");
                 }
             }
         }
@@ -128,6 +153,7 @@ mod tests {
             for mode in [Rounding::HalfEven, Rounding::HalfUp] {
                 prop_assert!(shift_round(x, s, mode) <= shift_round(x + d, s, mode));
                 prop_assert_eq!(shift_round_by_add(x, s, mode), shift_round(x, s, mode));
+                prop_assert_eq!(shift_round_by_parts(x, s, mode), shift_round(x, s, mode));
             }
         }
     }

@@ -479,13 +479,13 @@ pub fn pact(p: &HwParams) -> Module {
 }
 
 /// Requantization of one channel: `code = min(round(x * mult / 2^shift), 2^out_bits - 1)`
-/// (drain stages P3: product, P4: rounding sum, P5: saturation and selection).
+/// (drain stages P3: product, P4: quotient bits and rounding bit, P5: saturation and increment).
 pub fn requant(p: &HwParams) -> Module {
     let (aw, mb, sb, ob) = (p.acc_bits, p.mult_bits, p.shift_bits, p.out_bits);
     let pw = p.product_bits();
     let mut m = Module::new(&p.module("requant"));
     m.doc(&format!("Requantization: code = min(round(x * mult / 2^shift), {}), rounding {}.", (1u32 << ob) - 1, p.rounding.name()));
-    m.doc("Rounding as (p + 2^(shift-1) - 1 + t) >> shift, t = 1 (half_up) or bit `shift` of p (half_even).");
+    m.doc("Rounding from parts: q = p >> shift, up = h && (k || t); h = bit shift-1, k = any lower bit, t = 1 (half_up) or q[0] (half_even).");
     let clk = m.input("clk_i", Ty::bit(), "clock");
     let x = m.input("x_i", Ty::u(aw), "clipped value");
     let mult = m.input("mult_i", Ty::u(mb), "per-channel multiplier");
@@ -496,37 +496,37 @@ pub fn requant(p: &HwParams) -> Module {
     let shift_a = b.reg("shift_a_q", Ty::u(sb), "the shift that goes with prod_q");
     b.always(&clk, vec![Stmt::set(&prod_q, &x.resize(pw).mul(&mult.resize(pw))), Stmt::set(&shift_a, &shift)]);
     let shift = shift_a;
-    let sw = pw + 1;
-    let p_ext = b.net("prod_ext", &prod_q.resize(sw), "");
-    let tie = match p.rounding {
-        Rounding::HalfUp => Expr::lit(1, Ty::u(sw)),
-        Rounding::HalfEven => {
-            let unit = b.net("unit", &Expr::lit(1, Ty::u(sw)).shl_by(&shift), "2^shift");
-            let odd = b.net("floor_odd", &p_ext.and(&unit).any(), "floor(p / 2^shift) is odd");
-            odd.resize(sw)
-        }
-    };
-    let one = Expr::lit(1, Ty::u(sw));
-    let half = b.net("half", &one.shl_by(&shift).shr_by(&one_bit_amount()), "2^(shift-1); 0 when shift = 0");
-    let zero_shift = shift.eq(&Expr::zero(Ty::u(sb)));
-    let rnd = b.net("rnd", &Expr::mux(&zero_shift, &Expr::zero(Ty::u(sw)), &half.sub(&one).add(&tie)), "");
-    b.comment("P4: the rounding sum; P5: saturate and select");
-    let sum_q = b.reg("sum_q", Ty::u(sw), "round(p / 2^shift) = sum >> shift (P4)");
-    let shift_q = b.reg("shift_q", Ty::u(sb), "the shift that goes with sum_q");
-    b.always(&clk, vec![Stmt::set(&sum_q, &p_ext.add(&rnd)), Stmt::set(&shift_q, &shift)]);
-    let (sum, shift) = (sum_q, shift_q);
-    // saturation without a full-width shifter: the result exceeds 2^OB - 1 exactly when sum has a bit
-    // set at or above position shift + OB; otherwise the code is sum[shift +: OB]
-    let top_mask = Expr::lit(((1i128 << sw) - 1) ^ ((1i128 << ob) - 1), Ty::u(sw));
+    // P4: the parts of round(p / 2^shift) (arith::round::shift_round_by_parts), no wide carry chain:
+    //   q = p >> shift (only its low OB bits, a part-select), ovf = q >= 2^OB (a mask test),
+    //   h = bit shift-1 of p, k = any bit below it, up = h && (k || t), t = 1 (half_up) or q[0] (half_even)
+    let xw = pw + ob;
+    let p_ext = b.net("prod_ext", &prod_q.resize(xw), "zero-extended so that [shift +: OB] stays in range");
+    let ones = (1i128 << xw) - 1;
+    let below = b.net("below", &Expr::lit(ones, Ty::u(xw)).shl_by(&shift).not(), "bits below position shift");
+    let low = b.net("low", &below.shr_by(&one_bit_amount()), "bits below position shift-1");
+    let h = b.net("half_bit", &p_ext.and(&below.xor(&low)).any(), "bit shift-1 of p: the first dropped bit");
+    let k = b.net("sticky", &p_ext.and(&low).any(), "any lower dropped bit");
+    let top_mask = Expr::lit(ones ^ ((1i128 << ob) - 1), Ty::u(xw));
     let hi = b.net("hi_mask", &top_mask.shl_by(&shift), "bits at and above shift + OB");
-    let ovf = b.net("ovf", &sum.and(&hi).any(), "the rounded value does not fit OB bits");
-    let sum_x = b.net("sum_x", &sum.resize(sw + ob), "zero-extended so that [shift +: OB] stays in range");
-    // the select index is as wide as the selected vector needs (Verilator checks this)
-    let iw = clog2(u64::from(sw + ob)).max(sb);
+    let iw = clog2(u64::from(xw)).max(sb);
     let idx = if iw > sb { b.net("shift_idx", &shift.resize(iw), "") } else { shift.clone() };
-    let field = b.net("field", &sum_x.part_at(&idx, ob), "");
+    let q_low = b.net("q_low", &p_ext.part_at(&idx, ob), "low OB bits of p >> shift");
+    let t = match p.rounding {
+        Rounding::HalfUp => Expr::lit(1, Ty::bit()),
+        Rounding::HalfEven => q_low.bit(0),
+    };
+    let q_q = b.reg("q_q", Ty::u(ob), "low bits of the quotient (P4)");
+    let ovf_q = b.reg("ovf_q", Ty::bit(), "the quotient alone exceeds the output range");
+    let up_q = b.reg("up_q", Ty::bit(), "round up");
+    b.always(
+        &clk,
+        vec![Stmt::set(&q_q, &q_low), Stmt::set(&ovf_q, &p_ext.and(&hi).any()), Stmt::set(&up_q, &h.land(&k.lor(&t)))],
+    );
+    // P5: saturate and add the rounding bit (an OB-bit increment)
     let max = (1i128 << ob) - 1;
-    let code = Expr::mux(&ovf, &Expr::lit(max, Ty::u(ob)), &field);
+    let max_e = Expr::lit(max, Ty::u(ob));
+    let sat = b.net("sat", &ovf_q.lor(&q_q.eq(&max_e).land(&up_q)), "the rounded value does not fit OB bits");
+    let code = Expr::mux(&sat, &max_e, &q_q.add(&up_q.resize(ob)));
     let code_q = b.reg("code_o", Ty::u(ob), "");
     b.always(&clk, vec![Stmt::set(&code_q, &code)]);
     let _ = code_o;
