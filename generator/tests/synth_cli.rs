@@ -177,8 +177,9 @@ fn board_wrapper_wires_every_port() {
         ".y_ready_i(ctl_q[7])",
         "reg  [19:0] isr;",
         "isr <= {isr[15:0], din};",
-        "wire cap = dut_y_valid_o & ctl_q[7];",
-        "if (cap) osr <= {dut_y_data_o};",
+        "cap_q <= dut_y_valid_o & ctl_q[7];",
+        "out_q <= {dut_y_data_o};",
+        "if (cap_q) osr <= out_q;",
         "sts_q <= {dut_y_valid_o, dut_y_last_o, dut_w_ready_o, dut_a_ready_o};",
     ] {
         assert!(v.contains(needle), "`{needle}` missing in\n{v}");
@@ -208,7 +209,7 @@ fn board_wrapper_handles_odd_tops() {
     assert_eq!(p.out_bits, 4);
     assert!(!p.capture_on_handshake);
     let v = board_top_verilog(&m, true).unwrap();
-    assert!(v.contains("wire cap = ~sh;"), "{v}");
+    assert!(v.contains("cap_q <= ~sh;"), "{v}");
     assert!(v.contains("always @(posedge clk) if (ld) isr <= din;"), "{v}");
     assert!(v.contains(".in7(isr[1])"), "{v}");
 

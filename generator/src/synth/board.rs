@@ -213,11 +213,18 @@ pub fn board_top_verilog(m: &Manifest, keep_hierarchy: bool) -> Result<String, S
         if osw > p.out_bits {
             outs.insert(0, format!("{}'d0", osw - p.out_bits));
         }
-        let _ = writeln!(w, "\n    // output shift register: capture, then {DOUT_BITS} bits per shift cycle");
-        let _ = writeln!(w, "    wire cap = {cap};");
+        // The outputs and the capture strobe are registered once before the shift register, so the
+        // array's output paths end at a register next to it, not at a fan-out across the chip.
+        let _ = writeln!(w, "\n    // output shift register: capture (through one register stage), then {DOUT_BITS} bits per shift cycle");
+        let _ = writeln!(w, "    reg  cap_q;");
+        let _ = writeln!(w, "    reg  [{}:0] out_q;", osw - 1);
+        let _ = writeln!(w, "    always @(posedge clk) begin");
+        let _ = writeln!(w, "        cap_q <= {cap};");
+        let _ = writeln!(w, "        out_q <= {{{}}};", outs.join(", "));
+        let _ = writeln!(w, "    end");
         let _ = writeln!(w, "    reg  [{}:0] osr;", osw - 1);
         let _ = writeln!(w, "    always @(posedge clk)");
-        let _ = writeln!(w, "        if (cap) osr <= {{{}}};", outs.join(", "));
+        let _ = writeln!(w, "        if (cap_q) osr <= out_q;");
         if osw > DOUT_BITS {
             let _ = writeln!(w, "        else if (sh) osr <= {{{DOUT_BITS}'d0, osr[{}:{DOUT_BITS}]}};", osw - 1);
         }
