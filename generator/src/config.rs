@@ -86,7 +86,7 @@ impl Default for RawConfig {
             module_prefix: "qmac".into(),
             rows: 8,
             cols: 8,
-            lanes: 4,
+            lanes: 8,
             max_depth: 512,
             weight_bits: 4,
             weight_encoding: EncodingName::Int,
@@ -99,7 +99,7 @@ impl Default for RawConfig {
             mult_bits: 16,
             rounding: RoundingName::HalfEven,
             requant: RequantName::Auto,
-            output_units: OutputUnitsName::PerColumn,
+            output_units: OutputUnitsName::Shared,
         }
     }
 }

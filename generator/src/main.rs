@@ -233,7 +233,7 @@ struct SweepCmd {
     #[command(flatten)]
     sweep: qmac::synth::cli::SweepArgs,
     /// Output units of every generated point (per-column or shared).
-    #[arg(long, value_enum, default_value = "per-column")]
+    #[arg(long, value_enum, default_value = "shared")]
     output_units: OutputUnitsName,
     /// Largest reduction depth K of every generated point (sizes the accumulators).
     #[arg(long, default_value_t = 512)]
