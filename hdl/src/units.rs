@@ -5,8 +5,9 @@
 //! partial sum with a pipelined adder tree and adds it to its accumulator, so the array does
 //! `rows * cols * lanes` multiply-accumulates per cycle with one accumulator per `lanes` products. A
 //! finished tile moves into a second (hold) register in each PE, so the next tile accumulates while the
-//! hold registers shift down their column, one row per cycle, into one bias/PACT/requantization pipeline
-//! per column.
+//! hold registers shift down their column, one row per cycle, into the output stage (bias, PACT clip and
+//! requantization, or thresholds), one per column or one shared by all columns, and through a
+//! credit-counted output buffer to the output stream.
 
 use crate::rtl::{Body, Expr, Module, Stmt, Ty};
 use qmac_arith::code::{Encoding, MacKind};
