@@ -261,8 +261,7 @@ impl Expr {
             let base = Expr { text: self.text.clone(), ty: Ty::u(w), atomic: self.atomic };
             let msb = base.bit(w - 1);
             let fill = if k == 1 { msb.text.clone() } else { format!("{{{k}{{{}}}}}", msb.text) };
-            let raw = strip_signed(&self.text);
-            Expr { text: format!("$signed({{{fill}, {raw}}})"), ty: Ty::s(width), atomic: false }
+            Expr { text: format!("$signed({{{fill}, {}}})", self.text), ty: Ty::s(width), atomic: false }
         } else {
             Expr { text: format!("{{{k}'d0, {}}}", self.text), ty: Ty::u(width), atomic: true }
         }
@@ -283,10 +282,6 @@ impl Expr {
         let inner: Vec<String> = parts.iter().map(|p| p.text.clone()).collect();
         Expr { text: format!("{{{}}}", inner.join(", ")), ty: Ty::u(width), atomic: true }
     }
-}
-
-fn strip_signed(t: &str) -> String {
-    t.to_string()
 }
 
 fn matching_outer_paren(t: &str) -> bool {
@@ -351,6 +346,8 @@ pub struct Port {
     pub ty: Ty,
     /// Trailing comment.
     pub doc: String,
+    /// Driven by a clocked process (`output reg`).
+    pub reg: bool,
 }
 
 /// A statement inside a clocked process.
@@ -497,12 +494,19 @@ impl Module {
     /// Add an input port.
     pub fn input(&mut self, name: &str, ty: Ty, doc: &str) -> Expr {
         check_name(name);
-        self.ports.push(Port { name: name.to_string(), dir: Dir::In, ty, doc: doc.to_string() });
+        self.ports.push(Port { name: name.to_string(), dir: Dir::In, ty, doc: doc.to_string(), reg: false });
         Expr::sig(name, ty)
     }
-    /// Add an output port (driven by a wire or a reg declared in the body under the same name).
+    /// Add an output port driven by a continuous assignment or an instance (`output wire`).
     pub fn output(&mut self, name: &str, ty: Ty, doc: &str) -> Expr {
-        self.ports.push(Port { name: name.to_string(), dir: Dir::Out, ty, doc: doc.to_string() });
+        check_name(name);
+        self.ports.push(Port { name: name.to_string(), dir: Dir::Out, ty, doc: doc.to_string(), reg: false });
+        Expr::sig(name, ty)
+    }
+    /// Add an output port that is itself a register written by a clocked process (`output reg`).
+    pub fn output_reg(&mut self, name: &str, ty: Ty, doc: &str) -> Expr {
+        check_name(name);
+        self.ports.push(Port { name: name.to_string(), dir: Dir::Out, ty, doc: doc.to_string(), reg: true });
         Expr::sig(name, ty)
     }
 
@@ -521,12 +525,11 @@ impl Module {
             let _ = writeln!(s, "// {d}");
         }
         let _ = writeln!(s, "module {} (", self.name);
-        let regs: Vec<&str> = collect_regs(&self.body.items);
         let n = self.ports.len();
         for (i, p) in self.ports.iter().enumerate() {
             let dir = match p.dir {
                 Dir::In => "input  wire",
-                Dir::Out if regs.contains(&p.name.as_str()) => "output reg ",
+                Dir::Out if p.reg => "output reg ",
                 Dir::Out => "output wire",
             };
             let comma = if i + 1 < n { "," } else { "" };
@@ -548,26 +551,10 @@ impl Module {
     }
 }
 
-fn collect_regs(items: &[Item]) -> Vec<&str> {
-    items
-        .iter()
-        .filter_map(|i| match i {
-            Item::Decl { name, reg: true, .. } => Some(name.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
 fn print_items(s: &mut String, items: &[Item], depth: usize, ports: &[&str]) {
     let ind = "    ".repeat(depth);
     let mut prev_kind = "";
     for item in items {
-        if let Item::Decl { name, .. } = item {
-            if ports.contains(&name.as_str()) {
-                // an output port declared `output reg`: nothing to declare here
-                continue;
-            }
-        }
         let kind = match item {
             Item::Decl { .. } | Item::Net { .. } | Item::Assign(..) => "decl",
             _ => "block",
@@ -710,13 +697,11 @@ mod tests {
         let mut m = Module::new("t");
         let clk = m.input("clk_i", Ty::bit(), "clock");
         let a = m.input("a_i", Ty::u(4), "");
-        let y = m.output("y_o", Ty::u(4), "");
-        let q = m.body.reg("y_o", Ty::u(4), "");
+        let q = m.output_reg("y_o", Ty::u(4), "");
         m.body.always(&clk, vec![Stmt::set(&q, &a.add(&Expr::lit(1, Ty::u(4))))]);
         let v = m.to_verilog(&["hdr".into()]);
         assert!(v.contains("output reg  [3:0] y_o"), "{v}");
         assert!(v.contains("y_o <= a_i + 4'd1;"), "{v}");
         assert!(!v.contains('$') || v.contains("$signed"));
-        let _ = y;
     }
 }

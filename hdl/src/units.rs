@@ -243,7 +243,7 @@ pub fn pe(p: &HwParams) -> Module {
     let load = m.input("load_i", Ty::bit(), "it is the last step: move the sum into the hold register");
     let shift = m.input("shift_i", Ty::bit(), "shift the hold registers down one row");
     let hold_i = m.input("hold_i", Ty::s(aw), "hold register of the row above");
-    let hold_o = m.output("hold_o", Ty::s(aw), "hold register, towards row 0");
+    let hold_o = m.output_reg("hold_o", Ty::s(aw), "hold register, towards row 0");
     let b = &mut m.body;
 
     // S2: lane products
@@ -294,13 +294,12 @@ pub fn pe(p: &HwParams) -> Module {
     // adder tree, registered every TREE_LEVELS_PER_STAGE levels
     b.comment(&format!("S3: adder tree ({} register stage{})", p.tree_stages(), if p.tree_stages() > 1 { "s" } else { "" }));
     assert_eq!(clog2(terms.len() as u64), p.tree_depth(), "tree depth as derived");
-    let (root, root_range) = adder_tree_piped(b, "sum", terms, Some(&clk));
+    let (root, _) = adder_tree_piped(b, "sum", terms, Some(&clk));
     let root_ty = root.ty();
     // the dot product's width: the true range's, or the tree's if a degenerate range made it wider
     let dw = if kind == MacKind::Direct { dw.max(root_ty.width) } else { dw };
     let dot_q = b.reg("dot_q", root_ty, "partial sum of this step");
     b.always(&clk, vec![Stmt::set(&dot_q, &root)]);
-    let _ = root_range;
 
     // S4: the true dot product, accumulate, hold
     b.comment("S4: the step's dot product sum_l w_l * a_l, accumulate, hold");
@@ -332,7 +331,7 @@ pub fn pe(p: &HwParams) -> Module {
         assert!(dw <= aw, "accumulator narrower than one step's dot product");
         b.net("acc_nxt", &base.add(&dot_v.resize(aw)), "")
     };
-    let hold_q = b.reg("hold_o", Ty::s(aw), "");
+    let hold_q = hold_o;
     b.always(
         &clk,
         vec![
@@ -340,7 +339,6 @@ pub fn pe(p: &HwParams) -> Module {
             Stmt::when_else(&load, vec![Stmt::set(&hold_q, &acc_nxt)], vec![Stmt::when(&shift, vec![Stmt::set(&hold_q, &hold_i)])]),
         ],
     );
-    let _ = hold_o;
     m
 }
 
@@ -352,7 +350,7 @@ pub fn rowsum(p: &HwParams) -> Module {
     m.doc(&format!("Row correction for {wb}-bit odd-level weights: n_w * sum of the row's {l} activations, n_w = {}.", (1u64 << wb) - 1));
     let clk = m.input("clk_i", Ty::bit(), "clock");
     let a = m.input("a_i", Ty::u(l * ab), "activation codes of one row");
-    let corr_o = m.output("corr_o", Ty::s(dw), "n_w * sum a, aligned with the PE's dot_q");
+    let corr_o = m.output_reg("corr_o", Ty::s(dw), "n_w * sum a, aligned with the PE's dot_q");
     let b = &mut m.body;
     let mut terms = Vec::new();
     for i in 0..l {
@@ -363,10 +361,8 @@ pub fn rowsum(p: &HwParams) -> Module {
     let (root, _) = adder_tree(b, "sum", terms);
     let sum_q = b.reg("sum_q", root.ty(), "sum of the row's activations (S2)");
     let sum_s = if root.ty().signed { sum_q.clone() } else { sum_q.to_signed_value() };
-    let corr_q = b.reg("corr_o", Ty::s(dw), "");
+    let corr_q = corr_o;
     let sum_w = b.net("sum_w", &sum_s.resize(dw), "");
-    let _ = (sum_w.clone(), corr_o);
-    let _ = sum_s;
     // aligned with the PE's adder tree: extra register stages when the tree has them
     let mut prev = sum_w.shl(wb).sub(&sum_w);
     let mut st = vec![Stmt::set(&sum_q, &root)];
@@ -460,7 +456,7 @@ pub fn pact(p: &HwParams) -> Module {
     let acc = m.input("acc_i", Ty::s(aw), "accumulator value");
     let bias = m.input("bias_i", Ty::s(aw), "per-channel bias");
     let alpha = m.input("alpha_i", Ty::u(aw), "per-channel clip level");
-    let x_o = m.output("x_o", Ty::u(aw), "clipped value, 0..alpha");
+    let x_o = m.output_reg("x_o", Ty::u(aw), "clipped value, 0..alpha");
     let b = &mut m.body;
     b.comment("P1: acc + bias (the clip level travels along); P2: clip");
     let t = b.reg("t_q", Ty::s(aw + 1), "acc + bias, exact (P1)");
@@ -473,9 +469,8 @@ pub fn pact(p: &HwParams) -> Module {
         &Expr::zero(Ty::u(aw)),
         &Expr::mux(&t.gt(&alpha_s), &alpha, &t.slice(aw - 1, 0)),
     );
-    let x_q = b.reg("x_o", Ty::u(aw), "");
+    let x_q = x_o;
     b.always(&clk, vec![Stmt::set(&x_q, &x)]);
-    let _ = x_o;
     m
 }
 
@@ -491,7 +486,7 @@ pub fn requant(p: &HwParams) -> Module {
     let x = m.input("x_i", Ty::u(aw), "clipped value");
     let mult = m.input("mult_i", Ty::u(mb), "per-channel multiplier");
     let shift = m.input("shift_i", Ty::u(sb), "per-channel right shift");
-    let code_o = m.output("code_o", Ty::u(ob), "output code");
+    let code_o = m.output_reg("code_o", Ty::u(ob), "output code");
     let b = &mut m.body;
     let prod_q = b.reg("prod_q", Ty::u(pw), "x * mult (P3)");
     let shift_a = b.reg("shift_a_q", Ty::u(sb), "the shift that goes with prod_q");
@@ -528,9 +523,8 @@ pub fn requant(p: &HwParams) -> Module {
     let max_e = Expr::lit(max, Ty::u(ob));
     let sat = b.net("sat", &ovf_q.lor(&q_q.eq(&max_e).land(&up_q)), "the rounded value does not fit OB bits");
     let code = Expr::mux(&sat, &max_e, &q_q.add(&up_q.resize(ob)));
-    let code_q = b.reg("code_o", Ty::u(ob), "");
+    let code_q = code_o;
     b.always(&clk, vec![Stmt::set(&code_q, &code)]);
-    let _ = code_o;
     m
 }
 
@@ -610,7 +604,7 @@ pub fn thresh(p: &HwParams) -> Module {
     let clk = m.input("clk_i", Ty::bit(), "clock");
     let acc = m.input("acc_i", Ty::s(aw), "accumulator value");
     let t = m.input("t_i", Ty::u(n * tw), "thresholds T_1..T_n, T_k at [(k-1)*TW +: TW]");
-    let code_o = m.output("code_o", Ty::u(ob), "output code");
+    let code_o = m.output_reg("code_o", Ty::u(ob), "output code");
     let b = &mut m.body;
     b.comment("P1: register the accumulator and thresholds; P2: compare; P3: count");
     let acc_q = b.reg("acc_q", Ty::s(aw), "");
@@ -628,9 +622,8 @@ pub fn thresh(p: &HwParams) -> Module {
     b.always(&clk, vec![Stmt::set(&ge_q, &Expr::concat(&cmps))]);
     let terms: Vec<(Expr, (i64, i64))> = (0..n).map(|k| (ge_q.bit(k), (0, 1))).collect();
     let (count, _) = adder_tree(b, "cnt", terms);
-    let code_q = b.reg("code_o", Ty::u(ob), "");
+    let code_q = code_o;
     b.always(&clk, vec![Stmt::set(&code_q, &count.resize(ob))]);
-    let _ = code_o;
     m
 }
 
@@ -869,8 +862,8 @@ pub fn select(p: &HwParams) -> Module {
     let col = (cbw > 0).then(|| m.input("col_i", Ty::u(cbw), "column to select"));
     let acc = m.input("acc_i", Ty::u(c * aw), "row-0 hold register of each column");
     let ins: Vec<Expr> = fields.iter().map(|(n, w)| m.input(&format!("{n}_i"), Ty::u(c * w), "")).collect();
-    let acc_o = m.output("acc_o", Ty::s(aw), "the selected accumulator (P0)");
-    let outs: Vec<Expr> = fields.iter().map(|(n, w)| m.output(&format!("{n}_o"), Ty::u(*w), "")).collect();
+    let acc_o = m.output_reg("acc_o", Ty::s(aw), "the selected accumulator (P0)");
+    let outs: Vec<Expr> = fields.iter().map(|(n, w)| m.output_reg(&format!("{n}_o"), Ty::u(*w), "")).collect();
     let b = &mut m.body;
     let pick = |b: &mut Body, name: &str, bus: &Expr, w: u32| -> Expr {
         match &col {
@@ -884,15 +877,13 @@ pub fn select(p: &HwParams) -> Module {
     };
     let mut st = Vec::new();
     let acc_sel = pick(b, "acc", &acc, aw);
-    let acc_q = b.reg("acc_o", Ty::s(aw), "");
+    let acc_q = acc_o;
     st.push(Stmt::set(&acc_q, &acc_sel.as_signed()));
-    for ((name, w), (inp, _out)) in fields.iter().zip(ins.iter().zip(&outs)) {
+    for ((name, w), (inp, out)) in fields.iter().zip(ins.iter().zip(&outs)) {
         let v = pick(b, name, inp, *w);
-        let q = b.reg(&format!("{name}_o"), Ty::u(*w), "");
-        st.push(Stmt::set(&q, &v));
+        st.push(Stmt::set(out, &v));
     }
     b.always(&clk, st);
-    let _ = acc_o;
     m
 }
 
@@ -1011,7 +1002,6 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
     );
     if p.shared_output {
         b.comment("one output unit shared by all columns: select, clip/requantize, gather the row");
-        let cbw = clog2(u64::from(c));
         let sel = b.wire("sel_acc", Ty::s(aw), "the selected column's accumulator (P0)");
         let sel_fields: Vec<Expr> = fields.iter().map(|(n, w)| b.wire(&format!("sel_{n}"), Ty::u(*w), "")).collect();
         let mut conns: Vec<(&str, Expr)> = vec![("clk_i", clk.clone()), ("acc_i", col.clone()), ("acc_o", sel.clone())];
@@ -1054,7 +1044,6 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         let next = if c == 1 { code.clone() } else { Expr::concat(&[code.clone(), row_q.slice(c * ob - 1, ob)]) };
         b.always(&clk, vec![Stmt::when(gather.as_ref().expect("gather"), vec![Stmt::set(&row_q, &next)])]);
         b.assign(&row, &row_q);
-        let _ = cbw;
     } else {
         b.generate_for("gc", c, "g_col", |b| {
             let part = |e: &Expr, w: u32| e.part(&format!("gc * {w}"), w, (c - 1) * w);
