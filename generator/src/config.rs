@@ -27,15 +27,17 @@ pub struct RawConfig {
     pub max_depth: u32,
     /// Weight code width (1..=8).
     pub weight_bits: u32,
-    /// Weight encoding: `int` (two's complement), `odd` (levels 2c - (2^b - 1); +-1 at 1 bit), or
+    /// Weight encoding: `int` (two's complement), `odd` (levels 2c - (2^b - 1); +-1 at 1 bit),
     /// `codebook` (a b-bit code selects one of 2^b signed `level_bits`-bit levels from a table loaded at
-    /// run time: learnable quantization levels).
+    /// run time: learnable quantization levels), or `bases` (b binary bases, 1..=4: bit i of a code is the
+    /// sign of basis i; ls-2, ls-T, gf-k).
     pub weight_encoding: EncodingName,
-    /// Width of a codebook level (2..=16); used only with `weight_encoding = "codebook"`.
+    /// Width of a codebook level, or of a basis-pair scale with `bases` (2..=16).
     pub level_bits: u32,
-    /// Activation code width (1..=8).
+    /// Activation code width (1..=8; the number of bases, 1..=4, with `bases`).
     pub act_bits: u32,
-    /// Activation encoding: `unsigned` (PACT output), `int` (signed first layer) or `odd`.
+    /// Activation encoding: `unsigned` (PACT output), `int` (signed first layer), `odd`, or `bases`
+    /// (multi-basis binary, as for weights).
     pub act_encoding: EncodingName,
     /// Output code width (1..=8); defaults to `act_bits`, so the output feeds the next layer.
     pub out_bits: Option<u32>,
@@ -116,6 +118,9 @@ pub enum EncodingName {
     Odd,
     /// Index into a run-time table of levels (weights only).
     Codebook,
+    /// Binary bases: bit i is the sign of basis i (1 means +1); the value is a sum of scaled +-1 bases,
+    /// with the scales of each (weight basis, activation basis) pair loaded at run time per channel.
+    Bases,
 }
 
 impl From<EncodingName> for Encoding {
@@ -124,8 +129,9 @@ impl From<EncodingName> for Encoding {
             EncodingName::Unsigned => Encoding::Unsigned,
             EncodingName::Int => Encoding::Int,
             EncodingName::Odd => Encoding::Odd,
-            // a codebook code is an unsigned index; its value comes from the table
-            EncodingName::Codebook => Encoding::Unsigned,
+            // a codebook code is an unsigned index, a bases code a bit pattern of signs; their values
+            // come from run-time tables
+            EncodingName::Codebook | EncodingName::Bases => Encoding::Unsigned,
         }
     }
 }
@@ -178,6 +184,19 @@ pub enum ConfigError {
         /// The system's message.
         message: String,
     },
+}
+
+/// Most bases of a `bases` operand.
+pub const MAX_BASES: u32 = 4;
+
+fn enc_name(e: EncodingName) -> &'static str {
+    match e {
+        EncodingName::Unsigned => "unsigned",
+        EncodingName::Int => "int",
+        EncodingName::Odd => "odd",
+        EncodingName::Codebook => "codebook",
+        EncodingName::Bases => "bases",
+    }
 }
 
 fn invalid(field: &'static str, value: impl fmt::Display, allowed: impl Into<String>) -> ConfigError {
@@ -246,18 +265,38 @@ impl Config {
             return Err(invalid("requant", "\"thresholds\"", format!("thresholds need out_bits <= 2 (out_bits is {}); use \"multiply\" or \"auto\"", raw.out_bits.unwrap_or(raw.act_bits))));
         }
         if raw.weight_encoding == EncodingName::Unsigned {
-            return Err(invalid("weight_encoding", "\"unsigned\"", "allowed \"int\", \"odd\" or \"codebook\""));
+            return Err(invalid("weight_encoding", "\"unsigned\"", "allowed \"int\", \"odd\", \"codebook\" or \"bases\""));
         }
         if raw.act_encoding == EncodingName::Codebook {
-            return Err(invalid("act_encoding", "\"codebook\"", "allowed \"unsigned\", \"int\" or \"odd\" (codebooks are for weights)"));
+            return Err(invalid("act_encoding", "\"codebook\"", "allowed \"unsigned\", \"int\", \"odd\" or \"bases\" (codebooks are for weights)"));
         }
         in_range("level_bits", raw.level_bits, 2, 16)?;
+        let (wbases, abases) = (raw.weight_encoding == EncodingName::Bases, raw.act_encoding == EncodingName::Bases);
+        if wbases {
+            in_range("weight_bits", raw.weight_bits, 1, MAX_BASES)?;
+        }
+        if abases {
+            in_range("act_bits", raw.act_bits, 1, MAX_BASES)?;
+        }
+        let one_basis = |e: EncodingName, b: u32| e == EncodingName::Bases || (e == EncodingName::Odd && b == 1);
+        if wbases && !one_basis(raw.act_encoding, raw.act_bits) {
+            return Err(invalid("act_encoding", format!("\"{}\" with act_bits = {}", enc_name(raw.act_encoding), raw.act_bits), "with weight_encoding = \"bases\" activations are \"bases\" or 1-bit \"odd\" (one +-1 basis)"));
+        }
+        if abases && !one_basis(raw.weight_encoding, raw.weight_bits) {
+            return Err(invalid("weight_encoding", format!("\"{}\" with weight_bits = {}", enc_name(raw.weight_encoding), raw.weight_bits), "with act_encoding = \"bases\" weights are \"bases\" or 1-bit \"odd\" (one +-1 basis)"));
+        }
+        if (wbases || abases) && raw.acc_saturate {
+            return Err(invalid("acc_saturate", "true", "not with \"bases\" encodings: the per-pair counters and the combined sum are always sized for no overflow"));
+        }
         let mut cfg = Config { raw };
         let need = cfg.exact_acc_bits();
         if let Some(a) = cfg.raw.acc_bits {
             let lo = cfg.dot_bits().max(2);
             if a < lo || a > 64 {
                 return Err(invalid("acc_bits", a, format!("allowed {lo}..=64 (at least one step's dot product, {lo} bits)")));
+            }
+            if a < need && cfg.bases().is_some() {
+                return Err(invalid("acc_bits", a, format!("{need} bits are needed for no overflow at max_depth = {} with bases; use acc_bits >= {need}", cfg.raw.max_depth)));
             }
             if a < need && !cfg.raw.acc_saturate {
                 return Err(invalid(
@@ -301,6 +340,7 @@ impl Config {
             EncodingName::Int => "i",
             EncodingName::Odd => "o",
             EncodingName::Codebook => "c",
+            EncodingName::Bases => "b",
         };
         format!("w{}{}a{}{}_{}x{}x{}", self.weight_bits, e(self.weight_encoding), self.act_bits, e(self.act_encoding), self.rows, self.cols, self.lanes)
     }
@@ -342,13 +382,51 @@ impl Config {
             self.weight_enc().value(self.weight_bits, code)
         }
     }
-    /// The lane arithmetic the PEs use.
+    /// The lane arithmetic the PEs use (XNOR on every basis pair with bases).
     pub fn mac_kind(&self) -> MacKind {
+        if self.bases().is_some() {
+            return MacKind::Xnor;
+        }
         let (we, wb) = self.pe_weight();
         MacKind::of(we, wb, self.act_enc(), self.act_bits)
     }
-    /// Range of one product `w * a` (for a codebook: any level of `level_bits` bits).
+    /// With a `bases` encoding: the number of weight bases and of activation bases (a 1-bit `odd`
+    /// operand is one basis); `None` otherwise.
+    pub fn bases(&self) -> Option<(u32, u32)> {
+        let count = |e: EncodingName, b: u32| if e == EncodingName::Bases || (e == EncodingName::Odd && b == 1) { Some(b) } else { None };
+        if self.weight_encoding != EncodingName::Bases && self.act_encoding != EncodingName::Bases {
+            return None;
+        }
+        Some((count(self.weight_encoding, self.weight_bits)?, count(self.act_encoding, self.act_bits)?))
+    }
+    /// Number of (weight basis, activation basis) pairs, each with its own XNOR/popcount count in every
+    /// PE and its own scale per channel (1 without bases).
+    pub fn basis_pairs(&self) -> u32 {
+        self.bases().map_or(1, |(w, a)| w * a)
+    }
+    /// Width of a PE's per-pair count `D = sum of +-1 products` of a tile: `-N..=N` with
+    /// `N = max_steps * lanes`.
+    pub fn pair_acc_bits(&self) -> u32 {
+        self.hw_params().bases.map_or(0, |b| b.count_bits())
+    }
+    /// Entries of the run-time table: `2^weight_bits` levels of a codebook, or `cols * basis_pairs`
+    /// pair scales (channel `c`, pair `p = i * act_bases + j` at `c * basis_pairs + p`); 0 otherwise.
+    pub fn table_entries(&self) -> u32 {
+        if self.is_codebook() {
+            1 << self.weight_bits
+        } else if self.bases().is_some() {
+            self.cols * self.basis_pairs()
+        } else {
+            0
+        }
+    }
+    /// Range of one product `w * a` (for a codebook: any level of `level_bits` bits; with bases, the
+    /// combined value of one element, `sum_p m_p * (+-1)`, for any pair scales `m_p`).
     pub fn product_range(&self) -> (i64, i64) {
+        if self.bases().is_some() {
+            let m = i64::from(self.basis_pairs()) << (self.level_bits - 1);
+            return (-m, m);
+        }
         let (we, wb) = self.pe_weight();
         product_range(we.range(wb), self.act_enc().range(self.act_bits))
     }
@@ -399,14 +477,13 @@ impl Config {
     pub fn shift_bits(&self) -> u32 {
         unsigned_bits(u128::from(self.max_shift()))
     }
-    /// Parameter address width: channel bits and two field bits; with a codebook, one more bit selects
-    /// the level table (`1 << (prm_addr_bits - 1)` + index).
+    /// Parameter address width: channel bits and two field bits; with a table (codebook levels or
+    /// basis-pair scales), one more bit selects the table (`1 << (prm_addr_bits - 1)` + index).
     pub fn prm_addr_bits(&self) -> u32 {
         let ch = clog2(u64::from(self.cols)).max(1) + 2;
-        if self.is_codebook() {
-            ch.max(self.weight_bits) + 1
-        } else {
-            ch
+        match self.table_entries() {
+            0 => ch,
+            n => ch.max(clog2(u64::from(n)).max(1)) + 1,
         }
     }
     /// Parameter data width: the widest field.
@@ -463,6 +540,7 @@ impl Config {
             weight_bits: self.pe_weight().1,
             weight_enc: self.pe_weight().0,
             codebook_bits: self.is_codebook().then_some(self.weight_bits),
+            bases: self.bases().map(|(w, a)| qmac_hdl::units::Bases { weight: w, act: a, scale_bits: self.level_bits, max_count: self.max_steps() * self.lanes }),
             out_bits: self.out_bits(),
             acc_bits,
             acc_saturate: false,
@@ -487,7 +565,7 @@ impl Config {
             shared_output: self.output_units == OutputUnitsName::Shared,
             ..self.hw_params_with_acc(self.acc_bits())
         };
-        let table = if self.is_codebook() { self.level_bits } else { 1 };
+        let table = if self.table_entries() > 0 { self.level_bits } else { 1 };
         hw.prm_data_bits = hw.param_fields().iter().map(|f| f.1).max().unwrap_or(1).max(table);
         hw
     }

@@ -63,7 +63,7 @@ pub fn header(cfg: &Config, module: &str) -> Vec<String> {
 }
 
 fn derived(cfg: &Config) -> Vec<(&'static str, String)> {
-    vec![
+    let mut d = vec![
         ("mac_kind", format!("{:?}", cfg.mac_kind())),
         ("product_range", format!("{:?}", cfg.product_range())),
         ("dot_bits", cfg.dot_bits().to_string()),
@@ -78,7 +78,16 @@ fn derived(cfg: &Config) -> Vec<(&'static str, String)> {
         ("prm_data_bits", cfg.prm_data_bits().to_string()),
         ("latency", cfg.latency().to_string()),
         ("macs_per_cycle", cfg.macs_per_cycle().to_string()),
-    ]
+    ];
+    if let Some((w, a)) = cfg.bases() {
+        d.push(("bases", format!("{w} weight x {a} activation")));
+        d.push(("basis_pairs", cfg.basis_pairs().to_string()));
+        d.push(("pair_count_bits", cfg.pair_acc_bits().to_string()));
+    }
+    if cfg.table_entries() > 0 {
+        d.push(("table_entries", cfg.table_entries().to_string()));
+    }
+    d
 }
 
 /// Generate every file of the design in memory.

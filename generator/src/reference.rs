@@ -129,52 +129,90 @@ pub fn param_writes(cfg: &Config, params: &[ChannelParams]) -> Vec<(u64, u128)> 
     out
 }
 
-/// The parameter-interface writes that load a codebook's level table: `(address, data)` with the
-/// table region's address bit set; levels in `level_bits`-bit two's complement.
-pub fn table_writes(cfg: &Config, levels: &[i64]) -> Vec<(u64, u128)> {
-    if !cfg.is_codebook() {
+/// The parameter-interface writes that load the run-time table (a codebook's levels, or the basis-pair
+/// scales): `(address, data)` with the table region's address bit set, entries in `level_bits`-bit two's
+/// complement.
+pub fn table_writes(cfg: &Config, table: &[i64]) -> Vec<(u64, u128)> {
+    if cfg.table_entries() == 0 {
         return Vec::new();
     }
     let region = 1u64 << (cfg.prm_addr_bits() - 1);
     let mask = (1u128 << cfg.level_bits) - 1;
-    levels.iter().enumerate().map(|(i, &v)| (region + i as u64, (v as i128 as u128) & mask)).collect()
+    table.iter().enumerate().map(|(i, &v)| (region + i as u64, (v as i128 as u128) & mask)).collect()
 }
 
-/// Check a codebook's level table: `2^weight_bits` levels, each within `level_bits` signed bits.
-pub fn check_levels(cfg: &Config, levels: &[i64]) -> Result<(), ParamError> {
-    if !cfg.is_codebook() {
-        return Ok(());
-    }
-    let n = 1usize << cfg.weight_bits;
-    if levels.len() != n {
-        return Err(ParamError::Range { channel: 0, field: "levels", value: format!("{} levels", levels.len()), allowed: format!("exactly {n} (2^weight_bits)") });
+/// Check the run-time table: a codebook's `2^weight_bits` levels, or with bases `cols * basis_pairs`
+/// pair scales (channel `c`, pair `p = i * act_bases + j` at `c * basis_pairs + p`), each within
+/// `level_bits` signed bits; empty for other encodings.
+pub fn check_table(cfg: &Config, table: &[i64]) -> Result<(), ParamError> {
+    let n = cfg.table_entries() as usize;
+    let (field, what) = if cfg.bases().is_some() { ("scale", format!("cols * basis pairs = {} * {}", cfg.cols, cfg.basis_pairs())) } else { ("level", "2^weight_bits".to_string()) };
+    if table.len() != n {
+        let plural = if cfg.bases().is_some() { "scales" } else { "levels" };
+        return Err(ParamError::Range { channel: 0, field: if cfg.bases().is_some() { "scales" } else { "levels" }, value: format!("{} {plural}", table.len()), allowed: format!("exactly {n} ({what})") });
     }
     let (lo, hi) = (-(1i64 << (cfg.level_bits - 1)), (1i64 << (cfg.level_bits - 1)) - 1);
-    if let Some((i, v)) = levels.iter().enumerate().find(|(_, v)| !(lo..=hi).contains(*v)) {
-        return Err(ParamError::Range { channel: i, field: "level", value: v.to_string(), allowed: format!("{lo}..={hi} (level_bits = {})", cfg.level_bits) });
+    if let Some((i, v)) = table.iter().enumerate().find(|(_, v)| !(lo..=hi).contains(*v)) {
+        let channel = if cfg.bases().is_some() { i / cfg.basis_pairs() as usize } else { i };
+        return Err(ParamError::Range { channel, field, value: v.to_string(), allowed: format!("{lo}..={hi} (level_bits = {})", cfg.level_bits) });
     }
     Ok(())
 }
 
-/// The accumulators of a tile, row r column c at `r * cols + c` (not for codebook weights: see
-/// [`tile_acc_levels`]).
+/// The accumulators of a tile, row r column c at `r * cols + c` (not for encodings with a run-time
+/// table: see [`tile_acc_table`]).
 pub fn tile_acc(cfg: &Config, steps: &[Step]) -> Vec<i64> {
-    tile_acc_levels(cfg, steps, &[])
+    tile_acc_table(cfg, steps, &[])
 }
 
-/// The accumulators of a tile; `levels` is the codebook's level table (empty for other encodings).
-pub fn tile_acc_levels(cfg: &Config, steps: &[Step], levels: &[i64]) -> Vec<i64> {
+/// The sign (+1 or -1) of basis `i` of a bases code: bit `i`, 1 meaning +1.
+pub fn basis_sign(code: u64, i: u32) -> i64 {
+    if (code >> i) & 1 == 1 {
+        1
+    } else {
+        -1
+    }
+}
+
+/// The accumulators of a tile; `table` is the codebook's levels or the basis-pair scales (empty for
+/// other encodings). With bases the accumulator of row r, column c is
+/// `sum_p m[c][p] * D_p`, `D_p = sum over the tile's elements of sign_i(w) * sign_j(a)` for
+/// `p = i * act_bases + j`: exact, as the hardware's per-pair counts and combination are.
+pub fn tile_acc_table(cfg: &Config, steps: &[Step], table: &[i64]) -> Vec<i64> {
     let (rows, cols, lanes) = (cfg.rows as usize, cfg.cols as usize, cfg.lanes as usize);
     let ae = cfg.act_enc();
     let aw = cfg.acc_bits();
     let sat = cfg.acc_saturates();
     let mut acc = vec![0i64; rows * cols];
+    if let Some((kw, ka)) = cfg.bases() {
+        let np = (kw * ka) as usize;
+        let mut d = vec![0i64; rows * cols * np];
+        for s in steps {
+            for r in 0..rows {
+                for c in 0..cols {
+                    for l in 0..lanes {
+                        let (w, a) = (s.w[c * lanes + l], s.a[r * lanes + l]);
+                        for i in 0..kw {
+                            for j in 0..ka {
+                                d[(r * cols + c) * np + (i * ka + j) as usize] += basis_sign(w, i) * basis_sign(a, j);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (k, a) in acc.iter_mut().enumerate() {
+            let c = k % cols;
+            *a = (0..np).map(|p| table[c * np + p] * d[k * np + p]).sum();
+        }
+        return acc;
+    }
     for s in steps {
         assert_eq!(s.a.len(), rows * lanes);
         assert_eq!(s.w.len(), cols * lanes);
         for r in 0..rows {
             for c in 0..cols {
-                let dot: i64 = (0..lanes).map(|l| cfg.weight_value(s.w[c * lanes + l], levels) * ae.value(cfg.act_bits, s.a[r * lanes + l])).sum();
+                let dot: i64 = (0..lanes).map(|l| cfg.weight_value(s.w[c * lanes + l], table) * ae.value(cfg.act_bits, s.a[r * lanes + l])).sum();
                 acc[r * cols + c] = accumulate(acc[r * cols + c], dot, aw, sat);
             }
         }
@@ -184,14 +222,15 @@ pub fn tile_acc_levels(cfg: &Config, steps: &[Step], levels: &[i64]) -> Vec<i64>
 
 /// The output codes of a tile, row r column c at `r * cols + c`.
 pub fn tile_outputs(cfg: &Config, steps: &[Step], params: &[ChannelParams]) -> Vec<u64> {
-    tile_outputs_levels(cfg, steps, params, &[])
+    tile_outputs_table(cfg, steps, params, &[])
 }
 
-/// The output codes of a tile with a codebook's level table (empty for other encodings).
-pub fn tile_outputs_levels(cfg: &Config, steps: &[Step], params: &[ChannelParams], levels: &[i64]) -> Vec<u64> {
+/// The output codes of a tile with the run-time table (codebook levels or basis-pair scales; empty
+/// for other encodings).
+pub fn tile_outputs_table(cfg: &Config, steps: &[Step], params: &[ChannelParams], table: &[i64]) -> Vec<u64> {
     let cols = cfg.cols as usize;
     let rounding = cfg.rounding_rule();
-    tile_acc_levels(cfg, steps, levels).iter().enumerate().map(|(i, &a)| output_code(a, &params[i % cols], rounding, cfg.out_bits())).collect()
+    tile_acc_table(cfg, steps, table).iter().enumerate().map(|(i, &a)| output_code(a, &params[i % cols], rounding, cfg.out_bits())).collect()
 }
 
 #[cfg(test)]
@@ -224,7 +263,7 @@ mod tests {
             EncodingName::Unsigned => code as i64,
             EncodingName::Int => ((code << (64 - bits)) as i64) >> (64 - bits),
             EncodingName::Odd => 2 * code as i64 - ((1i64 << bits) - 1),
-            EncodingName::Codebook => unreachable!("codebook values come from a table"),
+            EncodingName::Codebook | EncodingName::Bases => unreachable!("values come from a table"),
         }
     }
 
@@ -308,11 +347,11 @@ mod tests {
         });
         let levels = [-32, -3, 5, 31];
         // w codes (3, 1), a = (2, 7): 31*2 + (-3)*7 = 41
-        assert_eq!(tile_acc_levels(&c, &[Step { a: vec![2, 7], w: vec![3, 1] }], &levels), vec![41]);
-        check_levels(&c, &levels).unwrap();
-        let e = check_levels(&c, &[0, 1, 2]).unwrap_err().to_string();
+        assert_eq!(tile_acc_table(&c, &[Step { a: vec![2, 7], w: vec![3, 1] }], &levels), vec![41]);
+        check_table(&c, &levels).unwrap();
+        let e = check_table(&c, &[0, 1, 2]).unwrap_err().to_string();
         assert!(e.contains("3 levels") && e.contains("exactly 4"), "{e}");
-        let e = check_levels(&c, &[0, 1, 2, 32]).unwrap_err().to_string();
+        let e = check_table(&c, &[0, 1, 2, 32]).unwrap_err().to_string();
         assert!(e.contains("`level` = 32") && e.contains("-32..=31"), "{e}");
         // table writes go to the region above the channel parameters, two's complement in level_bits
         let w = table_writes(&c, &levels);
@@ -320,6 +359,37 @@ mod tests {
         assert_eq!(w[0], (region, 0b100000));
         assert_eq!(w[3], (region + 3, 31));
         assert!(param_writes(&c, &[ChannelParams { bias: 0, alpha: 1, mult: 1, shift: 0 }]).iter().all(|(a, _)| *a < region));
+    }
+
+    /// Invariant: with pair scales that factor as `m[i][j] = u_i * v_j` (what a weight basis scale
+    /// times an activation basis scale gives), the bases accumulator equals the plain dot product of the
+    /// independently decoded values `w = sum_i u_i * s_i`, `a = sum_j v_j * t_j`, for every pair of
+    /// 2-basis x 3-basis codes, several scale sets (negative ones included) and a 3-lane, 2-step tile.
+    #[test]
+    fn bases_accumulator_is_the_dot_product_of_decoded_values() {
+        let c = cfg(|r| {
+            r.weight_bits = 2;
+            r.weight_encoding = EncodingName::Bases;
+            r.act_bits = 3;
+            r.act_encoding = EncodingName::Bases;
+            r.lanes = 3;
+            r.level_bits = 10;
+        });
+        let decode = |code: u64, scales: &[i64]| -> i64 { scales.iter().enumerate().map(|(i, u)| if code >> i & 1 == 1 { *u } else { -*u }).sum() };
+        let mut rng = crate::rng::Rng::new(5);
+        for (u, v) in [(vec![3, 1], vec![4, 2, 1]), (vec![1, 1], vec![1, 1, 1]), (vec![-5, 2], vec![7, -3, 1])] {
+            let table: Vec<i64> = (0..2).flat_map(|i| (0..3).map(move |j| (i, j))).map(|(i, j)| u[i] * v[j]).collect();
+            check_table(&c, &table).unwrap();
+            for _ in 0..300 {
+                let steps: Vec<Step> = (0..2).map(|_| Step { a: (0..3).map(|_| rng.below(8)).collect(), w: (0..3).map(|_| rng.below(4)).collect() }).collect();
+                let want: i64 = steps.iter().flat_map(|s| (0..3).map(move |l| (s.w[l], s.a[l]))).map(|(w, a)| decode(w, &u) * decode(a, &v)).sum();
+                assert_eq!(tile_acc_table(&c, &steps, &table), vec![want]);
+            }
+        }
+        let e = check_table(&c, &[1; 5]).unwrap_err().to_string();
+        assert!(e.contains("5 scales") && e.contains("exactly 6"), "{e}");
+        let e = check_table(&c, &[0, 0, 0, 0, 0, 512]).unwrap_err().to_string();
+        assert!(e.contains("`scale` = 512") && e.contains("-512..=511"), "{e}");
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! stale or duplicated output behind: everything not yet received when the reset comes is dropped.
 
 use crate::config::Config;
-use crate::reference::{check_levels, check_params, param_writes, table_writes, tile_outputs_levels, ParamError, Step};
+use crate::reference::{check_table, check_params, param_writes, table_writes, tile_outputs_table, ParamError, Step};
 use crate::rng::Rng;
 use qmac_arith::code::Encoding;
 use qmac_arith::pipeline::ChannelParams;
@@ -39,8 +39,9 @@ pub enum Item {
 pub struct Layer {
     /// One set per output channel.
     pub params: Vec<ChannelParams>,
-    /// The codebook's level table (codebook weights only; empty otherwise).
-    pub levels: Vec<i64>,
+    /// The run-time table: the codebook's levels, or the basis-pair scales of every channel (empty
+    /// for other encodings).
+    pub table: Vec<i64>,
     /// The stream.
     pub items: Vec<Item>,
 }
@@ -107,20 +108,23 @@ pub fn random_params(cfg: &Config, rng: &mut Rng, steps: u32) -> Vec<ChannelPara
         .collect()
 }
 
-/// A random level table for codebook weights (empty otherwise): distinct sorted levels spread over the
-/// level range, with both range ends present, as a trained table would be loaded.
-pub fn random_levels(cfg: &Config, rng: &mut Rng) -> Vec<i64> {
-    if !cfg.is_codebook() {
+/// A random run-time table (empty for encodings without one). Codebook: distinct sorted levels spread
+/// over the level range, with both range ends present, as a trained table would be loaded. Bases: pair
+/// scales anywhere in the level range (negative ones included), with both range ends present.
+pub fn random_table(cfg: &Config, rng: &mut Rng) -> Vec<i64> {
+    let n = cfg.table_entries() as usize;
+    if n == 0 {
         return Vec::new();
     }
-    let n = 1usize << cfg.weight_bits;
     let (lo, hi) = (-(1i64 << (cfg.level_bits - 1)), (1i64 << (cfg.level_bits - 1)) - 1);
     let mut v: Vec<i64> = (0..n).map(|_| rng.range_i64(lo, hi)).collect();
     v[0] = lo;
     if n > 1 {
         v[n - 1] = hi;
     }
-    v.sort_unstable();
+    if cfg.is_codebook() {
+        v.sort_unstable();
+    }
     v
 }
 
@@ -131,7 +135,7 @@ pub fn random_layers(cfg: &Config, seed: u64, opts: &StimulusOptions) -> Vec<Lay
     let mut layers = Vec::new();
     for li in 0..opts.layers {
         let params = random_params(cfg, &mut rng, max_steps);
-        let levels = random_levels(cfg, &mut rng);
+        let table = random_table(cfg, &mut rng);
         let mut items = Vec::new();
         for ti in 0..opts.tiles {
             let steps = if ti == 0 { max_steps } else { 1 + rng.below(u64::from(max_steps)) as u32 };
@@ -148,7 +152,7 @@ pub fn random_layers(cfg: &Config, seed: u64, opts: &StimulusOptions) -> Vec<Lay
                 items.push(Item::Abort((0..steps).map(|_| random_step(cfg, &mut rng, None)).collect()));
             }
         }
-        layers.push(Layer { params, levels, items });
+        layers.push(Layer { params, table, items });
     }
     layers
 }
@@ -193,9 +197,9 @@ pub fn render(cfg: &Config, layers: &[Layer]) -> Result<String, ParamError> {
     };
     for layer in layers {
         check_params(cfg, &layer.params)?;
-        check_levels(cfg, &layer.levels)?;
+        check_table(cfg, &layer.table)?;
         let mut writes = param_writes(cfg, &layer.params);
-        writes.extend(table_writes(cfg, &layer.levels));
+        writes.extend(table_writes(cfg, &layer.table));
         let _ = writeln!(s, "layer {}", writes.len());
         for (addr, data) in writes {
             let _ = writeln!(s, "p {addr:x} {data:x}");
@@ -207,7 +211,7 @@ pub fn render(cfg: &Config, layers: &[Layer]) -> Result<String, ParamError> {
                     for st in steps {
                         step_line(&mut s, st);
                     }
-                    let out = tile_outputs_levels(cfg, steps, &layer.params, &layer.levels);
+                    let out = tile_outputs_table(cfg, steps, &layer.params, &layer.table);
                     for row in out.chunks(cfg.cols as usize) {
                         let _ = writeln!(s, "y {}", pack_hex(row.iter().map(|&v| u128::from(v)), cfg.out_bits()));
                     }

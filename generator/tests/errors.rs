@@ -37,6 +37,31 @@ fn narrow_accumulator_needs_an_overflow_policy() {
 }
 
 #[test]
+fn bases_encodings_are_checked_against_each_other() {
+    use qmac::config::EncodingName::{Bases, Int, Odd, Unsigned};
+    let b = RawConfig { weight_encoding: Bases, act_encoding: Bases, weight_bits: 2, act_bits: 2, ..RawConfig::default() };
+    let e = err(RawConfig { weight_bits: 5, ..b.clone() });
+    assert_eq!(e, "config field `weight_bits` = 5 is invalid: allowed 1..=4");
+    let e = err(RawConfig { act_bits: 6, ..b.clone() });
+    assert_eq!(e, "config field `act_bits` = 6 is invalid: allowed 1..=4");
+    let e = err(RawConfig { act_encoding: Unsigned, act_bits: 4, ..b.clone() });
+    assert!(e.contains("`act_encoding` = \"unsigned\" with act_bits = 4") && e.contains("\"bases\" or 1-bit \"odd\""), "{e}");
+    let e = err(RawConfig { weight_encoding: Odd, weight_bits: 2, ..b.clone() });
+    assert!(e.contains("`weight_encoding` = \"odd\" with weight_bits = 2"), "{e}");
+    let e = err(RawConfig { weight_encoding: Int, weight_bits: 1, ..b.clone() });
+    assert!(e.contains("`weight_encoding` = \"int\""), "{e}");
+    let e = err(RawConfig { acc_saturate: true, ..b.clone() });
+    assert!(e.contains("`acc_saturate` = true") && e.contains("bases"), "{e}");
+    let exact = Config::new(b.clone()).unwrap().exact_acc_bits();
+    let e = err(RawConfig { acc_bits: Some(exact - 1), ..b.clone() });
+    assert!(e.contains(&format!("{exact} bits are needed")), "{e}");
+    // a 1-bit odd operand is one +-1 basis
+    let c = Config::new(RawConfig { weight_encoding: Odd, weight_bits: 1, ..b }).unwrap();
+    assert_eq!(c.bases(), Some((1, 2)));
+    assert_eq!(c.table_entries(), c.cols * 2);
+}
+
+#[test]
 fn unknown_fields_and_wrong_types_are_rejected_by_name() {
     let e = Config::from_toml("rows = 4\nrowz = 3\n", "my.toml").unwrap_err().to_string();
     assert!(e.contains("my.toml") && e.contains("unknown field `rowz`"), "{e}");

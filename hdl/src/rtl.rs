@@ -544,14 +544,13 @@ impl Module {
         if !self.body.genvars.is_empty() {
             let _ = writeln!(s, "\n    genvar {};", self.body.genvars.join(", "));
         }
-        let ports: Vec<&str> = self.ports.iter().map(|p| p.name.as_str()).collect();
-        print_items(&mut s, &self.body.items, 1, &ports);
+        print_items(&mut s, &self.body.items, 1);
         let _ = writeln!(s, "\nendmodule\n\n`default_nettype wire");
         s
     }
 }
 
-fn print_items(s: &mut String, items: &[Item], depth: usize, ports: &[&str]) {
+fn print_items(s: &mut String, items: &[Item], depth: usize) {
     let ind = "    ".repeat(depth);
     let mut prev_kind = "";
     for item in items {
@@ -605,7 +604,7 @@ fn print_items(s: &mut String, items: &[Item], depth: usize, ports: &[&str]) {
             Item::For { var, count, label, body } => {
                 let _ = writeln!(s, "{ind}for ({var} = 0; {var} < {count}; {var} = {var} + 1) begin : {label}");
                 let mut inner = String::new();
-                print_items(&mut inner, body, depth + 1, ports);
+                print_items(&mut inner, body, depth + 1);
                 s.push_str(inner.strip_prefix('\n').unwrap_or(&inner));
                 let _ = writeln!(s, "{ind}end");
             }

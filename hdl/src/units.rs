@@ -58,15 +58,54 @@ pub struct HwParams {
     /// One output unit shared by all columns (the drain issues one column per cycle), instead of one
     /// per column.
     pub shared_output: bool,
+    /// Multi-basis binary operands: per-pair XNOR/popcount counts in the PEs, combined with per-channel
+    /// pair scales in the drain.
+    pub bases: Option<Bases>,
 }
 
+/// Multi-basis binary arithmetic: weights with `weight` bases and activations with `act` bases, each
+/// code bit the sign of one basis (1 means +1). Each PE keeps one count `D_p = sum of +-1 products` per
+/// basis pair `p = i * act + j`; the drain combines them as `sum_p m_p * D_p` with the channel's
+/// `scale_bits`-bit signed pair scales `m_p`, and the output stage takes that sum as its accumulator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bases {
+    /// Weight bases (the weight code width).
+    pub weight: u32,
+    /// Activation bases (the activation code width).
+    pub act: u32,
+    /// Width of a pair scale.
+    pub scale_bits: u32,
+    /// Largest magnitude of a per-pair count: the most products in a tile (`max_steps * lanes`).
+    pub max_count: u32,
+}
+
+impl Bases {
+    /// Basis pairs.
+    pub fn pairs(&self) -> u32 {
+        self.weight * self.act
+    }
+    /// Width of a per-pair count, `-max_count..=max_count`.
+    pub fn count_bits(&self) -> u32 {
+        signed_bits(-i128::from(self.max_count), i128::from(self.max_count))
+    }
+}
+
+/// Register stages of the basis combination (products, then their sum).
+pub const COMBINE_STAGES: u32 = 2;
+
 impl HwParams {
-    /// The lane arithmetic.
+    /// The lane arithmetic (XNOR on every basis pair with bases).
     pub fn kind(&self) -> MacKind {
+        if self.bases.is_some() {
+            return MacKind::Xnor;
+        }
         MacKind::of(self.weight_enc, self.weight_bits, self.act_enc, self.act_bits)
     }
-    /// Range of the true dot product of one step, `sum_l w_l * a_l`.
+    /// Range of the true dot product of one step, `sum_l w_l * a_l` (per basis pair with bases).
     pub fn dot_range(&self) -> (i64, i64) {
+        if self.bases.is_some() {
+            return (-i64::from(self.lanes), i64::from(self.lanes));
+        }
         let (lo, hi) = qmac_arith::code::product_range(self.weight_enc.range(self.weight_bits), self.act_enc.range(self.act_bits));
         (lo * i64::from(self.lanes), hi * i64::from(self.lanes))
     }
@@ -87,11 +126,18 @@ impl HwParams {
         self.acc_bits + self.mult_bits
     }
     /// Register stages from the hold register to the output register: bias sum, clip, product,
-    /// rounding sum, saturation (5); or input, compare, count (3) with thresholds.
+    /// rounding sum, saturation (5); or input, compare, count (3) with thresholds; after the basis
+    /// combination ([`COMBINE_STAGES`]) with bases.
     pub fn drain_stages(&self) -> u32 {
         let unit = if self.thresholds { 3 } else { 5 };
+        let combine = if self.bases.is_some() { COMBINE_STAGES } else { 0 };
         // a shared unit first selects the column's value and parameters (one register stage)
-        unit + u32::from(self.shared_output)
+        unit + combine + u32::from(self.shared_output)
+    }
+    /// Width of one PE's hold register: the accumulator, or with bases the per-pair counts
+    /// (pair `p` at `[p * count_bits +: count_bits]`).
+    pub fn hold_bits(&self) -> u32 {
+        self.bases.map_or(self.acc_bits, |b| b.pairs() * b.count_bits())
     }
     /// Rows the output buffer holds: enough for the drain pipeline to run at one row per cycle while
     /// the consumer is ready (`drain_stages + 2`).
@@ -102,9 +148,22 @@ impl HwParams {
     pub fn code_bits(&self) -> u32 {
         self.codebook_bits.unwrap_or(self.weight_bits)
     }
-    /// Bits of the level table (codebook only): `2^codebook_bits` levels of `weight_bits` bits.
+    /// Entries of the run-time table: `2^codebook_bits` codebook levels, or `cols * pairs` basis-pair
+    /// scales (channel `c`, pair `p` at entry `c * pairs + p`); 0 without a table.
+    pub fn table_entries(&self) -> u32 {
+        match (self.codebook_bits, self.bases) {
+            (Some(cb), _) => 1 << cb,
+            (None, Some(b)) => self.cols * b.pairs(),
+            (None, None) => 0,
+        }
+    }
+    /// Width of one table entry: a level (`weight_bits`) or a pair scale.
+    pub fn table_entry_bits(&self) -> u32 {
+        self.bases.map_or(self.weight_bits, |b| b.scale_bits)
+    }
+    /// Bits of the run-time table.
     pub fn table_bits(&self) -> u32 {
-        self.codebook_bits.map_or(0, |cb| (1 << cb) * self.weight_bits)
+        self.table_entries() * self.table_entry_bits()
     }
     /// Number of thresholds per channel: `2^out_bits - 1`.
     pub fn threshold_count(&self) -> u32 {
@@ -121,6 +180,15 @@ impl HwParams {
 }
 
 impl HwParams {
+    /// The fields a shared output unit's select stage picks per column: the parameter fields, and with
+    /// bases the column's pair scales.
+    pub fn select_fields(&self) -> Vec<(String, u32)> {
+        let mut f = self.param_fields();
+        if let Some(bs) = self.bases {
+            f.push(("scales".into(), bs.pairs() * bs.scale_bits));
+        }
+        f
+    }
     /// Adder levels of a PE's tree: `ceil(log2(terms))`, with one term per lane (per lane pair for
     /// XNOR, whose pairs are counted before the tree).
     pub fn tree_depth(&self) -> u32 {
@@ -227,6 +295,9 @@ fn adder_tree_piped(b: &mut Body, prefix: &str, terms: Vec<(Expr, (i64, i64))>, 
 
 /// One processing element: `lanes` products, an adder tree, an accumulator and a hold register.
 pub fn pe(p: &HwParams) -> Module {
+    if let Some(bs) = p.bases {
+        return pe_bases(p, bs);
+    }
     let kind = p.kind();
     let (l, ab, wb, aw) = (p.lanes, p.act_bits, p.weight_bits, p.acc_bits);
     let dw = p.dot_bits();
@@ -254,17 +325,7 @@ pub fn pe(p: &HwParams) -> Module {
         MacKind::Xnor => {
             b.comment("S2: +-1 x +-1 products as XNOR bits (1 means +1), counted in pairs");
             let x = b.net("same", &a.xor(&w).not(), "XNOR: the two signs agree");
-            for i in 0..l / 2 {
-                let (x0, x1) = (x.bit(2 * i), x.bit(2 * i + 1));
-                let q = b.reg(&format!("pair{i}_q"), Ty::u(2), "");
-                s2.push(Stmt::set(&q, &Expr::concat(&[x0.and(&x1), x0.xor(&x1)])));
-                terms.push((q, (0, 2)));
-            }
-            if l % 2 == 1 {
-                let q = b.reg("odd_q", Ty::bit(), "");
-                s2.push(Stmt::set(&q, &x.bit(l - 1)));
-                terms.push((q, (0, 1)));
-            }
+            terms = xnor_pair_counts(b, "", &x, &mut s2);
         }
         _ => {
             b.comment("S2: lane products");
@@ -342,6 +403,132 @@ pub fn pe(p: &HwParams) -> Module {
     m
 }
 
+/// Count the agreeing signs of `same` (one bit per lane) two lanes at a time into registered 2-bit
+/// counts (S2), the first level of a popcount; returns the counts as adder-tree terms.
+fn xnor_pair_counts(b: &mut Body, prefix: &str, same: &Expr, s2: &mut Vec<Stmt>) -> Vec<(Expr, (i64, i64))> {
+    let l = same.width();
+    let mut terms = Vec::new();
+    for i in 0..l / 2 {
+        let (x0, x1) = (same.bit(2 * i), same.bit(2 * i + 1));
+        let q = b.reg(&format!("{prefix}pair{i}_q"), Ty::u(2), "");
+        s2.push(Stmt::set(&q, &Expr::concat(&[x0.and(&x1), x0.xor(&x1)])));
+        terms.push((q, (0, 2)));
+    }
+    if l % 2 == 1 {
+        let q = b.reg(&format!("{prefix}odd_q"), Ty::bit(), "");
+        s2.push(Stmt::set(&q, &same.bit(l - 1)));
+        terms.push((q, (0, 1)));
+    }
+    terms
+}
+
+/// Bit `basis` of every lane's code in `bus` (lane `l` at `[l * bits +: bits]`), lane 0 lowest.
+fn sign_plane(bus: &Expr, lanes: u32, bits: u32, basis: u32) -> Expr {
+    if bits == 1 {
+        return bus.clone();
+    }
+    let parts: Vec<Expr> = (0..lanes).rev().map(|l| bus.bit(l * bits + basis)).collect();
+    Expr::concat(&parts)
+}
+
+/// A processing element for multi-basis binary operands: for every basis pair `p = i * act + j`, XNOR
+/// weight sign plane `i` with activation sign plane `j`, count the agreements with a pipelined tree,
+/// and accumulate `2 * count - lanes` (the pair's +-1 dot product). The hold register keeps every
+/// pair's count; the drain combines them with the channel's pair scales ([`combine`]).
+fn pe_bases(p: &HwParams, bs: Bases) -> Module {
+    let (l, kw, ka, cw) = (p.lanes, bs.weight, bs.act, bs.count_bits());
+    let np = bs.pairs();
+    let (dw, hw) = (p.dot_bits(), p.hold_bits());
+    let mut m = Module::new(&p.module("pe"));
+    m.doc(&format!("Processing element: {l} lanes of {kw}-basis binary weights x {ka}-basis binary activations; per basis pair"));
+    m.doc(&format!("(p = i * {ka} + j) an XNOR/popcount and a {cw}-bit count of +-1 products; a hold register with all {np} counts."));
+    m.doc(&format!("Stages: sign agreements (S2), popcount trees (S3..S{}), accumulate (S{}).", 2 + p.tree_stages(), 3 + p.tree_stages()));
+    let clk = m.input("clk_i", Ty::bit(), "clock");
+    let a = m.input("a_i", Ty::u(l * ka), "activation sign bits, lane l basis j at [l*KA + j]");
+    let w = m.input("w_i", Ty::u(l * kw), "weight sign bits, lane l basis i at [l*KW + i]");
+    let acc_en = m.input("acc_en_i", Ty::bit(), "valid counts are in dot_q: accumulate them");
+    let clr = m.input("clr_i", Ty::bit(), "clear the counts (after a tile's last step, and on reset)");
+    let load = m.input("load_i", Ty::bit(), "it is the last step: move the counts into the hold register");
+    let shift = m.input("shift_i", Ty::bit(), "shift the hold registers down one row");
+    let hold_i = m.input("hold_i", Ty::u(hw), "hold register of the row above");
+    let hold_o = m.output_reg("hold_o", Ty::u(hw), "hold register, towards row 0; pair p at [p*CW +: CW]");
+    let b = &mut m.body;
+    b.comment("S2: per basis pair, XNOR of the sign planes (1 means the product is +1), counted in pairs");
+    let mut s2 = Vec::new();
+    let mut pair_terms = Vec::new();
+    for i in 0..kw {
+        for j in 0..ka {
+            let pi = i * ka + j;
+            let wp = sign_plane(&w, l, kw, i);
+            let ap = sign_plane(&a, l, ka, j);
+            let x = b.net(&format!("same{pi}"), &ap.xor(&wp).not(), &format!("weight basis {i} x activation basis {j}"));
+            pair_terms.push(xnor_pair_counts(b, &format!("p{pi}_"), &x, &mut s2));
+        }
+    }
+    b.always(&clk, s2);
+    b.comment(&format!("S3: popcount trees ({} register stage{})", p.tree_stages(), if p.tree_stages() > 1 { "s" } else { "" }));
+    let mut dots = Vec::new();
+    let mut st = Vec::new();
+    for (pi, terms) in pair_terms.into_iter().enumerate() {
+        assert_eq!(clog2(terms.len() as u64), p.tree_depth(), "tree depth as derived");
+        let (root, _) = adder_tree_piped(b, &format!("p{pi}_sum"), terms, Some(&clk));
+        let dot_q = b.reg(&format!("p{pi}_dot_q"), root.ty(), "agreeing signs of this step");
+        st.push(Stmt::set(&dot_q, &root));
+        dots.push(dot_q);
+    }
+    b.always(&clk, st);
+    b.comment("S4: each pair's +-1 dot product 2 * count - lanes, accumulate, hold");
+    let mut acc_st = Vec::new();
+    let mut nexts = Vec::new();
+    for (pi, dot_q) in dots.iter().enumerate() {
+        let pop = dot_q.resize(dw).as_signed();
+        let dot_v = b.net(&format!("p{pi}_dot_v"), &pop.shl(1).sub(&Expr::lit(i128::from(l), Ty::s(dw))), "2 * count - lanes");
+        let acc_q = b.reg(&format!("p{pi}_acc_q"), Ty::s(cw), "");
+        assert!(dw <= cw, "pair count narrower than one step");
+        let nxt = b.net(&format!("p{pi}_acc_nxt"), &acc_q.add(&dot_v.resize(cw)), "");
+        acc_st.push(Stmt::when_else(&clr, vec![Stmt::set(&acc_q, &Expr::zero(Ty::s(cw)))], vec![Stmt::when(&acc_en, vec![Stmt::set(&acc_q, &nxt)])]));
+        nexts.push(nxt);
+    }
+    let all: Vec<Expr> = nexts.iter().rev().map(|n| n.as_unsigned()).collect();
+    acc_st.push(Stmt::when_else(&load, vec![Stmt::set(&hold_o, &Expr::concat(&all))], vec![Stmt::when(&shift, vec![Stmt::set(&hold_o, &hold_i)])]));
+    b.always(&clk, acc_st);
+    m
+}
+
+/// Basis combination of one channel: `acc = sum_p m_p * D_p` over the basis pairs, with the pair
+/// counts `D_p` from the hold register and the channel's signed pair scales `m_p` (drain stages C1:
+/// products, C2: sum). Exact: the sum's range is what sizes `acc_bits`.
+pub fn combine(p: &HwParams) -> Module {
+    let bs = p.bases.expect("combine is for bases");
+    let (np, cw, sb, aw) = (bs.pairs(), bs.count_bits(), bs.scale_bits, p.acc_bits);
+    let mut m = Module::new(&p.module("combine"));
+    m.doc(&format!("Basis combination: acc = sum over the {np} basis pairs of scale_p * count_p (C1: products, C2: sum)."));
+    let clk = m.input("clk_i", Ty::bit(), "clock");
+    let d = m.input("d_i", Ty::u(np * cw), "pair counts, pair p at [p*CW +: CW]");
+    let sc = m.input("scale_i", Ty::u(np * sb), "pair scales, pair p at [p*SB +: SB]");
+    let acc_o = m.output_reg("acc_o", Ty::s(aw), "the combined accumulator value (C2)");
+    let b = &mut m.body;
+    // a count lies in -N..=N, a scale in -2^(SB-1)..2^(SB-1)-1
+    let n = i64::from(bs.max_count);
+    let mmax = 1i64 << (sb - 1);
+    let range = (-mmax * n, mmax * n);
+    let tw = signed_bits(range.0.into(), range.1.into()).max(cw).max(sb);
+    let mut st = Vec::new();
+    let mut terms = Vec::new();
+    for pi in 0..np {
+        let dv = b.net(&format!("d{pi}"), &d.slice(pi * cw + cw - 1, pi * cw).as_signed(), "");
+        let mv = b.net(&format!("m{pi}"), &sc.slice(pi * sb + sb - 1, pi * sb).as_signed(), "");
+        let q = b.reg(&format!("prod{pi}_q"), Ty::s(tw), "scale * count (C1)");
+        st.push(Stmt::set(&q, &dv.resize(tw).mul(&mv.resize(tw))));
+        terms.push((q, range));
+    }
+    b.always(&clk, st);
+    let (root, _) = adder_tree(b, "sum", terms);
+    assert!(root.width() <= aw, "acc_bits holds the combined range");
+    b.always(&clk, vec![Stmt::set(&acc_o, &root.resize(aw))]);
+    m
+}
+
 /// Per-row correction for odd-level weights: `n_w * sum_l a_l` (S2: sum, S3: scale).
 pub fn rowsum(p: &HwParams) -> Module {
     let (l, ab, wb) = (p.lanes, p.act_bits, p.weight_bits);
@@ -379,7 +566,8 @@ pub fn rowsum(p: &HwParams) -> Module {
 /// The array: input registers (S1), per-row corrections and `rows x cols` PEs whose hold registers
 /// form one shift chain per column, row 0 at the bottom.
 pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
-    let (r, c, l, ab, wb, aw) = (p.rows, p.cols, p.lanes, p.act_bits, p.weight_bits, p.acc_bits);
+    // a hold register is the accumulator, or with bases all the pair counts
+    let (r, c, l, ab, wb, aw) = (p.rows, p.cols, p.lanes, p.act_bits, p.weight_bits, p.hold_bits());
     let dw = p.dot_bits();
     let mut m = Module::new(&p.module("array"));
     m.doc(&format!("{r} x {c} processing elements, {l} lanes each; activations broadcast along rows, weights along columns."));
@@ -532,17 +720,20 @@ fn one_bit_amount() -> Expr {
     Expr::lit(1, Ty::u(1))
 }
 
-/// Per-channel parameter registers written through the parameter-load interface.
+/// Per-channel parameter registers written through the parameter-load interface, and the run-time table
+/// (codebook levels or basis-pair scales) in the address region above them.
 pub fn params(p: &HwParams) -> Module {
     let (c, pa, pd) = (p.cols, p.prm_addr_bits, p.prm_data_bits);
     let fields = p.param_fields();
     assert!(fields.len() <= 4, "at most four fields per channel");
-    let cb = p.codebook_bits;
+    let n = p.table_entries();
     let mut m = Module::new(&p.module("params"));
     let names: Vec<String> = fields.iter().enumerate().map(|(i, (n, _))| format!("{i} {n}")).collect();
     m.doc(&format!("Per-channel parameters; address = channel * 4 + field ({}).", names.join(", ")));
-    if let Some(cb) = cb {
-        m.doc(&format!("Level table: address = 2^{} + index, index 0..{}.", pa - 1, (1u32 << cb) - 1));
+    if p.bases.is_some() {
+        m.doc(&format!("Pair scales: address = 2^{} + channel * {} + pair.", pa - 1, n / c));
+    } else if n > 0 {
+        m.doc(&format!("Level table: address = 2^{} + index, index 0..{}.", pa - 1, n - 1));
     }
     m.doc("Not reset: a reset of the datapath keeps the loaded layer.");
     let clk = m.input("clk_i", Ty::bit(), "clock");
@@ -550,18 +741,17 @@ pub fn params(p: &HwParams) -> Module {
     let addr = m.input("prm_addr_i", Ty::u(pa), "channel * 4 + field");
     let data = m.input("prm_wdata_i", Ty::u(pd), "value in the low bits");
     let ports: Vec<Expr> = fields.iter().map(|(n, w)| m.output(&format!("{n}_o"), Ty::u(c * w), "")).collect();
-    let table_o = cb.map(|_| m.output("levels_o", Ty::u(p.table_bits()), "level table, entry i at [i*LB +: LB]"));
+    let tname = table_name(p);
+    let (t_doc, t_we_doc) = if p.bases.is_some() { ("pair scales, entry i at [i*SB +: SB]", "write to the pair scales") } else { ("level table, entry i at [i*LB +: LB]", "write to the level table") };
+    let table_o = (n > 0).then(|| m.output(&format!("{tname}_o"), Ty::u(p.table_bits()), t_doc));
     let b = &mut m.body;
     let regs: Vec<Expr> = fields.iter().map(|(n, w)| b.reg(&format!("{n}_q"), Ty::u(c * w), "")).collect();
     for (port, q) in ports.iter().zip(&regs) {
         b.assign(port, q);
     }
-    // with a codebook the top address bit selects the table
-    let ch_top = if cb.is_some() { pa - 2 } else { pa - 1 };
-    let ch_we = match cb {
-        Some(_) => b.net("ch_we", &we.land(&addr.bit(pa - 1).lnot()), "write to a channel's parameters"),
-        None => we.clone(),
-    };
+    // with a table the top address bit selects it
+    let ch_top = if n > 0 { pa - 2 } else { pa - 1 };
+    let ch_we = if n > 0 { b.net("ch_we", &we.land(&addr.bit(pa - 1).lnot()), "write to a channel's parameters") } else { we.clone() };
     let ch = b.net("ch", &addr.slice(ch_top, 2), "channel");
     let field = b.net("field", &addr.slice(1, 0), "field");
     let ch_sel = b.net("ch_sel", &Expr::lit(1, Ty::u(c)).shl_by(&ch), "one-hot channel; none when out of range");
@@ -576,20 +766,29 @@ pub fn params(p: &HwParams) -> Module {
             );
         }
     });
-    if let (Some(cb), Some(table_o)) = (cb, table_o) {
-        let lb = p.weight_bits;
-        let n = 1u32 << cb;
-        let t_we = b.net("table_we", &we.land(&addr.bit(pa - 1)), "write to the level table");
-        let idx = b.net("table_idx", &addr.slice(cb - 1, 0), "");
+    if let Some(table_o) = table_o {
+        let lb = p.table_entry_bits();
+        let ib = clog2(u64::from(n)).max(1);
+        let t_we = b.net("table_we", &we.land(&addr.bit(pa - 1)), t_we_doc);
+        let idx = b.net("table_idx", &addr.slice(ib - 1, 0), "");
         let t_sel = b.net("table_sel", &Expr::lit(1, Ty::u(n)).shl_by(&idx), "one-hot table entry");
-        let levels_q = b.reg("levels_q", Ty::u(n * lb), "");
-        b.assign(&table_o, &levels_q);
+        let table_q = b.reg(&format!("{tname}_q"), Ty::u(n * lb), "");
+        b.assign(&table_o, &table_q);
         b.generate_for("gt", n, "g_lvl", |b| {
             let sel = b.net("sel", &t_we.land(&t_sel.part("gt", 1, n - 1)), "");
-            b.always(&clk, vec![Stmt::when(&sel, vec![Stmt::set(&levels_q.part(&format!("gt * {lb}"), lb, (n - 1) * lb), &data.slice(lb - 1, 0))])]);
+            b.always(&clk, vec![Stmt::when(&sel, vec![Stmt::set(&table_q.part(&format!("gt * {lb}"), lb, (n - 1) * lb), &data.slice(lb - 1, 0))])]);
         });
     }
     m
+}
+
+/// The table's signal name: `levels` (codebook) or `scales` (basis pairs).
+fn table_name(p: &HwParams) -> &'static str {
+    if p.bases.is_some() {
+        "scales"
+    } else {
+        "levels"
+    }
 }
 
 /// Threshold output stage of one channel: `code = #{k : acc >= T_k}` (P1: compares, P2: count).
@@ -850,19 +1049,23 @@ pub fn outbuf(p: &HwParams) -> Module {
     m
 }
 
-/// Column select of a shared output unit: registers the issued column's accumulator and parameters
-/// (drain stage P0).
+/// Column select of a shared output unit: registers the issued column's accumulator (with bases: its
+/// pair counts) and parameters (drain stage P0).
 pub fn select(p: &HwParams) -> Module {
-    let (c, aw) = (p.cols, p.acc_bits);
+    let (c, hw) = (p.cols, p.hold_bits());
     let cbw = clog2(u64::from(c));
-    let fields = p.param_fields();
+    let fields = p.select_fields();
     let mut m = Module::new(&p.module("select"));
     m.doc(&format!("Column select for the shared output unit: one of {c} columns per cycle, with its parameters."));
     let clk = m.input("clk_i", Ty::bit(), "clock");
     let col = (cbw > 0).then(|| m.input("col_i", Ty::u(cbw), "column to select"));
-    let acc = m.input("acc_i", Ty::u(c * aw), "row-0 hold register of each column");
+    let acc = m.input("acc_i", Ty::u(c * hw), "row-0 hold register of each column");
     let ins: Vec<Expr> = fields.iter().map(|(n, w)| m.input(&format!("{n}_i"), Ty::u(c * w), "")).collect();
-    let acc_o = m.output_reg("acc_o", Ty::s(aw), "the selected accumulator (P0)");
+    let acc_o = if p.bases.is_some() {
+        m.output_reg("acc_o", Ty::u(hw), "the selected pair counts (P0)")
+    } else {
+        m.output_reg("acc_o", Ty::s(hw), "the selected accumulator (P0)")
+    };
     let outs: Vec<Expr> = fields.iter().map(|(n, w)| m.output_reg(&format!("{n}_o"), Ty::u(*w), "")).collect();
     let b = &mut m.body;
     let pick = |b: &mut Body, name: &str, bus: &Expr, w: u32| -> Expr {
@@ -876,15 +1079,27 @@ pub fn select(p: &HwParams) -> Module {
         }
     };
     let mut st = Vec::new();
-    let acc_sel = pick(b, "acc", &acc, aw);
-    let acc_q = acc_o;
-    st.push(Stmt::set(&acc_q, &acc_sel.as_signed()));
+    let acc_sel = pick(b, "acc", &acc, hw);
+    let acc_v = if p.bases.is_some() { acc_sel } else { acc_sel.as_signed() };
+    st.push(Stmt::set(&acc_o, &acc_v));
     for ((name, w), (inp, out)) in fields.iter().zip(ins.iter().zip(&outs)) {
         let v = pick(b, name, inp, *w);
         st.push(Stmt::set(out, &v));
     }
     b.always(&clk, st);
     m
+}
+
+/// `n` registers after `e`, named `<name>_d1_q ..`, their assignments appended to `st`; returns the last
+/// (or `e` when `n` is 0).
+fn delay(b: &mut Body, name: &str, e: &Expr, n: u32, st: &mut Vec<Stmt>) -> Expr {
+    let mut prev = e.clone();
+    for k in 1..=n {
+        let q = b.reg(&format!("{name}_d{k}_q"), e.ty(), "");
+        st.push(Stmt::set(&q, &prev));
+        prev = q;
+    }
+    prev
 }
 
 /// `regs[0] <= input; regs[i] <= regs[i-1]; out <= regs[last]`.
@@ -933,16 +1148,20 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
     let cbits = clog2(u64::from(c));
     let col_sel = (p.shared_output && cbits > 0).then(|| b.wire("col_sel", Ty::u(cbits), "column issued to the shared unit"));
     let pop = b.net("pop", &y_valid.land(&y_ready), "");
-    let col = b.wire("col", Ty::u(c * aw), "row-0 hold register of each column");
+    let hw = p.hold_bits();
+    let col = b.wire("col", Ty::u(c * hw), "row-0 hold register of each column");
     let mut conns = vec![("clk_i", clk.clone()), ("prm_we_i", prm_we), ("prm_addr_i", prm_addr), ("prm_wdata_i", prm_wdata)];
     let port_names: Vec<String> = fields.iter().map(|(n, _)| format!("{n}_o")).collect();
     for (pn, e) in port_names.iter().zip(&prm) {
         conns.push((pn.as_str(), e.clone()));
     }
-    let levels = p.codebook_bits.map(|_| b.wire("levels", Ty::u(p.table_bits()), "codebook level table"));
-    if let Some(lv) = &levels {
-        conns.push(("levels_o", lv.clone()));
+    let tname = table_name(p);
+    let table = (p.table_entries() > 0).then(|| b.wire(tname, Ty::u(p.table_bits()), if p.bases.is_some() { "basis-pair scales of every channel" } else { "codebook level table" }));
+    let table_port = format!("{tname}_o");
+    if let Some(t) = &table {
+        conns.push((table_port.as_str(), t.clone()));
     }
+    let levels = table.clone().filter(|_| p.codebook_bits.is_some());
     b.instance(&units.params, "u_params", &conns);
     b.instance(
         &units.ctrl,
@@ -1000,15 +1219,19 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         .chain(levels.map(|lv| ("levels_i", lv)))
         .collect::<Vec<_>>(),
     );
+    let pre = if p.bases.is_some() { COMBINE_STAGES } else { 0 };
     if p.shared_output {
         b.comment("one output unit shared by all columns: select, clip/requantize, gather the row");
-        let sel = b.wire("sel_acc", Ty::s(aw), "the selected column's accumulator (P0)");
-        let sel_fields: Vec<Expr> = fields.iter().map(|(n, w)| b.wire(&format!("sel_{n}"), Ty::u(*w), "")).collect();
+        let sfields = p.select_fields();
+        let sel_ty = if p.bases.is_some() { Ty::u(hw) } else { Ty::s(aw) };
+        let sel = b.wire("sel_acc", sel_ty, "the selected column's accumulator (P0)");
+        let sel_fields: Vec<Expr> = sfields.iter().map(|(n, w)| b.wire(&format!("sel_{n}"), Ty::u(*w), "")).collect();
         let mut conns: Vec<(&str, Expr)> = vec![("clk_i", clk.clone()), ("acc_i", col.clone()), ("acc_o", sel.clone())];
-        let in_names: Vec<String> = fields.iter().map(|(n, _)| format!("{n}_i")).collect();
-        let out_names: Vec<String> = fields.iter().map(|(n, _)| format!("{n}_o")).collect();
-        for i in 0..fields.len() {
-            conns.push((in_names[i].as_str(), prm[i].clone()));
+        let in_names: Vec<String> = sfields.iter().map(|(n, _)| format!("{n}_i")).collect();
+        let out_names: Vec<String> = sfields.iter().map(|(n, _)| format!("{n}_o")).collect();
+        let sources: Vec<Expr> = prm.iter().cloned().chain(table.clone().filter(|_| p.bases.is_some())).collect();
+        for i in 0..sfields.len() {
+            conns.push((in_names[i].as_str(), sources[i].clone()));
             conns.push((out_names[i].as_str(), sel_fields[i].clone()));
         }
         if let Some(cs) = &col_sel {
@@ -1016,30 +1239,31 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         }
         let select = units.select.as_ref().expect("a shared output unit has a select stage");
         b.instance(select, "u_select", &conns);
-        let code = b.wire("code", Ty::u(ob), "the shared unit's output code");
-        // the requantizer takes its multiplier and shift with the clipped value, two stages after the
-        // select (its own registers carry them on): delay them so each value meets its own column's
-        let sel_fields = match &units.out {
-            OutStage::Multiply { .. } => {
-                let (mw, sw) = (fields[2].1, fields[3].1);
-                let mult_d1 = b.reg("mult_d1_q", Ty::u(mw), "");
-                let mult_d2 = b.reg("mult_d2_q", Ty::u(mw), "");
-                let shift_d1 = b.reg("shift_d1_q", Ty::u(sw), "");
-                let shift_d2 = b.reg("shift_d2_q", Ty::u(sw), "");
-                b.always(
-                    &clk,
-                    vec![
-                        Stmt::set(&mult_d1, &sel_fields[2]),
-                        Stmt::set(&mult_d2, &mult_d1),
-                        Stmt::set(&shift_d1, &sel_fields[3]),
-                        Stmt::set(&shift_d2, &shift_d1),
-                    ],
-                );
-                vec![sel_fields[0].clone(), sel_fields[1].clone(), mult_d2, shift_d2]
+        let acc = match &units.combine {
+            Some(comb) => {
+                let acc = b.wire("comb_acc", Ty::s(aw), "the combined accumulator (C2)");
+                let scales = sel_fields[fields.len()].clone();
+                b.instance(comb, "u_combine", &[("clk_i", clk.clone()), ("d_i", sel), ("scale_i", scales), ("acc_o", acc.clone())]);
+                acc
             }
-            OutStage::Thresholds(_) => sel_fields,
+            None => sel,
         };
-        out_stage(b, &units.out, &clk, sel, sel_fields, code.clone(), "");
+        let code = b.wire("code", Ty::u(ob), "the shared unit's output code");
+        // each output stage takes its parameters with its value: after the combination (with bases),
+        // and the requantizer two stages after the clip's input; delay them so each value meets its
+        // own column's
+        let mut st = Vec::new();
+        let stage_fields: Vec<Expr> = match &units.out {
+            OutStage::Multiply { .. } => {
+                let names = ["bias", "alpha", "mult", "shift"];
+                (0..4).map(|i| delay(b, names[i], &sel_fields[i], pre + if i >= 2 { 2 } else { 0 }, &mut st)).collect()
+            }
+            OutStage::Thresholds(_) => (0..fields.len()).map(|i| delay(b, &fields[i].0, &sel_fields[i], pre, &mut st)).collect(),
+        };
+        if !st.is_empty() {
+            b.always(&clk, st);
+        }
+        out_stage(b, &units.out, &clk, acc, stage_fields, code.clone(), "");
         let row_q = b.reg("row_q", Ty::u(c * ob), "row being gathered, column 0 lowest");
         let next = if c == 1 { code.clone() } else { Expr::concat(&[code.clone(), row_q.slice(c * ob - 1, ob)]) };
         b.always(&clk, vec![Stmt::when(gather.as_ref().expect("gather"), vec![Stmt::set(&row_q, &next)])]);
@@ -1048,7 +1272,16 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         b.generate_for("gc", c, "g_col", |b| {
             let part = |e: &Expr, w: u32| e.part(&format!("gc * {w}"), w, (c - 1) * w);
             let per: Vec<Expr> = (0..fields.len()).map(|i| part(&prm[i], fields[i].1)).collect();
-            out_stage(b, &units.out, &clk, part(&col, aw), per, part(&row, ob), "");
+            let acc = match (&units.combine, p.bases, &table) {
+                (Some(comb), Some(bs), Some(table)) => {
+                    let acc = b.wire("acc", Ty::s(aw), "the combined accumulator (C2)");
+                    let conns = [("clk_i", clk.clone()), ("d_i", part(&col, hw)), ("scale_i", part(table, bs.pairs() * bs.scale_bits)), ("acc_o", acc.clone())];
+                    b.instance(comb, "u_combine", &conns);
+                    acc
+                }
+                _ => part(&col, aw),
+            };
+            out_stage(b, &units.out, &clk, acc, per, part(&row, ob), "");
         });
     }
     m
@@ -1106,6 +1339,8 @@ pub struct Units {
     pub outbuf: Module,
     /// Column select of a shared output unit.
     pub select: Option<Module>,
+    /// Basis combination (bases only).
+    pub combine: Option<Module>,
 }
 
 /// Build every module of the design; returns the modules in dependency order (leaves first, top last).
@@ -1115,12 +1350,14 @@ pub fn design(p: &HwParams) -> Vec<Module> {
     let array = array(p, &pe, rowsum.as_ref());
     let out = if p.thresholds { OutStage::Thresholds(thresh(p)) } else { OutStage::Multiply { pact: pact(p), requant: requant(p) } };
     let select = p.shared_output.then(|| select(p));
-    let units = Units { pe, rowsum, array, out, params: params(p), ctrl: ctrl(p), outbuf: outbuf(p), select };
+    let combine = p.bases.is_some().then(|| combine(p));
+    let units = Units { pe, rowsum, array, out, params: params(p), ctrl: ctrl(p), outbuf: outbuf(p), select, combine };
     let top = top(p, &units);
     let mut mods = vec![units.pe];
     mods.extend(units.rowsum);
     mods.push(units.array);
     mods.extend(units.select);
+    mods.extend(units.combine);
     match units.out {
         OutStage::Multiply { pact, requant } => mods.extend([pact, requant]),
         OutStage::Thresholds(t) => mods.push(t),

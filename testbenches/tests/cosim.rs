@@ -110,6 +110,46 @@ fn codebook_weights() {
     check_all("codebook", cfgs, &[1, 2], STIM);
 }
 
+/// Multi-basis binary operands (ls-2, ls-T, gf-k): every (weight bases, activation bases) pair up to 4 x 4,
+/// 1-bit `odd` (one basis) against bases on either side, per-column and shared output units, both
+/// output stages; each layer loads its own random pair scales (negative and extreme ones included).
+#[test]
+fn multi_basis_binary() {
+    let base = RawConfig {
+        rows: 2,
+        cols: 3,
+        lanes: 3,
+        max_depth: 48,
+        weight_encoding: EncodingName::Bases,
+        act_encoding: EncodingName::Bases,
+        level_bits: 6,
+        out_bits: Some(4),
+        output_units: OutputUnitsName::PerColumn,
+        ..RawConfig::default()
+    };
+    let mut cfgs = Vec::new();
+    for wb in 1..=4u32 {
+        for ab in 1..=4u32 {
+            let shared = (wb + ab) % 2 == 0;
+            cfgs.push(RawConfig {
+                weight_bits: wb,
+                act_bits: ab,
+                level_bits: 3 + wb + ab,
+                output_units: if shared { OutputUnitsName::Shared } else { OutputUnitsName::PerColumn },
+                ..base.clone()
+            });
+        }
+    }
+    // ls-1 weights (1-bit odd) x 2-basis activations, 2-basis weights x +-1 activations
+    cfgs.push(RawConfig { weight_bits: 1, weight_encoding: EncodingName::Odd, act_bits: 2, lanes: 8, ..base.clone() });
+    cfgs.push(RawConfig { weight_bits: 2, act_bits: 1, act_encoding: EncodingName::Odd, rows: 3, cols: 1, ..base.clone() });
+    // thresholds (2-bit outputs), shared and per column; one PE; rounding half_up
+    cfgs.push(RawConfig { weight_bits: 1, act_bits: 2, out_bits: Some(2), ..base.clone() });
+    cfgs.push(RawConfig { weight_bits: 2, act_bits: 2, out_bits: Some(1), output_units: OutputUnitsName::Shared, ..base.clone() });
+    cfgs.push(RawConfig { rows: 1, cols: 1, lanes: 1, weight_bits: 2, act_bits: 3, rounding: RoundingName::HalfUp, ..base });
+    check_all("bases", cfgs, &[1, 2], StimulusOptions { layers: 2, tiles: 5, max_steps: 16, abort: true });
+}
+
 /// One output unit shared by all columns: both output stages, several column counts (including one),
 /// rounding modes and codebook weights.
 #[test]

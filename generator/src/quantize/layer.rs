@@ -220,7 +220,7 @@ pub fn layer_vectors(q: &QuantizedLayer, inputs: &[f32], shape: &[usize]) -> Res
             }
             items.push(Item::Tile(tile));
         }
-        layers.push(Layer { params: gparams, levels: Vec::new(), items });
+        layers.push(Layer { params: gparams, table: Vec::new(), items });
     }
 
     // float references
