@@ -54,6 +54,11 @@ pub struct RawConfig {
     /// accumulator with 2^out_bits - 1 thresholds derived from the same parameters; out_bits <= 2), or
     /// `auto` (thresholds when out_bits <= 2).
     pub requant: RequantName,
+    /// Bit-serial activations: each step takes `act_bits` cycles, one activation bit per cycle (most
+    /// significant first), and each PE adds the weights its activation bits select. Fewer LUTs per PE
+    /// (no multipliers) for `1/act_bits` of the throughput. `unsigned` or `int` activations, weights
+    /// other than `bases`.
+    pub act_serial: bool,
     /// Output units: `per_column` (one clip/requantize unit per column, a tile drains in `rows` cycles)
     /// or `shared` (one unit for all columns, a tile drains in `rows * cols` cycles; much smaller when
     /// the requantization multiplier is wide).
@@ -102,6 +107,7 @@ impl Default for RawConfig {
             rounding: RoundingName::HalfEven,
             requant: RequantName::Auto,
             output_units: OutputUnitsName::Shared,
+            act_serial: false,
         }
     }
 }
@@ -287,6 +293,14 @@ impl Config {
         }
         if (wbases || abases) && raw.acc_saturate {
             return Err(invalid("acc_saturate", "true", "not with \"bases\" encodings: the per-pair counters and the combined sum are always sized for no overflow"));
+        }
+        if raw.act_serial {
+            if !matches!(raw.act_encoding, EncodingName::Unsigned | EncodingName::Int) {
+                return Err(invalid("act_serial", "true", format!("bit-serial activations are \"unsigned\" or \"int\" (act_encoding is \"{}\")", enc_name(raw.act_encoding))));
+            }
+            if wbases {
+                return Err(invalid("act_serial", "true", "not with weight_encoding = \"bases\""));
+            }
         }
         let mut cfg = Config { raw };
         let need = cfg.exact_acc_bits();
@@ -498,9 +512,18 @@ impl Config {
             RequantName::Thresholds => true,
         }
     }
-    /// Multiply-accumulates per cycle: `rows * cols * lanes`.
-    pub fn macs_per_cycle(&self) -> u64 {
-        u64::from(self.rows) * u64::from(self.cols) * u64::from(self.lanes)
+    /// Multiply-accumulates per cycle: `rows * cols * lanes`, divided by `act_bits` with bit-serial
+    /// activations.
+    pub fn macs_per_cycle(&self) -> f64 {
+        (u64::from(self.rows) * u64::from(self.cols) * u64::from(self.lanes)) as f64 / f64::from(self.cycles_per_step())
+    }
+    /// Cycles one step occupies the array: `act_bits` with bit-serial activations, else 1.
+    pub fn cycles_per_step(&self) -> u32 {
+        if self.act_serial {
+            self.act_bits
+        } else {
+            1
+        }
     }
     /// Cycles from the cycle that accepts a tile's last step to the cycle its first output row is
     /// valid, when nothing stalls.
@@ -551,6 +574,7 @@ impl Config {
             prm_data_bits: 1,
             thresholds: false,
             shared_output: false,
+            serial: self.act_serial,
         }
     }
 

@@ -104,7 +104,14 @@ pub fn generate(cfg: &Config) -> Generated {
         .collect();
     let derived: serde_json::Map<String, serde_json::Value> = derived(cfg)
         .into_iter()
-        .map(|(k, v)| (k.to_string(), v.parse::<u64>().map(serde_json::Value::from).unwrap_or_else(|_| serde_json::Value::from(v.clone()))))
+        .map(|(k, v)| {
+            let value = match (v.parse::<u64>(), v.parse::<f64>()) {
+                (Ok(n), _) => serde_json::Value::from(n),
+                (_, Ok(x)) if x.is_finite() => serde_json::Value::from(x),
+                _ => serde_json::Value::from(v.clone()),
+            };
+            (k.to_string(), value)
+        })
         .collect();
     let manifest = json!({
         "generator": GENERATOR,

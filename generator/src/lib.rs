@@ -5,6 +5,7 @@
 //! - [`emit`]: writing a build directory (Verilog, filelist, manifest).
 //! - [`vectors`]: test stimulus and expected outputs from the reference.
 //! - [`sim`]: Verilator builds and co-simulation.
+//! - [`schemes`]: the quantization schemes compared (error and hardware cost).
 
 pub mod config;
 pub mod emit;
@@ -12,6 +13,7 @@ pub mod flow;
 pub mod quantize;
 pub mod reference;
 pub mod rng;
+pub mod schemes;
 pub mod sim;
 pub mod synth;
 pub mod tools;

@@ -55,6 +55,10 @@ enum Cmd {
     /// Quantize a trained layer's float tensors (safetensors, .npy, .npz) into the array's integer
     /// parameters, with a quantization-error report per scheme; see docs/quantize.md.
     Quantize(qmac::quantize::cli::QuantizeArgs),
+    /// Compare the quantization schemes (uniform, SAWB, learnable levels, ls-1/ls-2/ls-T/gf-k with PACT
+    /// or binary activations) on a seeded sample layer: weight, activation and layer-output error, and
+    /// with --target the LUT4 per MAC and fmax of each scheme's array at one shape (docs/quantize.md).
+    Schemes(qmac::schemes::SchemesArgs),
     /// Print the configuration (default, or --config with flags applied) as TOML, every field explained
     /// in `docs/configuration.md`.
     Config(ConfigArgs),
@@ -93,10 +97,11 @@ struct ConfigFlags {
     /// Weight bits (1..=8).
     #[arg(long)]
     weight_bits: Option<u32>,
-    /// Weight encoding (codebook: codes index a run-time table of learned levels).
+    /// Weight encoding (codebook: codes index a run-time table of learned levels; bases: one bit per
+    /// binary basis, weight-bits = number of bases).
     #[arg(long, value_enum)]
     weight_encoding: Option<EncodingName>,
-    /// Codebook level width (2..=16).
+    /// Width of a codebook level or of a basis-pair scale (2..=16).
     #[arg(long)]
     level_bits: Option<u32>,
     /// Activation bits (1..=8).
@@ -127,6 +132,10 @@ struct ConfigFlags {
     /// One output unit per column, or one shared unit (smaller; drains rows*cols cycles per tile).
     #[arg(long, value_enum)]
     output_units: Option<OutputUnitsName>,
+    /// Bit-serial activations: one activation bit per cycle, a step takes act-bits cycles (no
+    /// multipliers in the PEs; unsigned or int activations).
+    #[arg(long)]
+    act_serial: bool,
 }
 
 impl ConfigFlags {
@@ -152,6 +161,9 @@ impl ConfigFlags {
         }
         if self.acc_saturate {
             raw.acc_saturate = true;
+        }
+        if self.act_serial {
+            raw.act_serial = true;
         }
         Ok(Config::new(raw)?)
     }
@@ -337,6 +349,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Schemes(a) => qmac::schemes::run(&a),
         Cmd::Config(a) => {
             print!("{}", a.cfg.resolve()?.to_toml());
             Ok(())

@@ -62,6 +62,18 @@ fn bases_encodings_are_checked_against_each_other() {
 }
 
 #[test]
+fn bit_serial_activations_need_integer_activations() {
+    use qmac::config::EncodingName::{Bases, Odd};
+    let e = err(RawConfig { act_serial: true, act_encoding: Odd, act_bits: 2, ..RawConfig::default() });
+    assert!(e.contains("`act_serial` = true") && e.contains("\"unsigned\" or \"int\"") && e.contains("\"odd\""), "{e}");
+    let e = err(RawConfig { act_serial: true, weight_encoding: Bases, weight_bits: 1, act_encoding: Bases, act_bits: 1, ..RawConfig::default() });
+    assert!(e.contains("`act_serial` = true"), "{e}");
+    let c = Config::new(RawConfig { act_serial: true, act_bits: 8, weight_bits: 8, ..RawConfig::default() }).unwrap();
+    assert_eq!(c.cycles_per_step(), 8);
+    assert_eq!(c.macs_per_cycle(), 8.0 * 8.0 * 8.0 / 8.0);
+}
+
+#[test]
 fn unknown_fields_and_wrong_types_are_rejected_by_name() {
     let e = Config::from_toml("rows = 4\nrowz = 3\n", "my.toml").unwrap_err().to_string();
     assert!(e.contains("my.toml") && e.contains("unknown field `rowz`"), "{e}");

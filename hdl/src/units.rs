@@ -61,6 +61,10 @@ pub struct HwParams {
     /// Multi-basis binary operands: per-pair XNOR/popcount counts in the PEs, combined with per-channel
     /// pair scales in the drain.
     pub bases: Option<Bases>,
+    /// Bit-serial activations: a step takes `act_bits` cycles, one activation bit plane per cycle
+    /// (most significant first); each PE adds the weight values its bits select and folds the planes
+    /// together with a shift-add (Horner) register before accumulating.
+    pub serial: bool,
 }
 
 /// Multi-basis binary arithmetic: weights with `weight` bases and activations with `act` bases, each
@@ -98,6 +102,10 @@ impl HwParams {
     pub fn kind(&self) -> MacKind {
         if self.bases.is_some() {
             return MacKind::Xnor;
+        }
+        if self.serial {
+            // the PE selects decoded weight values by activation bits
+            return MacKind::Direct;
         }
         MacKind::of(self.weight_enc, self.weight_bits, self.act_enc, self.act_bits)
     }
@@ -202,13 +210,23 @@ impl HwParams {
     /// Register stages from the cycle a step is accepted to the cycle its partial sum is in the
     /// accumulator: input registers, lane products, the adder tree, the accumulator.
     pub fn compute_stages(&self) -> u32 {
-        3 + self.tree_stages()
+        // bit-serial: one more stage, the shift-add register that folds the bit planes
+        3 + self.tree_stages() + u32::from(self.serial)
+    }
+    /// Cycles a step occupies the array: `act_bits` with bit-serial activations, else 1.
+    pub fn cycles_per_step(&self) -> u32 {
+        if self.serial {
+            self.act_bits
+        } else {
+            1
+        }
     }
     /// Cycles from accepting a tile's last step to its first output row being valid, when nothing
     /// stalls: the compute stages, the drain stages, and the output buffer's register.
     pub fn latency(&self) -> u32 {
         let gather = if self.shared_output { self.cols - 1 + 1 } else { 0 };
-        self.compute_stages() + self.drain_stages() + gather + 1
+        // a bit-serial step's last bit enters the pipeline act_bits - 1 cycles after the step
+        self.compute_stages() + (self.cycles_per_step() - 1) + self.drain_stages() + gather + 1
     }
 }
 
@@ -305,9 +323,17 @@ pub fn pe(p: &HwParams) -> Module {
     m.doc(&format!("Processing element: {l} lanes of {wb}-bit {} weights x {ab}-bit {} activations, {kind:?} lane arithmetic,", p.weight_enc.name(), p.act_enc.name()));
     m.doc(&format!("a {aw}-bit{} accumulator and a hold register that shifts the finished sum down the column.", if p.acc_saturate { " saturating" } else { "" }));
     m.doc(&format!("Stages: lane products (S2), adder tree (S3..S{}), accumulate (S{}).", 2 + p.tree_stages(), 3 + p.tree_stages()));
+    if p.serial {
+        m.doc(&format!("Bit-serial activations: one bit plane per cycle, most significant first; a step takes {ab} cycles."));
+    }
     let clk = m.input("clk_i", Ty::bit(), "clock");
-    let a = m.input("a_i", Ty::u(l * ab), "activation codes, lane l at [l*AB +: AB]");
+    let a = if p.serial {
+        m.input("a_i", Ty::u(l), "this cycle's activation bit of each lane")
+    } else {
+        m.input("a_i", Ty::u(l * ab), "activation codes, lane l at [l*AB +: AB]")
+    };
     let w = m.input("w_i", Ty::u(l * wb), "weight codes, lane l at [l*WB +: WB]");
+    let first = p.serial.then(|| m.input("first_i", Ty::bit(), "dot_q holds a step's most significant bit plane"));
     let corr = (kind == MacKind::OddWeights).then(|| m.input("corr_i", Ty::s(dw), "n_w * sum of this row's activations, aligned with dot_q"));
     let acc_en = m.input("acc_en_i", Ty::bit(), "a valid dot product is in dot_q: accumulate it");
     let clr = m.input("clr_i", Ty::bit(), "clear the accumulator (after a tile's last step, and on reset)");
@@ -326,6 +352,16 @@ pub fn pe(p: &HwParams) -> Module {
             b.comment("S2: +-1 x +-1 products as XNOR bits (1 means +1), counted in pairs");
             let x = b.net("same", &a.xor(&w).not(), "XNOR: the two signs agree");
             terms = xnor_pair_counts(b, "", &x, &mut s2);
+        }
+        _ if p.serial => {
+            b.comment("S2: each lane's weight value where its activation bit is 1, else 0");
+            for i in 0..l {
+                let wc = b.net(&format!("w{i}_code"), &w.slice(i * wb + wb - 1, i * wb), "");
+                let (wv, (lo, hi)) = code_value(b, &format!("w{i}_val"), &wc, p.weight_enc);
+                let q = b.reg(&format!("sel{i}_q"), wv.ty(), "");
+                s2.push(Stmt::set(&q, &Expr::mux(&a.bit(i), &wv, &Expr::zero(wv.ty()))));
+                terms.push((q, (lo.min(0), hi.max(0))));
+            }
         }
         _ => {
             b.comment("S2: lane products");
@@ -359,8 +395,22 @@ pub fn pe(p: &HwParams) -> Module {
     let root_ty = root.ty();
     // the dot product's width: the true range's, or the tree's if a degenerate range made it wider
     let dw = if kind == MacKind::Direct { dw.max(root_ty.width) } else { dw };
-    let dot_q = b.reg("dot_q", root_ty, "partial sum of this step");
+    let dot_q = b.reg("dot_q", root_ty, if p.serial { "partial sum of this bit plane" } else { "partial sum of this step" });
     b.always(&clk, vec![Stmt::set(&dot_q, &root)]);
+    // bit-serial: fold the bit planes, most significant first: t = 2t + plane (the first plane negated
+    // for two's complement activations); after the last plane t is the step's dot product
+    let dot_q = match &first {
+        Some(first) => {
+            b.comment(&format!("S{}: shift-add over the bit planes (Horner), most significant first", 3 + p.tree_stages()));
+            let d = b.net("plane_v", &dot_q.to_signed_value().resize(dw), "");
+            let msb = if p.act_enc == Encoding::Int { Expr::zero(Ty::s(dw)).sub(&d) } else { d.clone() };
+            let t_q = b.reg("t_q", Ty::s(dw), "the step's dot product so far");
+            let next = Expr::mux(first, &msb, &t_q.shl(1).add(&d));
+            b.always(&clk, vec![Stmt::set(&t_q, &next)]);
+            t_q
+        }
+        None => dot_q,
+    };
 
     // S4: the true dot product, accumulate, hold
     b.comment("S4: the step's dot product sum_l w_l * a_l, accumulate, hold");
@@ -577,6 +627,8 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
     let cbits = p.code_bits();
     let w_in = m.input("w_data_i", Ty::u(c * l * cbits), "weight codes of one step");
     let levels = p.codebook_bits.map(|_| m.input("levels_i", Ty::u(p.table_bits()), "level table"));
+    let step = p.serial.then(|| m.input("step_i", Ty::bit(), "a step is accepted: load the input registers"));
+    let first = p.serial.then(|| m.input("first_i", Ty::bit(), "the PEs' dot_q hold a step's most significant bit plane"));
     let acc_en = m.input("acc_en_i", Ty::bit(), "accumulate the dot products");
     let clr = m.input("clr_i", Ty::bit(), "clear the accumulators");
     let load = m.input("load_i", Ty::bit(), "the dot products end a tile");
@@ -599,16 +651,35 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
         _ => w_in.clone(),
     };
     b.comment("S1: input registers");
-    let a_q = b.reg("a_q", Ty::u(r * l * ab), "");
+    let a_q = b.reg("a_q", Ty::u(r * l * ab), if p.serial { "activation codes, each shifted left one bit per cycle" } else { "" });
     let w_q = b.reg("w_q", Ty::u(c * l * wb), "");
-    b.always(&clk, vec![Stmt::set(&a_q, &a), Stmt::set(&w_q, &w)]);
+    let planes = match &step {
+        Some(step) => {
+            // each lane's code moves up one bit per cycle: its top bit is this cycle's bit plane
+            let shifted: Vec<Expr> = (0..r * l)
+                .rev()
+                .map(|k| if ab == 1 { Expr::lit(0, Ty::bit()) } else { Expr::concat(&[a_q.slice(k * ab + ab - 2, k * ab), Expr::lit(0, Ty::bit())]) })
+                .collect();
+            let a_shift = b.net("a_shift", &Expr::concat(&shifted), "every code shifted left by one bit");
+            b.always(&clk, vec![Stmt::when_else(step, vec![Stmt::set(&a_q, &a), Stmt::set(&w_q, &w)], vec![Stmt::set(&a_q, &a_shift)])]);
+            let tops: Vec<Expr> = (0..r * l).rev().map(|k| a_q.bit(k * ab + ab - 1)).collect();
+            Some(b.net("a_plane", &Expr::concat(&tops), "this cycle's bit of every activation, row r lane l at [r*L + l]"))
+        }
+        None => {
+            b.always(&clk, vec![Stmt::set(&a_q, &a), Stmt::set(&w_q, &w)]);
+            None
+        }
+    };
     let hold = b.wire("hold", Ty::u((r + 1) * c * aw), "hold registers, row-major; the row above the top reads zeros");
     b.assign(&hold.part(&format!("{}", r * c * aw), c * aw, r * c * aw), &Expr::zero(Ty::u(c * aw)));
     b.assign(&col_o, &hold.part("0", c * aw, 0));
     let rl = l * ab;
     let cl = l * wb;
     b.generate_for("gr", r, "g_row", |b| {
-        let a_row = a_q.part(&format!("gr * {rl}"), rl, (r - 1) * rl);
+        let a_row = match &planes {
+            Some(pl) => pl.part(&format!("gr * {l}"), l, (r - 1) * l),
+            None => a_q.part(&format!("gr * {rl}"), rl, (r - 1) * rl),
+        };
         let corr = rowsum.map(|rs| {
             let corr = b.wire("corr", Ty::s(dw), "n_w * sum of this row's activations");
             b.instance(rs, "u_rowsum", &[("clk_i", clk.clone()), ("a_i", a_row.clone()), ("corr_o", corr.clone())]);
@@ -628,6 +699,9 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
             ];
             if let Some(corr) = &corr {
                 conns.push(("corr_i", corr.clone()));
+            }
+            if let Some(first) = &first {
+                conns.push(("first_i", first.clone()));
             }
             b.instance(pe, "u_pe", &conns);
         });
@@ -848,6 +922,8 @@ pub fn ctrl(p: &HwParams) -> Module {
     let push_o = m.output("push_o", Ty::bit(), "a row leaves the drain pipeline into the output buffer");
     let push_last_o = m.output("push_last_o", Ty::bit(), "that row is the last of its tile");
     let pop = m.input("pop_i", Ty::bit(), "a row leaves the output buffer (y_valid && y_ready)");
+    let step_o = p.serial.then(|| m.output("step_o", Ty::bit(), "a step is accepted: load the input registers"));
+    let first_o = p.serial.then(|| m.output("first_o", Ty::bit(), "the PEs' dot_q hold a step's most significant bit plane"));
     let cbw = if p.shared_output { clog2(u64::from(p.cols)) } else { 0 };
     let gather_o = p.shared_output.then(|| m.output("gather_o", Ty::bit(), "a code leaves the shared output unit: gather it into the row"));
     let sel_o = (cbw > 0).then(|| m.output("col_o", Ty::u(cbw), "the column issued into the shared output unit"));
@@ -858,6 +934,20 @@ pub fn ctrl(p: &HwParams) -> Module {
     let v: Vec<Expr> = (1..=nv).map(|i| b.reg(&format!("v{i}_q"), Ty::bit(), if i == 1 { "S1 holds a step" } else { "" })).collect();
     let l: Vec<Expr> = (1..=nv).map(|i| b.reg(&format!("l{i}_q"), Ty::bit(), if i == 1 { "S1 step is the last of its tile" } else { "" })).collect();
     let top = nv as usize - 1;
+    // bit-serial: S1 holds one step for act_bits cycles (bit_q counts them, most significant first);
+    // the flags f (first bit plane) and e (last bit plane) travel with each cycle's plane
+    let serial = p.serial.then(|| {
+        let ab = p.act_bits;
+        let bw = clog2(u64::from(ab)).max(1);
+        let bit = b.reg("bit_q", Ty::u(bw), "bit plane of the step in S1, 0 = most significant");
+        // the first flag is needed up to the stage before the shift-add register, the last-plane flag
+        // up to the shift-add register
+        let f: Vec<Expr> = (2..nv).map(|i| b.reg(&format!("f{i}_q"), Ty::bit(), "")).collect();
+        let e: Vec<Expr> = (2..=nv).map(|i| b.reg(&format!("e{i}_q"), Ty::bit(), "")).collect();
+        let f1 = b.net("f1", &bit.eq(&Expr::zero(Ty::u(bw))), "S1 holds the most significant plane");
+        let e1 = b.net("e1", &bit.eq(&Expr::lit(i128::from(ab - 1), Ty::u(bw))), "S1 holds the least significant plane");
+        (bit, f1, e1, f, e)
+    });
     let hold_full = b.reg("hold_full_q", Ty::bit(), "the hold registers hold a tile not yet drained");
     // The compute pipeline has no enable. A tile's last step is admitted only when no other last step is
     // in flight and the hold registers are free: nothing can fill them before this step reaches S4.
@@ -867,12 +957,24 @@ pub fn ctrl(p: &HwParams) -> Module {
     }
     let last_in_flight = b.net("last_in_flight", &lif, "");
     let can_finish = b.net("can_finish", &hold_full.lor(&last_in_flight).lnot(), "a last step may enter");
-    let ok = b.net("step_ok", &a_last.lnot().lor(&can_finish), "");
+    let ok = match &serial {
+        // a bit-serial step is accepted when S1 is free or in its last cycle
+        Some((_, _, e1, _, _)) => b.net("step_ok", &a_last.lnot().lor(&can_finish).land(&v[0].lnot().lor(e1)), ""),
+        None => b.net("step_ok", &a_last.lnot().lor(&can_finish), ""),
+    };
     let fire = b.net("fire", &a_valid.land(&w_valid).land(&ok), "a step is accepted");
     b.assign(&a_ready, &w_valid.land(&ok));
     b.assign(&w_ready, &a_valid.land(&ok));
-    b.assign(&acc_en_o, &v[top]);
-    let load = b.net("load", &v[top].land(&l[top]), "");
+    let acc_en = match &serial {
+        Some((_, _, _, _, e)) => b.net("acc_en", &v[top].land(&e[top - 1]), "t_q holds a step's dot product"),
+        None => v[top].clone(),
+    };
+    b.assign(&acc_en_o, &acc_en);
+    if let (Some(step_o), Some(first_o), Some((_, _, _, f, _))) = (&step_o, &first_o, &serial) {
+        b.assign(step_o, &fire);
+        b.assign(first_o, &f[top - 2]);
+    }
+    let load = b.net("load", &acc_en.land(&l[top]), "");
     b.assign(&load_o, &load);
     b.assign(&clr_o, &rst.lor(&load));
 
@@ -964,7 +1066,19 @@ pub fn ctrl(p: &HwParams) -> Module {
         ),
     ];
     run.extend(shift_chain(&issue, &dv[..dv.len() - 1], &dv[dv.len() - 1]));
-    run.extend(shift_chain(&fire, &v[..top], &v[top]));
+    match &serial {
+        Some((bit, _, e1, _, _)) => {
+            // S1 stays valid for the step's act_bits cycles
+            let bw = bit.width();
+            run.push(Stmt::when_else(
+                &fire,
+                vec![Stmt::set(&v[0], &one), Stmt::set(bit, &Expr::zero(Ty::u(bw)))],
+                vec![Stmt::when(&v[0], vec![Stmt::when_else(e1, vec![Stmt::set(&v[0], &zero)], vec![Stmt::set(bit, &bit.add(&Expr::lit(1, Ty::u(bw))))])])],
+            ));
+            run.extend(shift_chain(&v[0], &v[1..top], &v[top]));
+        }
+        None => run.extend(shift_chain(&fire, &v[..top], &v[top])),
+    }
     run.extend(row_stmts);
     if let Some(col) = &col_stmts {
         let next = Expr::mux(&col_last, &Expr::zero(Ty::u(cbw)), &col.add(&Expr::lit(1, Ty::u(cbw))));
@@ -975,7 +1089,17 @@ pub fn ctrl(p: &HwParams) -> Module {
     }
     b.always(&clk, vec![Stmt::when_else(&rst, reset, run)]);
     b.comment("last flags travel with the steps and rows; they need no reset (qualified by the valid bits)");
-    let mut flags = shift_chain(&a_last, &l[..top], &l[top]);
+    let mut flags = match &serial {
+        Some((_, f1, e1, f, e)) => {
+            // the last flag is held in S1 for the whole step
+            let mut st = vec![Stmt::when(&fire, vec![Stmt::set(&l[0], &a_last)])];
+            st.extend(shift_chain(&l[0], &l[1..top], &l[top]));
+            st.extend(shift_chain(f1, &f[..f.len() - 1], &f[f.len() - 1]));
+            st.extend(shift_chain(e1, &e[..e.len() - 1], &e[e.len() - 1]));
+            st
+        }
+        None => shift_chain(&a_last, &l[..top], &l[top]),
+    };
     flags.extend(shift_chain(&done, &dl[..dl.len() - 1], &dl[dl.len() - 1]));
     if cbw > 0 {
         flags.extend(shift_chain(&col_last, &dc[..dc.len() - 1], &dc[dc.len() - 1]));
@@ -1148,6 +1272,8 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
     let cbits = clog2(u64::from(c));
     let col_sel = (p.shared_output && cbits > 0).then(|| b.wire("col_sel", Ty::u(cbits), "column issued to the shared unit"));
     let pop = b.net("pop", &y_valid.land(&y_ready), "");
+    let step = p.serial.then(|| b.wire("step", Ty::bit(), "a step is accepted (bit-serial input registers)"));
+    let first = p.serial.then(|| b.wire("first", Ty::bit(), "the PEs' dot_q hold a most significant bit plane"));
     let hw = p.hold_bits();
     let col = b.wire("col", Ty::u(c * hw), "row-0 hold register of each column");
     let mut conns = vec![("clk_i", clk.clone()), ("prm_we_i", prm_we), ("prm_addr_i", prm_addr), ("prm_wdata_i", prm_wdata)];
@@ -1185,6 +1311,8 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         .into_iter()
         .chain(gather.clone().map(|g| ("gather_o", g)))
         .chain(col_sel.clone().map(|cs| ("col_o", cs)))
+        .chain(step.clone().map(|s| ("step_o", s)))
+        .chain(first.clone().map(|f| ("first_o", f)))
         .collect::<Vec<_>>(),
     );
     b.instance(
@@ -1217,6 +1345,8 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         ]
         .into_iter()
         .chain(levels.map(|lv| ("levels_i", lv)))
+        .chain(step.map(|s| ("step_i", s)))
+        .chain(first.map(|f| ("first_i", f)))
         .collect::<Vec<_>>(),
     );
     let pre = if p.bases.is_some() { COMBINE_STAGES } else { 0 };

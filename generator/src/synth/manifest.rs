@@ -91,8 +91,8 @@ impl Manifest {
     }
 
     /// `derived.macs_per_cycle`, if present.
-    pub fn macs_per_cycle(&self) -> Option<u64> {
-        self.derived.get("macs_per_cycle").and_then(|v| v.as_u64())
+    pub fn macs_per_cycle(&self) -> Option<f64> {
+        self.derived.get("macs_per_cycle").and_then(|v| v.as_f64())
     }
 
     /// Finds an unsigned integer named `key` in `config` (searched depth first), then in `derived`.

@@ -311,7 +311,7 @@ pub struct SynthReport {
     /// Yosys LUT4 counts (wrapper vs array).
     pub synth_luts: SynthLuts,
     /// MACs per cycle (manifest `derived.macs_per_cycle`).
-    pub macs_per_cycle: u64,
+    pub macs_per_cycle: f64,
     /// 2 * MACs per cycle * fmax / 1000.
     pub gops: f64,
     /// LUT4 (as in `resources.lut4`, wrapper included) per MAC per cycle.
