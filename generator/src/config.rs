@@ -59,6 +59,10 @@ pub struct RawConfig {
     /// (no multipliers) for `1/act_bits` of the throughput. `unsigned` or `int` activations, weights
     /// other than `bases`.
     pub act_serial: bool,
+    /// Hold registers (double buffering): a finished tile moves out of the accumulators, so the next
+    /// tile accumulates while it drains. `false`: the accumulators themselves shift down the column
+    /// and the next tile waits for the drain; one register per PE fewer. Not with `bases`.
+    pub double_buffer: bool,
     /// Output units: `per_column` (one clip/requantize unit per column, a tile drains in `rows` cycles)
     /// or `shared` (one unit for all columns, a tile drains in `rows * cols` cycles; much smaller when
     /// the requantization multiplier is wide).
@@ -108,6 +112,7 @@ impl Default for RawConfig {
             requant: RequantName::Auto,
             output_units: OutputUnitsName::Shared,
             act_serial: false,
+            double_buffer: true,
         }
     }
 }
@@ -301,6 +306,9 @@ impl Config {
             if wbases {
                 return Err(invalid("act_serial", "true", "not with weight_encoding = \"bases\""));
             }
+        }
+        if !raw.double_buffer && (wbases || abases) {
+            return Err(invalid("double_buffer", "false", "not with \"bases\" encodings (their PEs always have hold registers)"));
         }
         let mut cfg = Config { raw };
         let need = cfg.exact_acc_bits();
@@ -575,6 +583,7 @@ impl Config {
             thresholds: false,
             shared_output: false,
             serial: self.act_serial,
+            double_buffer: self.double_buffer,
         }
     }
 

@@ -136,6 +136,10 @@ struct ConfigFlags {
     /// multipliers in the PEs; unsigned or int activations).
     #[arg(long)]
     act_serial: bool,
+    /// No hold registers: the accumulators shift out themselves and the next tile waits for the drain
+    /// (one register per PE fewer).
+    #[arg(long)]
+    no_double_buffer: bool,
 }
 
 impl ConfigFlags {
@@ -164,6 +168,9 @@ impl ConfigFlags {
         }
         if self.act_serial {
             raw.act_serial = true;
+        }
+        if self.no_double_buffer {
+            raw.double_buffer = false;
         }
         Ok(Config::new(raw)?)
     }

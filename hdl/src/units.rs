@@ -65,6 +65,10 @@ pub struct HwParams {
     /// (most significant first); each PE adds the weight values its bits select and folds the planes
     /// together with a shift-add (Horner) register before accumulating.
     pub serial: bool,
+    /// Hold registers: a finished tile moves out of the accumulators so the next tile accumulates while
+    /// it drains. Without them the accumulators themselves shift down the column, and the next tile
+    /// waits for the drain (one register per PE fewer).
+    pub double_buffer: bool,
 }
 
 /// Multi-basis binary arithmetic: weights with `weight` bases and activations with `act` bases, each
@@ -336,11 +340,23 @@ pub fn pe(p: &HwParams) -> Module {
     let first = p.serial.then(|| m.input("first_i", Ty::bit(), "dot_q holds a step's most significant bit plane"));
     let corr = (kind == MacKind::OddWeights).then(|| m.input("corr_i", Ty::s(dw), "n_w * sum of this row's activations, aligned with dot_q"));
     let acc_en = m.input("acc_en_i", Ty::bit(), "a valid dot product is in dot_q: accumulate it");
-    let clr = m.input("clr_i", Ty::bit(), "clear the accumulator (after a tile's last step, and on reset)");
-    let load = m.input("load_i", Ty::bit(), "it is the last step: move the sum into the hold register");
-    let shift = m.input("shift_i", Ty::bit(), "shift the hold registers down one row");
-    let hold_i = m.input("hold_i", Ty::s(aw), "hold register of the row above");
-    let hold_o = m.output_reg("hold_o", Ty::s(aw), "hold register, towards row 0");
+    let (clr, load, shift, hold_i, hold_o) = if p.double_buffer {
+        (
+            m.input("clr_i", Ty::bit(), "clear the accumulator (after a tile's last step, and on reset)"),
+            Some(m.input("load_i", Ty::bit(), "it is the last step: move the sum into the hold register")),
+            m.input("shift_i", Ty::bit(), "shift the hold registers down one row"),
+            m.input("hold_i", Ty::s(aw), "hold register of the row above"),
+            m.output_reg("hold_o", Ty::s(aw), "hold register, towards row 0"),
+        )
+    } else {
+        (
+            m.input("clr_i", Ty::bit(), "clear the accumulator (reset)"),
+            None,
+            m.input("shift_i", Ty::bit(), "shift the accumulators down one row (drain)"),
+            m.input("hold_i", Ty::s(aw), "accumulator of the row above"),
+            m.output("hold_o", Ty::s(aw), "the accumulator, towards row 0 (no hold register)"),
+        )
+    };
     let b = &mut m.body;
 
     // S2: lane products
@@ -443,13 +459,28 @@ pub fn pe(p: &HwParams) -> Module {
         b.net("acc_nxt", &base.add(&dot_v.resize(aw)), "")
     };
     let hold_q = hold_o;
-    b.always(
-        &clk,
-        vec![
-            Stmt::when_else(&clr, vec![Stmt::set(&acc_q, &Expr::zero(Ty::s(aw)))], vec![Stmt::when(&acc_en, vec![Stmt::set(&acc_q, &acc_nxt)])]),
-            Stmt::when_else(&load, vec![Stmt::set(&hold_q, &acc_nxt)], vec![Stmt::when(&shift, vec![Stmt::set(&hold_q, &hold_i)])]),
-        ],
-    );
+    match &load {
+        Some(load) => b.always(
+            &clk,
+            vec![
+                Stmt::when_else(&clr, vec![Stmt::set(&acc_q, &Expr::zero(Ty::s(aw)))], vec![Stmt::when(&acc_en, vec![Stmt::set(&acc_q, &acc_nxt)])]),
+                Stmt::when_else(load, vec![Stmt::set(&hold_q, &acc_nxt)], vec![Stmt::when(&shift, vec![Stmt::set(&hold_q, &hold_i)])]),
+            ],
+        ),
+        None => {
+            // the finished sum stays in the accumulator and shifts down the column; zeros shift in
+            // from the top, so the accumulators are clear when the drain ends
+            b.always(
+                &clk,
+                vec![Stmt::when_else(
+                    &clr,
+                    vec![Stmt::set(&acc_q, &Expr::zero(Ty::s(aw)))],
+                    vec![Stmt::when_else(&shift, vec![Stmt::set(&acc_q, &hold_i)], vec![Stmt::when(&acc_en, vec![Stmt::set(&acc_q, &acc_nxt)])])],
+                )],
+            );
+            b.assign(&hold_q, &acc_q);
+        }
+    }
     m
 }
 
@@ -631,7 +662,7 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
     let first = p.serial.then(|| m.input("first_i", Ty::bit(), "the PEs' dot_q hold a step's most significant bit plane"));
     let acc_en = m.input("acc_en_i", Ty::bit(), "accumulate the dot products");
     let clr = m.input("clr_i", Ty::bit(), "clear the accumulators");
-    let load = m.input("load_i", Ty::bit(), "the dot products end a tile");
+    let load = p.double_buffer.then(|| m.input("load_i", Ty::bit(), "the dot products end a tile"));
     let shift = m.input("shift_i", Ty::bit(), "shift the hold registers one row down");
     let col_o = m.output("col_o", Ty::u(c * aw), "hold register of row 0 of each column");
     let b = &mut m.body;
@@ -692,7 +723,6 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
                 ("w_i", w_q.part(&format!("gc * {cl}"), cl, (c - 1) * cl)),
                 ("acc_en_i", acc_en.clone()),
                 ("clr_i", clr.clone()),
-                ("load_i", load.clone()),
                 ("shift_i", shift.clone()),
                 ("hold_i", hold.part(&format!("((gr + 1) * {c} + gc) * {aw}"), aw, (r * c + c - 1) * aw)),
                 ("hold_o", hold.part(&format!("(gr * {c} + gc) * {aw}"), aw, ((r - 1) * c + c - 1) * aw)),
@@ -702,6 +732,9 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
             }
             if let Some(first) = &first {
                 conns.push(("first_i", first.clone()));
+            }
+            if let Some(load) = &load {
+                conns.push(("load_i", load.clone()));
             }
             b.instance(pe, "u_pe", &conns);
         });
@@ -917,7 +950,7 @@ pub fn ctrl(p: &HwParams) -> Module {
     let w_ready = m.output("w_ready_o", Ty::bit(), "");
     let acc_en_o = m.output("acc_en_o", Ty::bit(), "a valid dot product is ready: accumulate it");
     let clr_o = m.output("clr_o", Ty::bit(), "clear the accumulators: a tile ends, or reset");
-    let load_o = m.output("load_o", Ty::bit(), "the dot product ends a tile: load the hold registers");
+    let load_o = p.double_buffer.then(|| m.output("load_o", Ty::bit(), "the dot product ends a tile: load the hold registers"));
     let shift_o = m.output("shift_o", Ty::bit(), "issue one row into the drain; shift the hold registers");
     let push_o = m.output("push_o", Ty::bit(), "a row leaves the drain pipeline into the output buffer");
     let push_last_o = m.output("push_last_o", Ty::bit(), "that row is the last of its tile");
@@ -957,10 +990,13 @@ pub fn ctrl(p: &HwParams) -> Module {
     }
     let last_in_flight = b.net("last_in_flight", &lif, "");
     let can_finish = b.net("can_finish", &hold_full.lor(&last_in_flight).lnot(), "a last step may enter");
+    // with hold registers only a tile's last step waits for them; without, every step waits while a
+    // tile's last step is in flight or the accumulators drain
+    let tile_ok = if p.double_buffer { a_last.lnot().lor(&can_finish) } else { can_finish.clone() };
     let ok = match &serial {
         // a bit-serial step is accepted when S1 is free or in its last cycle
-        Some((_, _, e1, _, _)) => b.net("step_ok", &a_last.lnot().lor(&can_finish).land(&v[0].lnot().lor(e1)), ""),
-        None => b.net("step_ok", &a_last.lnot().lor(&can_finish), ""),
+        Some((_, _, e1, _, _)) => b.net("step_ok", &tile_ok.land(&v[0].lnot().lor(e1)), ""),
+        None => b.net("step_ok", &tile_ok, ""),
     };
     let fire = b.net("fire", &a_valid.land(&w_valid).land(&ok), "a step is accepted");
     b.assign(&a_ready, &w_valid.land(&ok));
@@ -975,8 +1011,13 @@ pub fn ctrl(p: &HwParams) -> Module {
         b.assign(first_o, &f[top - 2]);
     }
     let load = b.net("load", &acc_en.land(&l[top]), "");
-    b.assign(&load_o, &load);
-    b.assign(&clr_o, &rst.lor(&load));
+    match &load_o {
+        Some(load_o) => {
+            b.assign(load_o, &load);
+            b.assign(&clr_o, &rst.lor(&load));
+        }
+        None => b.assign(&clr_o, &rst),
+    }
 
     b.comment(&format!("drain: hold registers -> output stage ({} register stages) -> output buffer", p.drain_stages()));
     // Credits: rows issued and not yet popped never exceed the output buffer's depth, so the drain
@@ -1263,7 +1304,7 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
     let prm: Vec<Expr> = fields.iter().map(|(n, w)| b.wire(n, Ty::u(c * w), "")).collect();
     let acc_en = b.wire("acc_en", Ty::bit(), "");
     let clr = b.wire("clr", Ty::bit(), "");
-    let load = b.wire("load", Ty::bit(), "");
+    let load = p.double_buffer.then(|| b.wire("load", Ty::bit(), ""));
     let drain_shift = b.wire("drain_shift", Ty::bit(), "");
     let push = b.wire("push", Ty::bit(), "");
     let push_last = b.wire("push_last", Ty::bit(), "");
@@ -1302,7 +1343,6 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
             ("w_ready_o", w_ready),
             ("acc_en_o", acc_en.clone()),
             ("clr_o", clr.clone()),
-            ("load_o", load.clone()),
             ("shift_o", drain_shift.clone()),
             ("push_o", push.clone()),
             ("push_last_o", push_last.clone()),
@@ -1313,6 +1353,7 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         .chain(col_sel.clone().map(|cs| ("col_o", cs)))
         .chain(step.clone().map(|s| ("step_o", s)))
         .chain(first.clone().map(|f| ("first_o", f)))
+        .chain(load.clone().map(|l| ("load_o", l)))
         .collect::<Vec<_>>(),
     );
     b.instance(
@@ -1339,7 +1380,6 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
             ("w_data_i", w_data),
             ("acc_en_i", acc_en),
             ("clr_i", clr),
-            ("load_i", load),
             ("shift_i", drain_shift),
             ("col_o", col.clone()),
         ]
@@ -1347,6 +1387,7 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         .chain(levels.map(|lv| ("levels_i", lv)))
         .chain(step.map(|s| ("step_i", s)))
         .chain(first.map(|f| ("first_i", f)))
+        .chain(load.map(|l| ("load_i", l)))
         .collect::<Vec<_>>(),
     );
     let pre = if p.bases.is_some() { COMBINE_STAGES } else { 0 };
