@@ -4,7 +4,7 @@
 
 use qmac::config::Config;
 use qmac::quantize::{self, layer_vectors, quantize_layer, LayerTensors, LayerVectors, QuantizedLayer, Source, Spec};
-use qmac::reference::{check_params, tile_outputs};
+use qmac::reference::{basis_sign, check_params, tile_outputs_table};
 use qmac::rng::Rng;
 use qmac::vectors::{render, Item};
 use qmac_arith::pipeline::{output_code, ChannelParams};
@@ -38,25 +38,29 @@ struct SpecOpts<'a> {
     out_alpha: String,
     array: &'a str,
     bias: bool,
+    /// Replaces the `[input]` section's body (PACT `bits` and `alpha`) when not empty.
+    input: &'a str,
+    /// Extra `[weights]` lines (a level table).
+    weights_extra: &'a str,
 }
 
 impl Default for SpecOpts<'_> {
     fn default() -> Self {
-        SpecOpts { scheme: "sawb", bits: 2, granularity: "per_channel", layout: "fc", conv: "", in_bits: 4, in_alpha: 2.0, out_bits: 4, out_alpha: "3.0".into(), array: "rows = 3\ncols = 4\nlanes = 5\n", bias: true }
+        SpecOpts { scheme: "sawb", bits: 2, granularity: "per_channel", layout: "fc", conv: "", in_bits: 4, in_alpha: 2.0, out_bits: 4, out_alpha: "3.0".into(), array: "rows = 3\ncols = 4\nlanes = 5\n", bias: true, input: "", weights_extra: "" }
     }
 }
 
 fn spec_text(o: &SpecOpts) -> String {
     format!(
-        "[weights]\ntensor = \"layer.weight\"\n{}scheme = \"{}\"\nbits = {}\ngranularity = \"{}\"\nlayout = \"{}\"\n{}\n[input]\nbits = {}\nalpha = {:?}\n\n[output]\nscheme = \"pact\"\nbits = {}\nalpha = {}\n\n[array]\n{}",
+        "[weights]\ntensor = \"layer.weight\"\n{}scheme = \"{}\"\nbits = {}\ngranularity = \"{}\"\nlayout = \"{}\"\n{}{}\n[input]\n{}\n\n[output]\nscheme = \"pact\"\nbits = {}\nalpha = {}\n\n[array]\n{}",
         if o.bias { "bias = \"layer.bias\"\n" } else { "" },
         o.scheme,
         o.bits,
         o.granularity,
         o.layout,
+        o.weights_extra,
         if o.conv.is_empty() { String::new() } else { format!("\n[conv]\n{}", o.conv) },
-        o.in_bits,
-        o.in_alpha,
+        if o.input.is_empty() { format!("bits = {}\nalpha = {:?}", o.in_bits, o.in_alpha) } else { o.input.to_string() },
         o.out_bits,
         o.out_alpha,
         o.array
@@ -168,7 +172,7 @@ fn outputs_from_tiles(lv: &LayerVectors) -> Vec<u64> {
         for (b, item) in layer.items.iter().enumerate() {
             let Item::Tile(steps) = item else { panic!("only complete tiles") };
             assert_eq!(steps.len() as u32, cfg.max_steps());
-            let t = tile_outputs(cfg, steps, &layer.params);
+            let t = tile_outputs_table(cfg, steps, &layer.params, &layer.table);
             for r in 0..rows {
                 for c in 0..cols {
                     let (p, o) = (b * rows + r, g * cols + c);
@@ -359,6 +363,166 @@ fn conv_im2col_matches_direct_convolution() {
     }
 }
 
+/// The output codes of a binary-activation layer computed here from its codes: per-pair counts over the
+/// layer's K elements only, `acc = sum_p m[p] D_p`, plus the channel's `acc_offset` (what the padded
+/// elements of a tile add in the array), through the output pipeline.
+fn bases_outputs_direct(q: &QuantizedLayer, lv: &LayerVectors) -> Vec<u64> {
+    let k = q.geometry.k;
+    let (wb, ab) = (q.weights.bits, q.input.bits);
+    let mut y = Vec::new();
+    for p in 0..lv.patches {
+        for (o, ch) in q.channels.iter().enumerate() {
+            let m = &ch.pair_scales;
+            let mut acc = 0i64;
+            for i in 0..wb {
+                for j in 0..ab {
+                    let d: i64 = (0..k).map(|kk| basis_sign(q.weights.codes[o][kk], i) * basis_sign(lv.input_codes[p * k + kk], j)).sum();
+                    acc += m[(i * ab + j) as usize] * d;
+                }
+            }
+            y.push(output_code(acc + ch.acc_offset, &ch.params(), Rounding::HalfEven, q.output.bits));
+        }
+    }
+    y
+}
+
+/// Root-mean-square error of the array's dequantized outputs against the float layer output clipped to
+/// `[0, alpha]`, relative to the root-mean-square of the latter.
+fn relative_error(lv: &LayerVectors, alpha: f64) -> f64 {
+    let clipped: Vec<f64> = lv.float_output.iter().map(|y| y.clamp(0.0, alpha)).collect();
+    let rms = (clipped.iter().map(|v| v * v).sum::<f64>() / clipped.len() as f64).sqrt();
+    lv.error.vs_float.mse.sqrt() / rms
+}
+
+/// Layers with binary activations (weights and inputs as binary bases, `bases` on the array): the
+/// tiles' outputs equal the pair-count model computed here (so padded elements are compensated
+/// exactly: K = 23 is not a multiple of lanes = 5), the array agrees with float math on its own
+/// quantized operands (what is left is the rounding of the pair scales and of the integer bias, clip
+/// and multiplier), and the output is near the float layer.
+#[test]
+fn bases_layers_match_their_quantized_math() {
+    let mut rng = Rng::new(40);
+    let (out, k, n) = (6, 23, 30);
+    let w = normal(&mut rng, out * k, 0.3);
+    let bias = normal(&mut rng, out, 0.3);
+    let x = normal(&mut rng, n * k, 1.0);
+    // (weights, bits, granularity, input section, bound on the RMS error relative to float). The
+    // bounds are the binary schemes' own error with some margin (measured 0.65, 0.48, 0.50, 0.71,
+    // 0.24): one ls-1 basis alone is off by sqrt(1 - 2/pi) = 0.6 of a normal weight's RMS.
+    let cases = [
+        ("ls1", 1, "per_channel", "scheme = \"ls2\"\nbits = 2", 0.75),
+        ("ls2", 2, "per_channel", "scheme = \"gf\"\nbits = 2", 0.6),
+        ("gf", 3, "per_channel", "scheme = \"lsT\"\nbits = 2", 0.6),
+        ("lsT", 2, "per_tensor", "scheme = \"ls1\"\nbits = 1", 0.8),
+        ("gf", 4, "per_tensor", "scheme = \"gf\"\nbits = 4", 0.3),
+    ];
+    for (scheme, bits, granularity, input, bound) in cases {
+        let o = SpecOpts { scheme, bits, granularity, input, out_alpha: "3.0".into(), array: "rows = 4\ncols = 4\nlanes = 5\n", ..SpecOpts::default() };
+        let mut spec = Spec::from_toml(&spec_text(&o), "test").unwrap();
+        spec.input.scales = Some(quantize::calibrate_input_scales(&spec, &x).unwrap());
+        let t = LayerTensors::new(&spec, w.clone(), vec![out, k], Some(bias.clone())).unwrap();
+        let q = quantize_layer(&spec, &t, Source { weights_file: "memory".into(), tensor: "layer.weight".into(), bias: None }).unwrap();
+        let name = format!("{scheme}-{bits} x {input:?}");
+        let cfg = q.config().unwrap();
+        assert_eq!(cfg.bases(), Some((bits, spec.input.bits)), "{name}");
+        let lv = layer_vectors(&q, &x, &[n, k]).unwrap();
+        assert_eq!(lv.layers.len(), 2, "{name}");
+        assert!(lv.layers.iter().all(|l| l.table.len() == 4 * cfg.basis_pairs() as usize));
+        assert_eq!(outputs_from_tiles(&lv), lv.codes, "{name}");
+        assert_eq!(bases_outputs_direct(&q, &lv), lv.codes, "{name}");
+        let total = n * out;
+        let cq = lv.error.codes_vs_quantized;
+        assert_eq!(cq.within_one, total, "{name}: {cq:?}");
+        assert!(cq.exact * 100 >= total * 97, "{name}: {cq:?}");
+        let rel = relative_error(&lv, 3.0);
+        assert!(rel < bound, "{name}: relative error {rel} against float");
+        // the outputs spread over the code range, so the comparisons say something
+        let spread: std::collections::BTreeSet<u64> = lv.codes.iter().copied().collect();
+        assert!(spread.len() >= 8, "{name}: {spread:?}");
+    }
+}
+
+/// A convolution with binary activations: the zero padding gets the code of the value 0, so the layer
+/// on padded codes equals the same layer without padding on an input padded with float zeros.
+#[test]
+fn bases_conv_padding_is_the_code_of_zero() {
+    let mut rng = Rng::new(41);
+    let (n, c, h, wd, out) = (2, 2, 5, 4, 3);
+    let w = normal(&mut rng, out * c * 9, 0.3);
+    let bias = normal(&mut rng, out, 0.2);
+    let x = normal(&mut rng, n * c * h * wd, 1.0);
+    let (ph, pw) = (h + 2, wd + 2);
+    let mut xp = vec![0.0f32; n * c * ph * pw];
+    for i in 0..n * c {
+        for y in 0..h {
+            for xx in 0..wd {
+                xp[(i * ph + y + 1) * pw + xx + 1] = x[(i * h + y) * wd + xx];
+            }
+        }
+    }
+    let run = |conv: &str, x: &[f32], shape: &[usize]| {
+        let input = "scheme = \"gf\"\nbits = 3\nscales = [0.8, 0.35, 0.15]";
+        let o = SpecOpts { scheme: "ls2", bits: 2, layout: "conv", conv, input, array: "rows = 4\ncols = 2\nlanes = 4\n", ..SpecOpts::default() };
+        let q = quantize(&o, &w, &[out, c, 3, 3], &bias);
+        let lv = layer_vectors(&q, x, shape).unwrap();
+        assert_eq!(outputs_from_tiles(&lv), lv.codes);
+        assert_eq!(bases_outputs_direct(&q, &lv), lv.codes);
+        lv
+    };
+    let padded = run("padding = [1, 1]\n", &x, &[n, c, h, wd]);
+    let explicit = run("", &xp, &[n, c, ph, pw]);
+    assert_eq!(padded.out_hw, explicit.out_hw);
+    assert_eq!(padded.input_codes, explicit.input_codes);
+    assert_eq!(padded.codes, explicit.codes);
+    // the code of 0 with v = [0.8, 0.35, 0.15]: s1 = +1, then -0.8 -> -1, -0.45 -> -1: 0b001
+    assert!(padded.input_codes.iter().filter(|&&c| c == 0b001).count() >= 2 * 2 * (h + wd) * 3);
+}
+
+/// Learnable levels (codebook weights) on a fully connected layer: codes are nearest levels of the
+/// trained table, the array's outputs are the output pipeline on `sum level_int * input code`, and the
+/// result is as close to float math on the quantized operands as for any other scheme.
+#[test]
+fn codebook_layer_matches_its_quantized_math() {
+    let mut rng = Rng::new(42);
+    let (out, k, n) = (5, 26, 30);
+    let w = normal(&mut rng, out * k, 0.3);
+    let bias = normal(&mut rng, out, 0.2);
+    let x = uniform01(&mut rng, n * k, 1.1);
+    let levels = [-0.6, -0.35, -0.18, -0.05, 0.05, 0.18, 0.35, 0.6];
+    let extra = format!("levels = {levels:?}\n");
+    let o = SpecOpts { scheme: "levels", bits: 3, granularity: "per_tensor", weights_extra: &extra, in_bits: 4, in_alpha: 1.0, out_alpha: "2.0".into(), array: "rows = 4\ncols = 2\nlanes = 4\nlevel_bits = 8\n", ..SpecOpts::default() };
+    let q = quantize(&o, &w, &[out, k], &bias);
+    let l = q.weights.levels.clone().unwrap();
+    // 0.6 * 2^7 = 76.8 fits 8 bits (-128..=127), 0.6 * 2^8 does not
+    assert_eq!(l.exponent, 7);
+    assert_eq!(l.ints, levels.iter().map(|v: &f64| (v * 128.0).round_ties_even() as i64).collect::<Vec<_>>());
+    for oc in 0..out {
+        for kk in 0..k {
+            let v = f64::from(w[oc * k + kk]);
+            let c = q.weights.codes[oc][kk] as usize;
+            assert!(levels.iter().all(|l| (v - levels[c]).abs() <= (v - l).abs()), "[{oc}][{kk}]");
+        }
+    }
+    let lv = layer_vectors(&q, &x, &[n, k]).unwrap();
+    assert_eq!(lv.layers.len(), 3);
+    assert!(lv.layers.iter().all(|layer| layer.table == l.ints));
+    assert_eq!(outputs_from_tiles(&lv), lv.codes);
+    for p in 0..n {
+        for (oc, params) in q.params().iter().enumerate() {
+            let acc: i64 = (0..k).map(|kk| l.ints[q.weights.codes[oc][kk] as usize] * lv.input_codes[p * k + kk] as i64).sum();
+            assert_eq!(lv.codes[p * out + oc], output_code(acc, params, Rounding::HalfEven, 4), "[{p}][{oc}]");
+        }
+    }
+    let total = n * out;
+    let cq = lv.error.codes_vs_quantized;
+    assert_eq!(cq.within_one, total, "{cq:?}");
+    assert!(cq.exact * 100 >= total * 97, "{cq:?}");
+    let rel = relative_error(&lv, 2.0);
+    assert!(rel < 0.3, "relative error {rel} against float");
+    let spread: std::collections::BTreeSet<u64> = lv.codes.iter().copied().collect();
+    assert!(spread.len() >= 8, "{spread:?}");
+}
+
 fn write_safetensors(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
     let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
     let views: Vec<(&str, TensorView<'_>)> = tensors.iter().zip(&bytes).map(|((n, s, _), b)| (*n, TensorView::new(Dtype::F32, s.clone(), b).unwrap())).collect();
@@ -496,40 +660,109 @@ fn cli_entry_point_runs() {
     assert!(tmp.path().join("o/quantized.json").is_file());
 }
 
-/// The end-to-end path through the binary: `qmac quantize` of a fully-connected and a convolution layer
-/// from files, then `qmac sim DIR --inputs acts.npy` runs the real data through the generated RTL in
-/// Verilator, bit-exact against the reference with random stalls (needs the pinned tools).
+/// The end-to-end path through the binary: `qmac quantize` of a layer from files, then
+/// `qmac sim DIR --inputs acts.npy` runs the real data through the generated RTL in Verilator, bit-exact
+/// against the reference with random stalls (needs the pinned tools). Cases: a fully-connected and a
+/// convolution layer with PACT inputs; a fully-connected layer with ls-1 weights x ls-2 activations
+/// whose basis scales `qmac quantize --inputs` calibrates; a convolution (zero padding, K not a
+/// multiple of lanes) with gf-3 weights x ls-T activations with scales from the spec; and a
+/// fully-connected codebook layer (learnable levels, fitted). The dequantized result of each is
+/// compared with the float layer.
 #[test]
 fn real_data_through_the_rtl_for_fc_and_conv() {
     let tmp = tempfile::tempdir().unwrap();
     let mut rng = Rng::new(21);
-    let cases: [(&str, SpecOpts, Vec<usize>, Vec<u64>); 2] = [
-        ("fc", SpecOpts::default(), vec![5, 12], vec![7, 12]),
-        (
-            "conv",
-            SpecOpts { layout: "conv", conv: "stride = [1, 1]\npadding = [1, 1]\n", scheme: "uniform", bits: 3, ..SpecOpts::default() },
-            vec![4, 2, 3, 3],
-            vec![1, 2, 4, 4],
-        ),
+    struct Case<'a> {
+        name: &'a str,
+        opts: SpecOpts<'a>,
+        wshape: Vec<usize>,
+        xshape: Vec<u64>,
+        /// Signed (normal) inputs for binary activations, else PACT-range ones.
+        signed: bool,
+        /// Also pass the inputs to `qmac quantize` (calibrates binary input scales).
+        calibrate: bool,
+        /// Bound on the output's RMS error relative to the float layer (clipped to [0, alpha]).
+        rel_bound: f64,
+    }
+    let cases = [
+        Case { name: "fc", opts: SpecOpts::default(), wshape: vec![5, 12], xshape: vec![7, 12], signed: false, calibrate: false, rel_bound: 0.5 },
+        Case {
+            name: "conv",
+            opts: SpecOpts { layout: "conv", conv: "stride = [1, 1]\npadding = [1, 1]\n", scheme: "uniform", bits: 3, ..SpecOpts::default() },
+            wshape: vec![4, 2, 3, 3],
+            xshape: vec![1, 2, 4, 4],
+            signed: false,
+            calibrate: false,
+            rel_bound: 0.5,
+        },
+        Case { name: "fc-ls1-ls2", opts: SpecOpts { scheme: "ls1", bits: 1, input: "scheme = \"ls2\"\nbits = 2", ..SpecOpts::default() }, wshape: vec![5, 12], xshape: vec![7, 12], signed: true, calibrate: true, rel_bound: 0.8 },
+        Case {
+            name: "conv-gf3-lsT",
+            opts: SpecOpts { layout: "conv", conv: "padding = [1, 1]\n", scheme: "gf", bits: 3, input: "scheme = \"lsT\"\nbits = 2\nscales = [0.55, 0.55]", ..SpecOpts::default() },
+            wshape: vec![4, 2, 3, 3],
+            xshape: vec![1, 2, 4, 4],
+            signed: true,
+            calibrate: false,
+            rel_bound: 0.5,
+        },
+        Case { name: "fc-levels", opts: SpecOpts { scheme: "levels", bits: 3, granularity: "per_tensor", ..SpecOpts::default() }, wshape: vec![5, 12], xshape: vec![7, 12], signed: false, calibrate: false, rel_bound: 0.3 },
     ];
-    for (name, opts, wshape, xshape) in cases {
-        let out = wshape[0];
-        let wn: usize = wshape.iter().product();
-        let xn: usize = xshape.iter().product::<u64>() as usize;
+    for case in cases {
+        let name = case.name;
+        let out = case.wshape[0];
+        let wn: usize = case.wshape.iter().product();
+        let xn: usize = case.xshape.iter().product::<u64>() as usize;
         let weights = tmp.path().join(format!("{name}.safetensors"));
-        write_safetensors(&weights, &[("layer.weight", wshape.clone(), normal(&mut rng, wn, 0.4)), ("layer.bias", vec![out], normal(&mut rng, out, 0.1))]);
+        write_safetensors(&weights, &[("layer.weight", case.wshape.clone(), normal(&mut rng, wn, 0.4)), ("layer.bias", vec![out], normal(&mut rng, out, 0.1))]);
         let spec = tmp.path().join(format!("{name}.toml"));
-        std::fs::write(&spec, spec_text(&opts)).unwrap();
+        std::fs::write(&spec, spec_text(&case.opts)).unwrap();
         let acts = tmp.path().join(format!("{name}.npy"));
-        write_npy(&acts, &xshape, &uniform01(&mut rng, xn, 2.0));
+        let x = if case.signed { normal(&mut rng, xn, 1.0) } else { uniform01(&mut rng, xn, 2.0) };
+        write_npy(&acts, &case.xshape, &x);
         let dir = tmp.path().join(name);
         let bin = env!("CARGO_BIN_EXE_qmac");
-        let q = std::process::Command::new(bin).args(["quantize", "--weights"]).arg(&weights).arg("--spec").arg(&spec).arg("-o").arg(&dir).output().unwrap();
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(["quantize", "--weights"]).arg(&weights).arg("--spec").arg(&spec).arg("-o").arg(&dir);
+        if case.calibrate {
+            cmd.arg("--inputs").arg(&acts);
+        }
+        let q = cmd.output().unwrap();
         assert!(q.status.success(), "{name}: quantize failed: {}", String::from_utf8_lossy(&q.stderr));
         let s = std::process::Command::new(bin).arg("sim").arg(&dir).arg("--inputs").arg(&acts).env("RUST_BACKTRACE", "0").output().unwrap();
         let stdout = String::from_utf8_lossy(&s.stdout);
         assert!(s.status.success(), "{name}: sim failed: {}{}", stdout, String::from_utf8_lossy(&s.stderr));
         assert!(stdout.contains("bit-exact in the RTL") && stdout.contains("PASS"), "{name}: {stdout}");
         assert!(dir.join("hw/rtl").is_dir());
+
+        // the layer the RTL ran, against float
+        let ql = QuantizedLayer::load(&dir).unwrap();
+        let lv = layer_vectors(&ql, &x, &case.xshape.iter().map(|&d| d as usize).collect::<Vec<_>>()).unwrap();
+        assert!(stdout.contains(&format!("{} output codes", lv.codes.len())), "{name}: {stdout}");
+        let cq = lv.error.codes_vs_quantized;
+        assert_eq!(cq.within_one, cq.total, "{name}: {cq:?}");
+        assert!(cq.exact * 10 >= cq.total * 9, "{name}: {cq:?}");
+        let rel = relative_error(&lv, 3.0);
+        assert!(rel < case.rel_bound, "{name}: output error relative to float {rel}");
+        match name {
+            "fc-ls1-ls2" => {
+                // calibrated once on the inputs, recorded, and used again by `qmac sim`
+                let mut sp = Spec::from_toml(&spec_text(&case.opts), "t").unwrap();
+                let v = quantize::calibrate_input_scales(&sp, &x).unwrap();
+                assert!(ql.input.calibrated);
+                assert_eq!(ql.input.basis_scales.len(), 2);
+                assert_eq!(ql.input.basis_scales, v, "quantized.json holds the scales exactly");
+                sp.input.scales = Some(ql.input.basis_scales.clone());
+                assert_eq!(Spec::from_file(&dir.join("spec.toml")).unwrap(), sp);
+                assert_eq!(ql.config.act_encoding, qmac::config::EncodingName::Bases);
+            }
+            "conv-gf3-lsT" => {
+                assert_eq!(ql.input.basis_scales, vec![0.55, 0.55]);
+                assert_eq!(ql.config().unwrap().bases(), Some((3, 2)));
+                assert!(ql.channels.iter().all(|c| c.acc_offset != 0), "K = 18 padded to 20");
+            }
+            "fc-levels" => assert!(ql.weights.levels.as_ref().is_some_and(|l| l.fitted && l.ints.len() == 8)),
+            _ => {}
+        }
+        eprintln!("{name}: rel {rel:.3}, vs quantized {cq:?}");
     }
 }

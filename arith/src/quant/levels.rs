@@ -27,6 +27,8 @@ pub const MAX_BITS: u32 = 8;
 pub const MAX_TOTAL_BITS: u32 = 32;
 /// Largest number of fractional bits of a fixed-point level.
 pub const MAX_FRAC_BITS: u32 = 62;
+/// Most Lloyd steps of [`LevelTable::fit`].
+pub const FIT_MAX_ITERATIONS: usize = 100;
 
 /// A per-layer table of `2^bits` learned levels.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +48,95 @@ impl LevelTable {
                 index,
                 value,
             });
+        }
+        Ok(LevelTable { bits, levels })
+    }
+
+    /// Fits a table of `2^bits` levels to weights `w` when no trained table is at hand: 1-D
+    /// k-means (Lloyd's algorithm) started from quantiles.
+    ///
+    /// * Start: level `i` is the sorted weight of rank `floor((2i + 1) * N / 2^(bits + 1))` (0-based),
+    ///   the midpoint quantile of the `i`-th of `2^bits` equal-count groups.
+    /// * Step: every weight goes to its nearest level (the levels are sorted, so the groups are
+    ///   runs of the sorted weights split at the midpoints between adjacent levels; a weight exactly
+    ///   at a midpoint goes to the lower level); each level with weights moves to their mean. A
+    ///   level without any (a repeated start level, for example) moves to the weight farthest from
+    ///   its group's mean in the group of largest squared error that has two distinct values, or
+    ///   keeps its value if there is none. The levels are then sorted again.
+    /// * Stop: when no level changes, or after [`FIT_MAX_ITERATIONS`] steps.
+    ///
+    /// No step raises the squared error (the assignment is nearest, the mean is the least-squares
+    /// level of its group, and a moved empty level only adds a choice), so the result is never worse
+    /// than the quantile start. The levels are sorted ascending; at the end of the fit they repeat
+    /// only when the weights have fewer distinct values than levels (then every value is a level and
+    /// the error is 0). `w` must be nonempty and finite.
+    pub fn fit(bits: u32, w: &[f32]) -> Result<Self, QuantError> {
+        check_bits("learnable-level weight bits", bits, MIN_BITS, MAX_BITS)?;
+        check_input(w, Granularity::PerTensor)?;
+        let mut a: Vec<f64> = w.iter().map(|&v| f64::from(v)).collect();
+        a.sort_by(f64::total_cmp);
+        let n = a.len();
+        let k = 1usize << bits;
+        let (mut prefix, mut prefix_sq) = (vec![0.0; n + 1], vec![0.0; n + 1]);
+        for (i, &v) in a.iter().enumerate() {
+            prefix[i + 1] = prefix[i] + v;
+            prefix_sq[i + 1] = prefix_sq[i] + v * v;
+        }
+        let sse = |(b, e): (usize, usize)| {
+            let m = (e - b) as f64;
+            (prefix_sq[e] - prefix_sq[b]) - (prefix[e] - prefix[b]).powi(2) / m
+        };
+        let mut levels: Vec<f64> = (0..k)
+            .map(|i| a[((2 * i + 1) * n / (2 * k)).min(n - 1)])
+            .collect();
+        for _ in 0..FIT_MAX_ITERATIONS {
+            // groups: runs of the sorted weights, split at the midpoints between adjacent levels
+            let mut bounds = Vec::with_capacity(k);
+            let mut start = 0;
+            for i in 0..k {
+                let end = if i + 1 == k {
+                    n
+                } else {
+                    let t = 0.5 * (levels[i] + levels[i + 1]);
+                    start + a[start..].partition_point(|&v| v <= t)
+                };
+                bounds.push((start, end));
+                start = end;
+            }
+            let mut next: Vec<f64> = bounds
+                .iter()
+                .zip(&levels)
+                .map(|(&(b, e), &l)| {
+                    if e > b {
+                        (prefix[e] - prefix[b]) / (e - b) as f64
+                    } else {
+                        l
+                    }
+                })
+                .collect();
+            // an empty group's level moves to the weight farthest from its group's mean in the
+            // group of largest squared error (among groups with two distinct values)
+            let mut split = vec![false; k];
+            for i in 0..k {
+                if bounds[i].1 > bounds[i].0 {
+                    continue;
+                }
+                let donor = (0..k)
+                    .filter(|&j| !split[j] && bounds[j].1 > bounds[j].0 + 1)
+                    .filter(|&j| a[bounds[j].0] != a[bounds[j].1 - 1])
+                    .max_by(|&x, &y| sse(bounds[x]).total_cmp(&sse(bounds[y])));
+                if let Some(j) = donor {
+                    split[j] = true;
+                    let (b, e) = bounds[j];
+                    let (lo, hi) = (a[b], a[e - 1]);
+                    next[i] = if next[j] - lo >= hi - next[j] { lo } else { hi };
+                }
+            }
+            next.sort_by(f64::total_cmp);
+            if next == levels {
+                break;
+            }
+            levels = next;
         }
         Ok(LevelTable { bits, levels })
     }
@@ -344,6 +435,74 @@ mod tests {
             t.to_fixed(2, 0),
             Err(QuantError::BitsOutOfRange { .. })
         ));
+    }
+
+    /// The fit: quantile start, Lloyd steps to the group means, sorted levels, never worse than
+    /// the start, and exact when the weights have 2^bits distinct values.
+    #[test]
+    fn fit_by_hand_and_never_worse_than_the_start() {
+        // 30 x -1, 3 x 0, 3 x 2, 4 x 5: the quantile start (ranks 5, 15, 25, 35) is
+        // [-1, -1, -1, 2]; the repeated levels leave groups empty, which take the far ends of the
+        // largest-error group, and the fit ends at the four values, with zero error.
+        let mut w = vec![-1.0f32; 30];
+        w.extend([0.0; 3]);
+        w.extend([2.0; 3]);
+        w.extend([5.0; 4]);
+        let t = LevelTable::fit(2, &w).unwrap();
+        assert_eq!(t.levels(), &[-1.0, 0.0, 2.0, 5.0]);
+        assert!(t.quantize(&w).unwrap().dequantize() == w);
+        // one value: every level is that value
+        assert_eq!(LevelTable::fit(1, &[0.5; 3]).unwrap().levels(), &[0.5, 0.5]);
+        assert!(matches!(
+            LevelTable::fit(0, &w),
+            Err(QuantError::BitsOutOfRange { .. })
+        ));
+        assert_eq!(LevelTable::fit(2, &[]), Err(QuantError::EmptyTensor));
+        let sse = |t: &LevelTable, w: &[f32]| -> f64 {
+            let d = t.quantize(w).unwrap().dequantize_f64();
+            w.iter()
+                .zip(d)
+                .map(|(&a, b)| (f64::from(a) - b).powi(2))
+                .sum()
+        };
+        let mut rng = crate::quant::SplitMix64(17);
+        for case in 0..300 {
+            let n = 1 + rng.below(60) as usize;
+            let grid = case % 3 == 0;
+            let w: Vec<f32> = (0..n)
+                .map(|_| {
+                    if grid {
+                        rng.below(5) as f32 - 2.0
+                    } else {
+                        (rng.uniform(-1.0, 1.0).powi(3) * 4.0) as f32
+                    }
+                })
+                .collect();
+            let bits = 1 + (case % 4) as u32;
+            let t = LevelTable::fit(bits, &w).unwrap();
+            assert!(
+                t.levels().windows(2).all(|p| p[0] <= p[1]),
+                "{:?}",
+                t.levels()
+            );
+            let mut sorted = w.clone();
+            sorted.sort_by(f32::total_cmp);
+            let k = 1usize << bits;
+            let start: Vec<f64> = (0..k)
+                .map(|i| f64::from(sorted[((2 * i + 1) * n / (2 * k)).min(n - 1)]))
+                .collect();
+            let start = LevelTable::new(bits, start).unwrap();
+            let err = sse(&t, &w);
+            assert!(
+                err <= sse(&start, &w) * (1.0 + 1e-12) + 1e-12,
+                "case {case}"
+            );
+            // at most 2^bits distinct values: every one gets a level of its own
+            sorted.dedup();
+            if sorted.len() <= k {
+                assert_eq!(err, 0.0, "case {case}: {w:?} -> {:?}", t.levels());
+            }
+        }
     }
 
     /// Table construction validates size and values.

@@ -182,6 +182,52 @@ pub fn quantize(
     })
 }
 
+/// Binary bases of `x` (one tensor, one channel) with **fixed** basis scales `scales = [v1, v2, ...]`:
+/// the residual signs `s_1 = sign(x)`, `s_(i+1) = sign(x - v_1 s_1 - ... - v_i s_i)` (`sign(0) = +1`),
+/// the greedy step every scheme of this module shares once its scales are known.
+///
+/// This is how hardware with fixed (run-time loaded) basis scales encodes new data: with the scales
+/// that [`quantize`] fitted on `x` itself (per tensor), the signs are exactly those of [`quantize`]
+/// for every scheme (ls-1, ls-2, ls-T, gf-k), since its signs are this recursion with those scales.
+/// `scales` must have `1..=`[`MAX_GREEDY_BASES`] entries, each finite and `>= 0`.
+pub fn quantize_with_scales(x: &[f32], scales: &[f64]) -> Result<BinaryQuantized, QuantError> {
+    check_bits(
+        "basis count",
+        scales.len().min(u32::MAX as usize) as u32,
+        1,
+        MAX_GREEDY_BASES,
+    )?;
+    if let Some((index, &value)) = scales
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+    {
+        return Err(QuantError::InvalidParameter {
+            what: "basis scale",
+            index,
+            value,
+            requirement: "finite and >= 0",
+        });
+    }
+    let layout = check_input(x, Granularity::PerTensor)?;
+    let mut r: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    let bases = scales
+        .iter()
+        .map(|&v| {
+            let (signs, v) = peel(&mut r, v);
+            BinaryBasis {
+                signs,
+                scales: vec![v],
+            }
+        })
+        .collect();
+    Ok(BinaryQuantized {
+        granularity: Granularity::PerTensor,
+        row_len: layout.row_len,
+        bases,
+    })
+}
+
 /// The optimal ls-2 `v1` of one vector (see the module docs).
 pub fn ls2_v1(x: &[f32]) -> Result<f64, QuantError> {
     check_input(x, Granularity::PerTensor)?;
@@ -567,6 +613,55 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// With the scales `quantize` fitted on the tensor itself, the fixed-scale encoding gives the
+    /// same signs (and so the same reconstruction) for every scheme; other scales follow the residual
+    /// recursion written out here.
+    #[test]
+    fn fixed_scales_reproduce_the_fitted_signs() {
+        let mut rng = SplitMix64(0xabc);
+        let schemes = [
+            BinaryScheme::Ls1,
+            BinaryScheme::Ls2,
+            BinaryScheme::LsTernary,
+            BinaryScheme::Greedy { bases: 3 },
+            BinaryScheme::Greedy { bases: 4 },
+        ];
+        for case in 0..400 {
+            let x = random_vector(&mut rng, case % 2 == 1);
+            for scheme in schemes {
+                let q = per_tensor(&x, scheme);
+                let scales: Vec<f64> = q.bases().iter().map(|b| b.scales()[0]).collect();
+                let fixed = quantize_with_scales(&x, &scales).unwrap();
+                assert_eq!(fixed, q, "{scheme:?} x={x:?}");
+            }
+        }
+        // by hand: scales [1, 0.5] on x = [0, 1.2, -0.3, -2]:
+        // s1 = [+, +, -, -]; r = [-1, 0.2, 0.7, -1]; s2 = [-, +, +, -]
+        let q = quantize_with_scales(&[0.0, 1.2, -0.3, -2.0], &[1.0, 0.5]).unwrap();
+        assert_eq!(q.bases()[0].signs(), &[1, 1, 0, 0]);
+        assert_eq!(q.bases()[1].signs(), &[0, 1, 1, 0]);
+        assert_eq!(q.dequantize_f64(), vec![0.5, 1.5, -0.5, -1.5]);
+        // a zero residual takes sign +1: x = 1 with v1 = 1 leaves r = 0
+        let q = quantize_with_scales(&[1.0], &[1.0, 0.25]).unwrap();
+        assert_eq!(q.bases()[1].signs(), &[1]);
+        assert!(matches!(
+            quantize_with_scales(&[1.0], &[]),
+            Err(QuantError::BitsOutOfRange { .. })
+        ));
+        assert!(matches!(
+            quantize_with_scales(&[1.0], &[1.0, -0.5]),
+            Err(QuantError::InvalidParameter {
+                what: "basis scale",
+                index: 1,
+                ..
+            })
+        ));
+        assert_eq!(
+            quantize_with_scales(&[], &[1.0]),
+            Err(QuantError::EmptyTensor)
+        );
     }
 
     /// Bad input is an error, not a panic.

@@ -23,7 +23,8 @@ pub struct QuantizeArgs {
     /// Float tensors of the layer: .safetensors (F32, F16, BF16, F64), .npy or .npz.
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
-    /// Layer spec (TOML): tensor names, weight scheme and bits, layout, input and output PACT, array
+    /// Layer spec (TOML): tensor names, weight scheme (sawb, uniform, ls1, ls2, lsT, gf, levels) and
+    /// bits, layout, input activations (PACT, or binary bases ls1, ls2, lsT, gf), output PACT, array
     /// shape. See docs/quantize.md.
     #[arg(long, value_name = "FILE")]
     pub spec: PathBuf,
@@ -34,7 +35,9 @@ pub struct QuantizeArgs {
     pub out: PathBuf,
     /// Float input activations to run through the quantized layer (.npy, .npz or .safetensors):
     /// [N, in] for a fully connected layer, [N, C, H, W] for a convolution. Adds vectors.txt (for
-    /// the co-simulation testbench) and the output error against float to the report.
+    /// the co-simulation testbench) and the output error against float to the report. With a binary
+    /// input scheme and no input.scales in the spec, the basis scales are calibrated on these inputs
+    /// and written into spec.toml and quantized.json.
     #[arg(long, value_name = "FILE")]
     pub inputs: Option<PathBuf>,
     /// Name of the input tensor in an .npz or .safetensors file holding several.
@@ -50,16 +53,21 @@ pub fn run_quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
     let cfg = q.config()?;
     let e = &run.weights.chosen.tensor;
     println!(
-        "quantized `{}` ({} {} bits, {}): {} output channels, K = {}; weight MSE {:.4e}, max abs error {:.4e}",
+        "quantized `{}` ({} {} {}, {}): {} output channels, K = {}; weight MSE {:.4e}, max abs error {:.4e}",
         q.source.tensor,
         q.weights.scheme.name(),
         q.weights.bits,
+        if q.weights.encoding == crate::config::EncodingName::Bases { "bases" } else { "bits" },
         q.weights.granularity.name(),
         q.geometry.out_channels,
         q.geometry.k,
         e.mse,
         e.max_abs
     );
+    if q.input.scheme.is_binary() {
+        let from = if q.input.calibrated { "calibrated on the inputs" } else { "from the spec" };
+        println!("input {} with {} bases, basis scales {:?} ({from})", q.input.scheme.name(), q.input.bits, q.input.basis_scales);
+    }
     println!("array {} (acc {} bits, mult {} bits)", cfg.short_name(), cfg.acc_bits(), cfg.mult_bits);
     if let Some(v) = &run.vectors {
         let c = &v.error.codes_vs_float;

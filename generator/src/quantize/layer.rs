@@ -8,25 +8,35 @@
 //! | `fc` | `[N, in]` or `[in]` | `N` |
 //! | `conv` | `[N, C, H, W]` or `[C, H, W]` | `N * OH * OW` (im2col, [`super::im2col`]) |
 //!
-//! It quantizes them with the spec's input PACT (`clamp(round(clip(x, 0, alpha_in) / s_a), 0, n)`,
-//! one clip for the tensor) and lowers them to GEMM rows `[P][K]`. The array computes the GEMM in
-//! tiles: a tile is `rows` GEMM rows times `cols` output channels; step `s` of a tile carries, for PE
-//! row `r` and lane `l`, the input code of GEMM row `tile_row * rows + r` at `k = s * lanes + l`, and
-//! for column `c` the weight code of output channel `group * cols + c` at the same `k`. Rows past `P`,
-//! depths past `K` and columns past the output channels are padded with code 0 (an input code 0 has
-//! value 0, so padded depths add nothing; padded rows and columns are ignored, and padded columns get
-//! all-zero parameters). Each group of `cols` output channels is one [`Layer`] (its own parameter
-//! load) with the tiles of every row block.
+//! It quantizes them with the spec's input quantizer and lowers them to GEMM rows `[P][K]`:
+//!
+//! * PACT: `clamp(round(clip(x, 0, alpha_in) / s_a), 0, n)`, one clip for the tensor;
+//! * binary bases (ls1, ls2, lsT, gf): the residual signs with the layer's fixed basis scales `v`
+//!   ([`super::encode_bases`]); bit `j` of a code is the sign of basis `j`. A convolution's zero
+//!   padding gets the code of the value 0 (`s_1 = +1`, then the residual signs of `-v_1`, ...), so
+//!   padding the codes still equals quantizing the padded floats.
+//!
+//! The array computes the GEMM in tiles: a tile is `rows` GEMM rows times `cols` output channels; step
+//! `s` of a tile carries, for PE row `r` and lane `l`, the input code of GEMM row `tile_row * rows + r`
+//! at `k = s * lanes + l`, and for column `c` the weight code of output channel `group * cols + c` at
+//! the same `k`. Rows past `P`, depths past `K` and columns past the output channels are padded with
+//! code 0 (a PACT input code 0 has value 0, so padded depths add nothing; with binary activations a
+//! padded element adds `sum_p m[p]`, which the channel's bias already subtracts,
+//! [`super::ChannelQuant::acc_offset`]; padded rows and columns are ignored, and padded columns get
+//! all-zero parameters and pair scales). Each group of `cols` output channels is one [`Layer`] (its own
+//! parameter load, with the group's run-time table: [`QuantizedLayer::table`]) with the tiles of every
+//! row block.
 //!
 //! The float reference is the layer on the original float weights and inputs,
 //! `y[p][o] = sum_k W[o][k] * x[p][k] + b[o]`, PACT-quantized with the output clip. The array's codes
 //! differ from it by the weight and input quantization error (and, far less, by the rounding of the
 //! integer bias, clip and multiplier); against the same sum computed in float from the *quantized*
-//! weights and inputs, they differ only by the latter.
+//! weights and inputs, they differ only by the latter (and, with binary activations, by the rounding
+//! of the integer basis-pair scales).
 
-use super::{pact_code, QuantizeError, QuantizedLayer};
+use super::{encode_bases, pact_code, QuantizeError, QuantizedLayer};
 use crate::config::Config;
-use crate::reference::{tile_outputs, Step};
+use crate::reference::{basis_sign, tile_outputs_table, Step};
 use crate::vectors::{Item, Layer};
 use qmac_arith::pipeline::ChannelParams;
 use qmac_arith::quant::{pact, ErrorStats, Granularity};
@@ -139,9 +149,13 @@ pub fn layer_vectors(q: &QuantizedLayer, inputs: &[f32], shape: &[usize]) -> Res
         return Err(shape_err(format!("inputs have {} values but shape {shape:?}", inputs.len())));
     }
     let rounding = q.rounding();
-    let codes_in = pact::quantize(inputs, Granularity::PerTensor, &[q.input.alpha], q.input.bits, rounding)
-        .map_err(|source| QuantizeError::Quant { what: "input activations".into(), source })?;
-    let codes_in: Vec<u64> = codes_in.codes().iter().map(|&c| u64::from(c)).collect();
+    let bases = q.is_bases();
+    let (codes_in, pad_code) = if bases {
+        (encode_bases(inputs, &q.input.basis_scales)?, encode_bases(&[0.0], &q.input.basis_scales)?[0])
+    } else {
+        let c = pact::quantize(inputs, Granularity::PerTensor, &[q.input.alpha], q.input.bits, rounding).map_err(|source| QuantizeError::Quant { what: "input activations".into(), source })?;
+        (c.codes().iter().map(|&c| u64::from(c)).collect(), 0)
+    };
     let (x_rows, a_rows, patches, out_hw) = match &geo.conv {
         None => {
             let ok = match shape {
@@ -165,7 +179,7 @@ pub fn layer_vectors(q: &QuantizedLayer, inputs: &[f32], shape: &[usize]) -> Res
             }
             let too_small = || shape_err(format!("inputs of {h}x{w} pixels are smaller than the {}x{} kernel (dilation {:?}, padding {:?})", g.kernel[0], g.kernel[1], g.dilation, g.padding));
             let (x_rows, hw) = super::im2col(inputs, n, h, w, g, 0.0f32).ok_or_else(too_small)?;
-            let (a_rows, _) = super::im2col(&codes_in, n, h, w, g, 0u64).ok_or_else(too_small)?;
+            let (a_rows, _) = super::im2col(&codes_in, n, h, w, g, pad_code).ok_or_else(too_small)?;
             let p = n * hw[0] * hw[1];
             (x_rows, a_rows, p, Some(hw))
         }
@@ -184,6 +198,7 @@ pub fn layer_vectors(q: &QuantizedLayer, inputs: &[f32], shape: &[usize]) -> Res
     for group in 0..out.div_ceil(cols) {
         let ch = |c: usize| group * cols + c;
         let gparams: Vec<ChannelParams> = (0..cols).map(|c| if ch(c) < out { params[ch(c)] } else { zero }).collect();
+        let table = q.table(group);
         let mut items = Vec::new();
         for block in 0..patches.div_ceil(rows) {
             let row = |r: usize| block * rows + r;
@@ -210,7 +225,7 @@ pub fn layer_vectors(q: &QuantizedLayer, inputs: &[f32], shape: &[usize]) -> Res
                     Step { a, w }
                 })
                 .collect();
-            let y = tile_outputs(&cfg, &tile, &gparams);
+            let y = tile_outputs_table(&cfg, &tile, &gparams, &table);
             for r in 0..rows {
                 for c in 0..cols {
                     if row(r) < patches && ch(c) < out {
@@ -220,21 +235,35 @@ pub fn layer_vectors(q: &QuantizedLayer, inputs: &[f32], shape: &[usize]) -> Res
             }
             items.push(Item::Tile(tile));
         }
-        layers.push(Layer { params: gparams, table: Vec::new(), items });
+        layers.push(Layer { params: gparams, table, items });
     }
 
     // float references
     let mut float_output = vec![0.0f64; patches * out];
     let mut quant_output = vec![0.0f64; patches * out];
+    let (wb, ab) = (q.weights.bits, q.input.bits);
     for p in 0..patches {
         let x = &x_rows[p * k..(p + 1) * k];
         let a = &a_rows[p * k..(p + 1) * k];
         for o in 0..out {
             let wf = &q.weights.float[o];
             let y: f64 = wf.iter().zip(x).map(|(&w, &v)| f64::from(w) * f64::from(v)).sum::<f64>() + f64::from(q.bias[o]);
-            let acc: i64 = (0..k).map(|kk| q.weights.value(o, kk) * a[kk] as i64).sum();
             float_output[p * out + o] = y;
-            quant_output[p * out + o] = q.weights.scale(o) * q.input.scale * acc as f64 + f64::from(q.bias[o]);
+            quant_output[p * out + o] = if bases {
+                // sum_ij u[i] v[j] D_ij with the float basis scales (D_ij exact)
+                let u = q.weights.basis_scales_of(o);
+                let mut yq = f64::from(q.bias[o]);
+                for i in 0..wb {
+                    for j in 0..ab {
+                        let d: i64 = (0..k).map(|kk| basis_sign(q.weights.codes[o][kk], i) * basis_sign(a[kk], j)).sum();
+                        yq += u[i as usize] * q.input.basis_scales[j as usize] * d as f64;
+                    }
+                }
+                yq
+            } else {
+                let acc: i64 = (0..k).map(|kk| q.weights.value(o, kk) * a[kk] as i64).sum();
+                q.weights.scale(o) * q.input.scale * acc as f64 + f64::from(q.bias[o])
+            };
         }
     }
     let bits = q.output.bits;

@@ -3,12 +3,14 @@
 //! * The chosen scheme's weight error against the float weights (MSE and largest absolute error),
 //!   for the whole tensor and for each output channel.
 //! * Every scheme on the same tensor at the spec's granularity, so a user can choose: SAWB at 1 to 8
-//!   bits, uniform signed at 2 to 8 bits, ls-1 (1 bit), and ls-2 and ls-T (two binary bases, 2 bits;
-//!   not loadable on the array as one weight code, listed for comparison).
-//! * The integer parameters of each output channel and the real values they approximate.
+//!   bits, uniform signed at 2 to 8 bits, ls-1 (1 bit), ls-2 and ls-T (two binary bases), gf-k (1 to
+//!   4 bases), and learnable levels at 1 to 8 bits (one table per layer, fitted, in `level_bits`
+//!   fixed point), each with the array encoding it loads as.
+//! * The integer parameters of each output channel and the real values they approximate, and the
+//!   run-time table (codebook levels or basis-pair scales).
 //! * With inputs: the layer output's error against float ([`super::OutputError`]).
 
-use super::{GranularityName, LayerVectors, QuantizeError, QuantizedLayer, WeightScheme};
+use super::{codebook, GranularityName, LayerVectors, QuantizeError, QuantizedLayer, WeightScheme};
 use qmac_arith::quant::{lsq, sawb, uniform, ErrorReport, ErrorStats, Granularity};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -16,11 +18,12 @@ use std::fmt::Write as _;
 /// One scheme's error on the weight tensor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SchemeRow {
-    /// Scheme name: `sawb`, `uniform`, `ls1`, `ls2`, `lsT`.
+    /// Scheme name: `sawb`, `uniform`, `ls1`, `ls2`, `lsT`, `gf`, `levels`.
     pub scheme: &'static str,
-    /// Bits per weight (for ls-2 and ls-T: two binary bases).
+    /// Bits per weight (binary schemes: the number of bases).
     pub bits: u32,
-    /// The array's weight encoding if the scheme loads as one code per weight, else `None`.
+    /// The array's weight encoding the scheme loads as: `odd`, `int`, `bases` (ls-2, ls-T, gf-k with
+    /// 2 or more bases: needs binary activations) or `codebook` (levels); `None` if it cannot load.
     pub encoding: Option<&'static str>,
     /// Error over the tensor.
     pub error: ErrorStats,
@@ -62,9 +65,30 @@ pub fn weight_report(q: &QuantizedLayer) -> Result<WeightReport, QuantizeError> 
             rows.push(SchemeRow { scheme: "uniform", bits, encoding: Some("int"), error: e.tensor, chosen: is(WeightScheme::Uniform, bits) });
         }
     }
-    for (name, scheme, bits, enc) in [("ls1", lsq::BinaryScheme::Ls1, 1, Some("odd")), ("ls2", lsq::BinaryScheme::Ls2, 2, None), ("lsT", lsq::BinaryScheme::LsTernary, 2, None)] {
+    let binary = [
+        ("ls1", WeightScheme::Ls1, lsq::BinaryScheme::Ls1, 1, "odd"),
+        ("ls2", WeightScheme::Ls2, lsq::BinaryScheme::Ls2, 2, "bases"),
+        ("lsT", WeightScheme::LsT, lsq::BinaryScheme::LsTernary, 2, "bases"),
+        ("gf", WeightScheme::Gf, lsq::BinaryScheme::Greedy { bases: 1 }, 1, "odd"),
+        ("gf", WeightScheme::Gf, lsq::BinaryScheme::Greedy { bases: 2 }, 2, "bases"),
+        ("gf", WeightScheme::Gf, lsq::BinaryScheme::Greedy { bases: 3 }, 3, "bases"),
+        ("gf", WeightScheme::Gf, lsq::BinaryScheme::Greedy { bases: 4 }, 4, "bases"),
+    ];
+    for (name, ws, scheme, bits, enc) in binary {
         let e = lsq::quantize(&w, g, scheme).and_then(|r| r.error_report(&w)).map_err(err(name))?;
-        rows.push(SchemeRow { scheme: name, bits, encoding: enc, error: e.tensor, chosen: name == "ls1" && is(WeightScheme::Ls1, 1) });
+        rows.push(SchemeRow { scheme: name, bits, encoding: Some(enc), error: e.tensor, chosen: is(ws, bits) });
+    }
+    let level_bits = q.spec.array.level_bits;
+    for bits in 1..=8 {
+        let (codes, cb) = codebook(&w, bits, None, level_bits, rounding)?;
+        let step = 2f64.powi(-cb.exponent);
+        let approx: Vec<f64> = codes.iter().map(|&c| cb.ints[c as usize] as f64 * step).collect();
+        let e = ErrorStats::between(&w, &approx).map_err(err("levels"))?;
+        rows.push(SchemeRow { scheme: "levels", bits, encoding: Some("codebook"), error: e, chosen: is(WeightScheme::Levels, bits) });
+    }
+    // the chosen row is the error of the codes written (a trained level table, for example)
+    for r in rows.iter_mut().filter(|r| r.chosen) {
+        r.error = chosen.tensor;
     }
     rows.sort_by_key(|r| (r.bits, r.scheme));
     Ok(WeightReport { chosen, comparison: rows })
@@ -94,6 +118,8 @@ pub fn report_json(q: &QuantizedLayer, wr: &WeightReport, run: Option<&LayerVect
             "encoding": q.weights.encoding,
             "granularity": q.weights.granularity,
             "scales": q.weights.scales,
+            "basis_scales": q.weights.basis_scales,
+            "levels": q.weights.levels,
             "error": stats_json(&wr.chosen.tensor),
             "per_channel": wr.chosen.per_channel.iter().map(stats_json).collect::<Vec<_>>(),
         },
@@ -110,6 +136,7 @@ pub fn report_json(q: &QuantizedLayer, wr: &WeightReport, run: Option<&LayerVect
         "input": q.input,
         "output": q.output,
         "channels": q.channels,
+        "table": (0..q.geometry.out_channels.div_ceil(q.config.cols.max(1) as usize)).map(|g| q.table(g)).collect::<Vec<_>>(),
         "config": {
             "name": cfg.as_ref().map(|c| c.short_name()),
             "acc_bits": cfg.as_ref().map(|c| c.acc_bits()),
@@ -153,8 +180,24 @@ pub fn report_markdown(q: &QuantizedLayer, wr: &WeightReport, run: Option<&Layer
         None => format!("fully connected, weights {:?}", geo.weight_shape),
     };
     let _ = writeln!(s, "- Layer: {kind}; GEMM with {} output channels and K = {} ({})", geo.out_channels, geo.k, geo.k_order);
-    let _ = writeln!(s, "- Weights: {} {} bits, {}, `{}` codes", q.weights.scheme.name(), q.weights.bits, q.weights.granularity.name(), q.weights.enc().name());
-    let _ = writeln!(s, "- Input: PACT {} bits, alpha {}, scale {}", q.input.bits, g(q.input.alpha), g(q.input.scale));
+    let wenc = match q.config.weight_encoding {
+        crate::config::EncodingName::Bases => "bases",
+        crate::config::EncodingName::Codebook => "codebook",
+        _ => q.weights.enc().name(),
+    };
+    let wbits = match (&q.weights.levels, q.config.weight_encoding) {
+        (Some(l), _) => format!("{} bits ({} levels, {})", q.weights.bits, l.levels.len(), if l.fitted { "fitted to the weights" } else { "trained table from the spec" }),
+        (None, crate::config::EncodingName::Bases) => format!("{} bases", q.weights.bits),
+        _ => format!("{} bits", q.weights.bits),
+    };
+    let _ = writeln!(s, "- Weights: {} {wbits}, {}, `{wenc}` codes", q.weights.scheme.name(), q.weights.granularity.name());
+    if q.input.scheme.is_binary() {
+        let v: Vec<String> = q.input.basis_scales.iter().map(|&x| g(x)).collect();
+        let from = if q.input.calibrated { "calibrated on the given inputs" } else { "from the spec" };
+        let _ = writeln!(s, "- Input: {} {} bases (`bases` codes), basis scales [{}] ({from})", q.input.scheme.name(), q.input.bits, v.join(", "));
+    } else {
+        let _ = writeln!(s, "- Input: PACT {} bits, alpha {}, scale {}", q.input.bits, g(q.input.alpha), g(q.input.scale));
+    }
     let alphas = &q.output.alphas;
     let out_alpha = if alphas.iter().all(|&a| a == alphas[0]) { g(alphas[0]) } else { "per channel (below)".into() };
     let _ = writeln!(s, "- Output: PACT {} bits, alpha {out_alpha}", q.output.bits);
@@ -169,11 +212,12 @@ pub fn report_markdown(q: &QuantizedLayer, wr: &WeightReport, run: Option<&Layer
     let _ = writeln!(s, "| tensor | {} | {} |", g(wr.chosen.tensor.mse), g(wr.chosen.tensor.max_abs));
     let _ = writeln!(s, "\nPer output channel:\n\n| channel | scale | MSE | max abs error |\n|---|---|---|---|");
     for (o, e) in wr.chosen.per_channel.iter().enumerate() {
-        let _ = writeln!(s, "| {o} | {} | {} | {} |", g(q.weights.scale(o)), g(e.mse), g(e.max_abs));
+        let scale = if q.weights.basis_scales.is_empty() { g(q.weights.scale(o)) } else { q.weights.basis_scales_of(o).iter().map(|&u| g(u)).collect::<Vec<_>>().join(", ") };
+        let _ = writeln!(s, "| {o} | {scale} | {} | {} |", g(e.mse), g(e.max_abs));
     }
 
     let _ = writeln!(s, "\n## Scheme comparison ({}, same tensor)\n", q.weights.granularity.name());
-    let _ = writeln!(s, "`loadable`: one code per weight in the array's `odd` or `int` encoding. ls-2 and ls-T use two binary bases (two passes), listed for comparison.\n");
+    let _ = writeln!(s, "`loadable`: the array encoding the scheme loads as. `odd` and `int` take any input scheme; `bases` (ls-2, ls-T, gf-k with 2 or more bases) needs binary input activations (ls1, ls2, lsT, gf); `codebook` (learnable levels, one table per layer whatever the granularity, levels fitted and in `level_bits` = {} fixed point) takes PACT inputs. Binary schemes: bits = number of bases.\n", q.spec.array.level_bits);
     let table = |s: &mut String, rows: &mut dyn Iterator<Item = &SchemeRow>| {
         let _ = writeln!(s, "| scheme | bits | loadable | MSE | max abs error | |\n|---|---|---|---|---|---|");
         for r in rows {
@@ -186,7 +230,11 @@ pub fn report_markdown(q: &QuantizedLayer, wr: &WeightReport, run: Option<&Layer
     table(&mut s, &mut wr.comparison.iter());
 
     let _ = writeln!(s, "\n## Integer parameters per output channel\n");
-    let _ = writeln!(s, "`acc scale` = weight scale x input scale; the array computes `min(round(clamp(acc + bias, 0, alpha) * mult / 2^shift), 2^out_bits - 1)`.\n");
+    if q.is_bases() {
+        let _ = writeln!(s, "`acc scale` = max over basis pairs of u[i] v[j], / (2^(level_bits - 1) - 1); the array computes `acc = sum_p m[p] D_p` and then `min(round(clamp(acc + bias, 0, alpha) * mult / 2^shift), 2^out_bits - 1)`.\n");
+    } else {
+        let _ = writeln!(s, "`acc scale` = weight scale x input scale; the array computes `min(round(clamp(acc + bias, 0, alpha) * mult / 2^shift), 2^out_bits - 1)`.\n");
+    }
     let _ = writeln!(s, "| channel | acc scale | bias (real) | alpha (real) | mult / 2^shift (real) | rel. error | notes |\n|---|---|---|---|---|---|---|");
     for (o, c) in q.channels.iter().enumerate() {
         let _ = writeln!(
@@ -203,6 +251,36 @@ pub fn report_markdown(q: &QuantizedLayer, wr: &WeightReport, run: Option<&Layer
             g(c.mult_rel_error),
             c.notes.join("; ")
         );
+    }
+
+    if let Some(l) = &q.weights.levels {
+        let _ = writeln!(s, "\n## Run-time table: codebook levels\n");
+        let _ = writeln!(s, "Integer level = round(level x 2^{}), {} bits signed; the array multiplies it by the input code.\n", l.exponent, q.config.level_bits);
+        let _ = writeln!(s, "| code | level | integer level | value |\n|---|---|---|---|");
+        for (c, (&f, &i)) in l.levels.iter().zip(&l.ints).enumerate() {
+            let _ = writeln!(s, "| {c} | {} | {i} | {} |", g(f), g(i as f64 * 2f64.powi(-l.exponent)));
+        }
+    }
+    if q.is_bases() {
+        let (wb, ab) = (q.weights.bits, q.input.bits);
+        let _ = writeln!(s, "\n## Run-time table: basis-pair scales\n");
+        let _ = writeln!(s, "Pair p = i * {ab} + j (weight basis i, input basis j): m[p] = round(u[i] v[j] / acc scale), {} bits signed; in brackets u[i] v[j] / acc scale.\n", q.config.level_bits);
+        let pairs: Vec<String> = (0..wb).flat_map(|i| (0..ab).map(move |j| format!("m (w{i}, a{j})"))).collect();
+        let _ = writeln!(s, "| channel | {} |\n|---|{}", pairs.join(" | "), "---|".repeat(pairs.len()));
+        for (o, c) in q.channels.iter().enumerate() {
+            let u = q.weights.basis_scales_of(o);
+            let cells: Vec<String> = c
+                .pair_scales
+                .iter()
+                .enumerate()
+                .map(|(p, &m)| {
+                    let (i, j) = (p / ab as usize, p % ab as usize);
+                    let real = if c.acc_scale > 0.0 { u[i] * q.input.basis_scales[j] / c.acc_scale } else { 0.0 };
+                    format!("{m} ({})", g(real))
+                })
+                .collect();
+            let _ = writeln!(s, "| {o} | {} |", cells.join(" | "));
+        }
     }
 
     if let Some(r) = run {

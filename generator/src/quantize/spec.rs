@@ -7,19 +7,22 @@
 //! [weights]
 //! tensor = "conv1.weight"         # name inside the weights file
 //! bias = "conv1.bias"             # optional float bias, one value per output channel
-//! scheme = "sawb"                 # sawb | uniform | ls1
-//! bits = 2
-//! granularity = "per_channel"     # per_tensor | per_channel (per output channel)
+//! scheme = "sawb"                 # sawb | uniform | ls1 | ls2 | lsT | gf | levels
+//! bits = 2                        # code bits; binary schemes: number of bases; levels: 2^bits levels
+//! granularity = "per_channel"     # per_tensor | per_channel (per output channel); levels: per_tensor
 //! layout = "conv"                 # fc: [out][in]; conv: [out][in][kh][kw], lowered with im2col
+//! # levels = [-0.3, -0.1, 0.1, 0.3]  # scheme "levels" only: the trained table (else fitted)
 //!
 //! [conv]                          # only with layout = "conv"; every field optional
 //! stride = [1, 1]
 //! padding = [1, 1]
 //! dilation = [1, 1]
 //!
-//! [input]                         # the layer's input activations: PACT codes (unsigned)
-//! bits = 4
+//! [input]                         # the layer's input activations
+//! scheme = "pact"                 # pact (default) | ls1 | ls2 | lsT | gf (binary bases)
+//! bits = 4                        # PACT code bits; binary schemes: number of bases
 //! alpha = 4.0                     # PACT clip; or scale = 0.2667 (alpha = scale * (2^bits - 1))
+//! # scales = [0.8, 0.3]           # binary schemes: fixed basis scales (else calibrated on --inputs)
 //!
 //! [output]                        # the layer's activation: PACT, the next layer's input codes
 //! scheme = "pact"
@@ -31,6 +34,7 @@
 //! cols = 8                        # default: min(output channels, 8)
 //! lanes = 4
 //! mult_bits = 16
+//! level_bits = 8                  # codebook levels and basis-pair scales (levels, binary inputs)
 //! module_prefix = "qmac"
 //! ```
 //!
@@ -38,7 +42,8 @@
 //! of range with one message naming the field, the value and what is allowed.
 
 use super::QuantizeError;
-use crate::config::RoundingName;
+use crate::config::{RoundingName, MAX_BASES};
+use qmac_arith::quant::lsq;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
@@ -51,8 +56,29 @@ pub enum WeightScheme {
     Sawb,
     /// Uniform symmetric signed integers, scale `max|w| / (2^(bits-1) - 1)` (2..=8 bits); `int` codes.
     Uniform,
-    /// Least-squares binary (ls-1): `mean|w| * sign(w)` (1 bit); `odd` 1-bit codes.
+    /// Least-squares binary (ls-1): `mean|w| * sign(w)` (1 bit); `odd` 1-bit codes with PACT
+    /// activations, one basis of `bases` with binary activations.
     Ls1,
+    /// ls-2: two binary bases, exact optimal `v1` (bits = 2); `bases`, needs binary activations.
+    Ls2,
+    /// ls-T: ternary, two bases with `v2 = v1` (bits = 2); `bases`, needs binary activations.
+    #[serde(rename = "lsT")]
+    LsT,
+    /// gf-k: `bits` greedy binary bases (1..=4); `bases` (gf-1 is ls-1, `odd` with PACT activations).
+    Gf,
+    /// Learnable levels: a per-layer table of `2^bits` levels (1..=8), `bits`-bit indices; `codebook`.
+    Levels,
+}
+
+/// The least-squares binary scheme of a name and a number of bases.
+fn binary_scheme(name: &str, bits: u32) -> Option<lsq::BinaryScheme> {
+    match name {
+        "ls1" => Some(lsq::BinaryScheme::Ls1),
+        "ls2" => Some(lsq::BinaryScheme::Ls2),
+        "lsT" => Some(lsq::BinaryScheme::LsTernary),
+        "gf" => Some(lsq::BinaryScheme::Greedy { bases: bits }),
+        _ => None,
+    }
 }
 
 impl WeightScheme {
@@ -62,16 +88,80 @@ impl WeightScheme {
             WeightScheme::Sawb => "sawb",
             WeightScheme::Uniform => "uniform",
             WeightScheme::Ls1 => "ls1",
+            WeightScheme::Ls2 => "ls2",
+            WeightScheme::LsT => "lsT",
+            WeightScheme::Gf => "gf",
+            WeightScheme::Levels => "levels",
         }
     }
 
-    /// The bit-widths the scheme supports on the array.
+    /// The bit-widths the scheme supports on the array (for binary schemes: numbers of bases).
     pub fn bits_range(self) -> (u32, u32) {
         match self {
             WeightScheme::Sawb => (1, 8),
             WeightScheme::Uniform => (2, 8),
             WeightScheme::Ls1 => (1, 1),
+            WeightScheme::Ls2 | WeightScheme::LsT => (2, 2),
+            WeightScheme::Gf => (1, MAX_BASES),
+            WeightScheme::Levels => (1, 8),
         }
+    }
+
+    /// The least-squares binary quantizer of a binary scheme (`ls1`, `ls2`, `lsT`, `gf` with `bits`
+    /// bases), `None` for the others.
+    pub fn binary(self, bits: u32) -> Option<lsq::BinaryScheme> {
+        binary_scheme(self.name(), bits)
+    }
+}
+
+/// Input activation scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputScheme {
+    /// PACT codes (unsigned), one clip for the tensor: `input.alpha` or `input.scale`.
+    #[default]
+    Pact,
+    /// ls-1: one binary basis, `x ~ v1 * sign(x)`.
+    Ls1,
+    /// ls-2: two binary bases (the exact optimal `v1` when calibrated).
+    Ls2,
+    /// ls-T: ternary, two bases with `v2 = v1`.
+    #[serde(rename = "lsT")]
+    LsT,
+    /// gf-k: `bits` greedy binary bases (1..=4).
+    Gf,
+}
+
+impl InputScheme {
+    /// The name used in the spec.
+    pub fn name(self) -> &'static str {
+        match self {
+            InputScheme::Pact => "pact",
+            InputScheme::Ls1 => "ls1",
+            InputScheme::Ls2 => "ls2",
+            InputScheme::LsT => "lsT",
+            InputScheme::Gf => "gf",
+        }
+    }
+
+    /// The bit-widths the scheme supports (for binary schemes: numbers of bases).
+    pub fn bits_range(self) -> (u32, u32) {
+        match self {
+            InputScheme::Pact => (1, 8),
+            InputScheme::Ls1 => (1, 1),
+            InputScheme::Ls2 | InputScheme::LsT => (2, 2),
+            InputScheme::Gf => (1, MAX_BASES),
+        }
+    }
+
+    /// True for the binary-basis schemes.
+    pub fn is_binary(self) -> bool {
+        self != InputScheme::Pact
+    }
+
+    /// The least-squares binary quantizer (its fit calibrates the basis scales), `None` for PACT.
+    pub fn binary(self, bits: u32) -> Option<lsq::BinaryScheme> {
+        binary_scheme(self.name(), bits)
     }
 }
 
@@ -146,12 +236,16 @@ pub struct WeightSpec {
     pub bias: Option<String>,
     /// Quantization scheme.
     pub scheme: WeightScheme,
-    /// Code width.
+    /// Code width (binary schemes: number of bases; `levels`: `2^bits` levels).
     pub bits: u32,
-    /// One scale per tensor or per output channel.
+    /// One scale per tensor or per output channel (`levels`: `per_tensor`, one table per layer).
     pub granularity: GranularityName,
     /// `fc` or `conv`.
     pub layout: LayoutName,
+    /// Scheme `levels` only: the trained level table, `2^bits` finite values in code order. Without
+    /// it the levels are fitted to the weight tensor (`LevelTable::fit`: quantile start, 1-D k-means).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub levels: Option<Vec<f64>>,
 }
 
 fn one_one() -> [u32; 2] {
@@ -179,11 +273,15 @@ impl Default for ConvSpec {
     }
 }
 
-/// `[input]`: the layer's input activations, PACT codes with one clip for the whole tensor.
+/// `[input]`: the layer's input activations: PACT codes with one clip for the whole tensor, or binary
+/// bases with one set of basis scales for the whole tensor.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
-    /// Activation code width (the array's `act_bits`).
+    /// `pact` (default) or a binary-basis scheme (`ls1`, `ls2`, `lsT`, `gf`).
+    #[serde(default)]
+    pub scheme: InputScheme,
+    /// Activation code width (the array's `act_bits`); for binary schemes the number of bases.
     pub bits: u32,
     /// PACT clip level: a number or the name of a 1-element tensor. Give this or `scale`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -191,6 +289,11 @@ pub struct InputSpec {
     /// Real value of one code step (`alpha / (2^bits - 1)`). Give this or `alpha`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<f64>,
+    /// Binary schemes: the fixed basis scales `[v1, v2, ...]` (one per basis, finite, `>= 0`; ls-T:
+    /// equal). Left out, `qmac quantize --inputs` calibrates them on the inputs with the scheme's own
+    /// fit and writes them into `spec.toml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scales: Option<Vec<f64>>,
 }
 
 /// `[output]`: the layer's activation function, which produces the next layer's input codes.
@@ -221,6 +324,10 @@ pub struct ArraySpec {
     /// Requantization multiplier width (1..=32).
     #[serde(default = "default_mult_bits")]
     pub mult_bits: u32,
+    /// Width of a codebook level (`levels` weights) or of a basis-pair scale (binary activations),
+    /// signed (2..=16); unused otherwise.
+    #[serde(default = "default_level_bits")]
+    pub level_bits: u32,
     /// Module name prefix of the generated design.
     #[serde(default = "default_prefix")]
     pub module_prefix: String,
@@ -235,6 +342,9 @@ fn default_lanes() -> u32 {
 fn default_mult_bits() -> u32 {
     16
 }
+fn default_level_bits() -> u32 {
+    8
+}
 fn default_prefix() -> String {
     "qmac".into()
 }
@@ -244,7 +354,7 @@ fn default_rounding() -> RoundingName {
 
 impl Default for ArraySpec {
     fn default() -> Self {
-        ArraySpec { rows: 8, cols: None, lanes: 4, mult_bits: 16, module_prefix: default_prefix() }
+        ArraySpec { rows: 8, cols: None, lanes: 4, mult_bits: 16, level_bits: 8, module_prefix: default_prefix() }
     }
 }
 
@@ -284,6 +394,28 @@ fn in_range(field: &str, v: u32, lo: u32, hi: u32) -> Result<(), QuantizeError> 
 fn positive(field: &str, v: f64) -> Result<(), QuantizeError> {
     if !(v.is_finite() && v > 0.0) {
         return Err(invalid(field, v, "allowed: a finite number > 0"));
+    }
+    Ok(())
+}
+
+fn scheme_bits(field: &str, bits: u32, (lo, hi): (u32, u32), scheme: &str) -> Result<(), QuantizeError> {
+    if bits < lo || bits > hi {
+        let allowed = if lo == hi { format!("allowed {lo} for scheme \"{scheme}\"") } else { format!("allowed {lo}..={hi} for scheme \"{scheme}\"") };
+        return Err(invalid(field, bits, allowed));
+    }
+    Ok(())
+}
+
+/// Basis scales of a binary input scheme: one per basis, finite and `>= 0`; ls-T's two are equal.
+fn check_basis_scales(scheme: InputScheme, bases: u32, v: &[f64]) -> Result<(), QuantizeError> {
+    if v.len() != bases as usize {
+        return Err(invalid("input.scales", format!("{v:?}"), format!("allowed: {bases} values (one per basis of input.scheme = \"{}\" with bits = {bases})", scheme.name())));
+    }
+    if let Some(i) = v.iter().position(|x| !(x.is_finite() && *x >= 0.0)) {
+        return Err(invalid(&format!("input.scales[{i}]"), v[i], "allowed: a finite number >= 0"));
+    }
+    if scheme == InputScheme::LsT && v[0] != v[1] {
+        return Err(invalid("input.scales", format!("{v:?}"), "allowed: two equal values for scheme \"lsT\" (ternary: v2 = v1)"));
     }
     Ok(())
 }
@@ -341,10 +473,21 @@ impl Spec {
         if w.bias.as_deref() == Some("") {
             return Err(invalid("weights.bias", "\"\"", "allowed: the name of a tensor in the weights file, or leave the field out"));
         }
-        let (lo, hi) = w.scheme.bits_range();
-        if w.bits < lo || w.bits > hi {
-            let allowed = if lo == hi { format!("allowed {lo} for scheme \"{}\"", w.scheme.name()) } else { format!("allowed {lo}..={hi} for scheme \"{}\"", w.scheme.name()) };
-            return Err(invalid("weights.bits", w.bits, allowed));
+        scheme_bits("weights.bits", w.bits, w.scheme.bits_range(), w.scheme.name())?;
+        match (&w.levels, w.scheme) {
+            (Some(_), s) if s != WeightScheme::Levels => return Err(invalid("weights.levels", "a level table", format!("allowed only with weights.scheme = \"levels\" (the scheme is \"{}\")", s.name()))),
+            (Some(l), _) => {
+                if l.len() != 1 << w.bits {
+                    return Err(invalid("weights.levels", format!("{} values", l.len()), format!("allowed: exactly 2^bits = {} levels (weights.bits = {})", 1 << w.bits, w.bits)));
+                }
+                if let Some(i) = l.iter().position(|v| !v.is_finite()) {
+                    return Err(invalid(&format!("weights.levels[{i}]"), l[i], "allowed: a finite number"));
+                }
+            }
+            _ => {}
+        }
+        if w.scheme == WeightScheme::Levels && w.granularity != GranularityName::PerTensor {
+            return Err(invalid("weights.granularity", format!("\"{}\"", w.granularity.name()), "allowed \"per_tensor\" for scheme \"levels\" (one level table per layer)"));
         }
         match (w.layout, &self.conv) {
             (LayoutName::Fc, Some(_)) => return Err(invalid("conv", "a [conv] section", "allowed only with weights.layout = \"conv\"")),
@@ -363,12 +506,47 @@ impl Spec {
             }
             _ => {}
         }
-        in_range("input.bits", self.input.bits, 1, 8)?;
-        match (&self.input.alpha, self.input.scale) {
-            (Some(_), Some(s)) => return Err(invalid("input.scale", s, "allowed: give either input.alpha or input.scale, not both")),
-            (None, None) => return Err(invalid("input", "no alpha and no scale", "allowed: input.alpha (PACT clip level) or input.scale (alpha / (2^bits - 1))")),
-            (Some(a), None) => check_alpha("input.alpha", a, false)?,
-            (None, Some(s)) => positive("input.scale", s)?,
+        let inp = &self.input;
+        if inp.scheme.is_binary() {
+            scheme_bits("input.bits", inp.bits, inp.scheme.bits_range(), inp.scheme.name())?;
+            let not_pact = |field: &str, value: String| invalid(field, value, format!("allowed only with input.scheme = \"pact\"; binary input schemes (here \"{}\") take input.scales", inp.scheme.name()));
+            if let Some(a) = &inp.alpha {
+                return Err(not_pact("input.alpha", a.to_string()));
+            }
+            if let Some(sc) = inp.scale {
+                return Err(not_pact("input.scale", sc.to_string()));
+            }
+            if let Some(v) = &inp.scales {
+                check_basis_scales(inp.scheme, inp.bits, v)?;
+            }
+        } else {
+            in_range("input.bits", inp.bits, 1, 8)?;
+            match (&inp.alpha, inp.scale) {
+                (Some(_), Some(s)) => return Err(invalid("input.scale", s, "allowed: give either input.alpha or input.scale, not both")),
+                (None, None) => return Err(invalid("input", "no alpha and no scale", "allowed: input.alpha (PACT clip level) or input.scale (alpha / (2^bits - 1))")),
+                (Some(a), None) => check_alpha("input.alpha", a, false)?,
+                (None, Some(s)) => positive("input.scale", s)?,
+            }
+            if let Some(v) = &inp.scales {
+                return Err(invalid("input.scales", format!("{v:?}"), "allowed only with a binary input scheme (input.scheme = \"ls1\", \"ls2\", \"lsT\" or \"gf\"); PACT inputs take input.alpha or input.scale"));
+            }
+        }
+        // what the array can compute
+        let binary_w = w.scheme.binary(w.bits).is_some();
+        let multi_w = binary_w && w.bits > 1;
+        if inp.scheme.is_binary() && !binary_w {
+            return Err(invalid(
+                "input.scheme",
+                format!("\"{}\"", inp.scheme.name()),
+                format!("binary activations (ls1, ls2, lsT, gf) need binary weights (weights.scheme = \"ls1\", \"ls2\", \"lsT\" or \"gf\"); weights.scheme is \"{}\": use input.scheme = \"pact\"", w.scheme.name()),
+            ));
+        }
+        if multi_w && !inp.scheme.is_binary() {
+            return Err(invalid(
+                "weights.scheme",
+                format!("\"{}\" with bits = {}", w.scheme.name(), w.bits),
+                "multi-basis weights need binary activations (input.scheme = \"ls1\", \"ls2\", \"lsT\" or \"gf\"): the array has no multi-basis x PACT mode; with PACT inputs use sawb, uniform, ls1, gf with bits = 1, or levels",
+            ));
         }
         in_range("output.bits", self.output.bits, 1, 8)?;
         check_alpha("output.alpha", &self.output.alpha, true)?;
@@ -379,6 +557,7 @@ impl Spec {
         }
         in_range("array.lanes", a.lanes, 1, 64)?;
         in_range("array.mult_bits", a.mult_bits, 1, 32)?;
+        in_range("array.level_bits", a.level_bits, 2, 16)?;
         let p = &a.module_prefix;
         let ok_prefix = !p.is_empty() && p.len() <= 32 && p.starts_with(|c: char| c.is_ascii_lowercase()) && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !ok_prefix {
@@ -452,6 +631,61 @@ alpha = [1.0, 2.0]
         let conv = GOOD.replace("\"fc\"", "\"conv\"");
         let e = Spec::from_toml(&format!("{conv}\n[conv]\nstride = [0, 1]\n"), "t").unwrap_err().to_string();
         assert!(e.contains("`conv.stride (y)` = 0"), "{e}");
+    }
+
+    /// The binary-basis and learnable-level schemes: bits per scheme, the input fields each input
+    /// scheme takes, and the combinations the array can compute.
+    #[test]
+    fn binary_and_level_schemes_and_their_combinations() {
+        let binary_in = |wscheme: &str, wbits: u32, input: &str| GOOD.replace("scheme = \"sawb\"\nbits = 2", &format!("scheme = \"{wscheme}\"\nbits = {wbits}")).replace("[input]\nbits = 4\nalpha = 2.0", input);
+        // good: ls1 weights x ls2 inputs (scales optional), gf-3 x lsT with scales, levels x PACT
+        let s = Spec::from_toml(&binary_in("ls1", 1, "[input]\nscheme = \"ls2\"\nbits = 2"), "t").unwrap();
+        assert_eq!((s.input.scheme, s.input.scales.clone()), (InputScheme::Ls2, None));
+        let s = Spec::from_toml(&binary_in("gf", 3, "[input]\nscheme = \"lsT\"\nbits = 2\nscales = [0.5, 0.5]"), "t").unwrap();
+        assert_eq!(s.weights.scheme.binary(3), Some(lsq::BinaryScheme::Greedy { bases: 3 }));
+        assert_eq!(Spec::from_toml(&s.to_toml(), "back").unwrap(), s);
+        let lv = GOOD.replace("scheme = \"sawb\"\nbits = 2\ngranularity = \"per_channel\"", "scheme = \"levels\"\nbits = 2\ngranularity = \"per_tensor\"\nlevels = [-1.0, -0.25, 0.25, 1.0]");
+        let s = Spec::from_toml(&lv, "t").unwrap();
+        assert_eq!(s.weights.levels.as_deref(), Some(&[-1.0, -0.25, 0.25, 1.0][..]));
+        assert_eq!(Spec::from_toml(&s.to_toml(), "back").unwrap(), s);
+        // pact is the default input scheme; gf-1 weights with PACT inputs are one basis (odd)
+        assert_eq!(Spec::from_toml(GOOD, "t").unwrap().input.scheme, InputScheme::Pact);
+        Spec::from_toml(&GOOD.replace("scheme = \"sawb\"\nbits = 2", "scheme = \"gf\"\nbits = 1"), "t").unwrap();
+
+        let err = |text: String| Spec::from_toml(&text, "t").unwrap_err().to_string();
+        // bits per scheme
+        assert_eq!(err(GOOD.replace("scheme = \"sawb\"\nbits = 2", "scheme = \"gf\"\nbits = 5")), "spec field `weights.bits` = 5 is invalid: allowed 1..=4 for scheme \"gf\"");
+        assert_eq!(err(binary_in("ls2", 3, "[input]\nscheme = \"ls2\"\nbits = 2")), "spec field `weights.bits` = 3 is invalid: allowed 2 for scheme \"ls2\"");
+        assert_eq!(err(binary_in("ls1", 1, "[input]\nscheme = \"lsT\"\nbits = 3")), "spec field `input.bits` = 3 is invalid: allowed 2 for scheme \"lsT\"");
+        // binary activations need binary weights
+        let e = err(GOOD.replace("[input]\nbits = 4\nalpha = 2.0", "[input]\nscheme = \"ls2\"\nbits = 2"));
+        assert!(e.starts_with("spec field `input.scheme` = \"ls2\" is invalid: binary activations (ls1, ls2, lsT, gf) need binary weights") && e.contains("weights.scheme is \"sawb\""), "{e}");
+        let e = err(lv.replace("[input]\nbits = 4\nalpha = 2.0", "[input]\nscheme = \"gf\"\nbits = 2"));
+        assert!(e.contains("`input.scheme` = \"gf\"") && e.contains("weights.scheme is \"levels\""), "{e}");
+        // multi-basis weights need binary activations
+        for (scheme, bits) in [("ls2", 2), ("lsT", 2), ("gf", 2), ("gf", 4)] {
+            let e = err(GOOD.replace("scheme = \"sawb\"\nbits = 2", &format!("scheme = \"{scheme}\"\nbits = {bits}")));
+            assert!(e.starts_with(&format!("spec field `weights.scheme` = \"{scheme}\" with bits = {bits} is invalid: multi-basis weights need binary activations")) && e.contains("no multi-basis x PACT mode"), "{e}");
+        }
+        // input fields of the other scheme
+        let e = err(binary_in("ls1", 1, "[input]\nscheme = \"ls2\"\nbits = 2\nalpha = 2.0"));
+        assert!(e.starts_with("spec field `input.alpha` = 2 is invalid: allowed only with input.scheme = \"pact\""), "{e}");
+        let e = err(GOOD.replace("alpha = 2.0", "alpha = 2.0\nscales = [1.0]"));
+        assert!(e.starts_with("spec field `input.scales` = [1.0] is invalid: allowed only with a binary input scheme"), "{e}");
+        let e = err(binary_in("ls1", 1, "[input]\nscheme = \"ls2\"\nbits = 2\nscales = [1.0]"));
+        assert!(e.starts_with("spec field `input.scales` = [1.0] is invalid: allowed: 2 values"), "{e}");
+        let e = err(binary_in("ls1", 1, "[input]\nscheme = \"gf\"\nbits = 2\nscales = [1.0, -0.5]"));
+        assert_eq!(e, "spec field `input.scales[1]` = -0.5 is invalid: allowed: a finite number >= 0");
+        let e = err(binary_in("ls1", 1, "[input]\nscheme = \"lsT\"\nbits = 2\nscales = [1.0, 0.5]"));
+        assert!(e.contains("`input.scales` = [1.0, 0.5]") && e.contains("two equal values for scheme \"lsT\""), "{e}");
+        // level tables
+        let e = err(lv.replace("levels = [-1.0, -0.25, 0.25, 1.0]", "levels = [-1.0, 1.0]"));
+        assert_eq!(e, "spec field `weights.levels` = 2 values is invalid: allowed: exactly 2^bits = 4 levels (weights.bits = 2)");
+        let e = err(lv.replace("per_tensor", "per_channel"));
+        assert!(e.contains("`weights.granularity` = \"per_channel\"") && e.contains("\"per_tensor\" for scheme \"levels\""), "{e}");
+        let e = err(GOOD.replace("layout = \"fc\"", "layout = \"fc\"\nlevels = [0.0, 1.0, 2.0, 3.0]"));
+        assert!(e.contains("`weights.levels`") && e.contains("only with weights.scheme = \"levels\""), "{e}");
+        assert_eq!(err(format!("{lv}\n[array]\nlevel_bits = 17\n")), "spec field `array.level_bits` = 17 is invalid: allowed 2..=16");
     }
 
     #[test]
