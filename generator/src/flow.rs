@@ -184,8 +184,8 @@ pub struct LayerSimOutcome {
 }
 
 /// Run real data through the RTL: `dir` is a `qmac quantize` output directory. Generates the array of
-/// its configuration into `<dir>/hw`, turns the float inputs into tiles (PACT codes, im2col for a
-/// convolution), writes the reference's expected outputs, and co-simulates with stalls. The
+/// its configuration into `<dir>/hw`, turns the float inputs into tiles (PACT or binary-basis codes,
+/// im2col for a convolution), writes the reference's expected outputs, and co-simulates with stalls. The
 /// dequantized result's error against the float layer comes back beside the bit-exact verdict.
 pub fn simulate_layer(dir: &Path, inputs: &Path, name: Option<&str>, opts: &SimOptions) -> anyhow::Result<LayerSimOutcome> {
     use crate::quantize::{layer::layer_vectors, read_tensor, QuantizedLayer};

@@ -67,7 +67,7 @@ pub enum WeightQ {
     Uniform(u32),
     /// SAWB, per output channel.
     Sawb(u32),
-    /// Learnable levels: a per-layer table of 2^k levels (fitted here by Lloyd's algorithm).
+    /// Learnable levels: a per-layer table of 2^k levels (fitted here by `LevelTable::fit`).
     Levels(u32),
     /// Least-squares binary bases, per output channel.
     Binary(Bin),
@@ -218,37 +218,12 @@ fn matmul(x: &[f64], w: &[f64], k: usize) -> Vec<f64> {
     x.chunks(k).flat_map(|xr| w.chunks(k).map(move |wr| xr.iter().zip(wr).map(|(a, b)| a * b).sum::<f64>())).collect()
 }
 
-/// Lloyd's algorithm on the weights (1-D k-means, levels started at evenly spaced quantiles): a
-/// stand-in for levels learned in training.
-pub fn fit_levels(w: &[f32], bits: u32) -> Result<LevelTable, QuantError> {
-    let mut sorted: Vec<f64> = w.iter().map(|&v| f64::from(v)).collect();
-    sorted.sort_by(f64::total_cmp);
-    let n = 1usize << bits;
-    let mut levels: Vec<f64> = (0..n).map(|i| sorted[((2 * i + 1) * sorted.len()) / (2 * n)]).collect();
-    for _ in 0..30 {
-        let t = LevelTable::new(bits, levels.clone())?;
-        let mut sum = vec![0.0; n];
-        let mut count = vec![0usize; n];
-        for &x in &sorted {
-            let c = t.nearest(x) as usize;
-            sum[c] += x;
-            count[c] += 1;
-        }
-        for i in 0..n {
-            if count[i] > 0 {
-                levels[i] = sum[i] / count[i] as f64;
-            }
-        }
-    }
-    LevelTable::new(bits, levels)
-}
-
 fn quantize_weights(w: &[f32], q: WeightQ) -> Result<Vec<f64>, QuantError> {
     let g = Granularity::PerChannel { axis0_len: SAMPLE_COUT };
     Ok(match q {
         WeightQ::Uniform(b) => uniform::signed(w, g, b, Rounding::HalfEven)?.dequantize_f64(),
         WeightQ::Sawb(b) => sawb::quantize(w, g, b)?.dequantize_f64(),
-        WeightQ::Levels(b) => fit_levels(w, b)?.quantize(w)?.dequantize_f64(),
+        WeightQ::Levels(b) => LevelTable::fit(b, w)?.quantize(w)?.dequantize_f64(),
         WeightQ::Binary(s) => lsq::quantize(w, g, s.scheme())?.dequantize_f64(),
     })
 }
@@ -349,22 +324,6 @@ mod tests {
             let ab = bases(if let ActQ::Binary(b) = aq { Some(b) } else { None });
             let want = if wb.max(ab) > 1 { Some((wb, ab)) } else { None };
             assert_eq!(c.bases(), want, "{r:?} -> {}", c.short_name());
-        }
-    }
-
-    /// Lloyd's levels never do worse than the evenly spaced quantiles they start from.
-    #[test]
-    fn fitted_levels_improve_on_their_start() {
-        let s = Sample::new(3);
-        let w = &s.weights[..4096];
-        for bits in 1..=3 {
-            let fitted = fit_levels(w, bits).unwrap().quantize(w).unwrap().dequantize_f64();
-            let mut sorted: Vec<f64> = w.iter().map(|&v| f64::from(v)).collect();
-            sorted.sort_by(f64::total_cmp);
-            let n = 1usize << bits;
-            let start: Vec<f64> = (0..n).map(|i| sorted[((2 * i + 1) * sorted.len()) / (2 * n)]).collect();
-            let st = LevelTable::new(bits, start).unwrap().quantize(w).unwrap().dequantize_f64();
-            assert!(rel_mse(w, &fitted) <= rel_mse(w, &st) + 1e-12, "bits {bits}");
         }
     }
 }

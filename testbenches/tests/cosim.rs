@@ -152,7 +152,8 @@ fn multi_basis_binary() {
 
 /// Bit-serial activations: unsigned and signed activations of 1 to 8 bits against int, odd and codebook
 /// weights, per-column and shared output units, both output stages, a saturating accumulator; the
-/// exact latency check covers the extra act_bits - 1 cycles.
+/// exact latency check covers the extra act_bits - 1 cycles. Also arrays without hold registers
+/// (`double_buffer = false`), bit-serial and parallel.
 #[test]
 fn bit_serial_activations() {
     let base = RawConfig { rows: 2, cols: 3, lanes: 2, max_depth: 64, act_serial: true, output_units: OutputUnitsName::PerColumn, ..RawConfig::default() };
@@ -168,7 +169,11 @@ fn bit_serial_activations() {
         RawConfig { lanes: 5, weight_bits: 6, act_bits: 7, act_encoding: Int, output_units: OutputUnitsName::Shared, ..base.clone() },
         RawConfig { weight_bits: 2, act_bits: 8, out_bits: Some(2), ..base.clone() },
         RawConfig { lanes: 16, weight_bits: 1, weight_encoding: Odd, act_bits: 4, act_encoding: Unsigned, max_depth: 256, ..base.clone() },
-        RawConfig { rows: 1, cols: 1, lanes: 1, weight_bits: 8, act_bits: 8, acc_bits: Some(18), acc_saturate: true, ..base },
+        RawConfig { rows: 1, cols: 1, lanes: 1, weight_bits: 8, act_bits: 8, acc_bits: Some(18), acc_saturate: true, ..base.clone() },
+        // no hold registers: bit-serial and parallel, per column and shared
+        RawConfig { rows: 3, weight_bits: 8, act_bits: 8, double_buffer: false, ..base.clone() },
+        RawConfig { rows: 3, cols: 4, lanes: 3, act_serial: false, weight_bits: 4, act_bits: 4, double_buffer: false, output_units: OutputUnitsName::Shared, ..base.clone() },
+        RawConfig { rows: 4, cols: 2, act_serial: false, weight_bits: 3, weight_encoding: Odd, act_bits: 2, out_bits: Some(2), double_buffer: false, ..base },
     ];
     check_all("serial", cfgs, &[1, 2], StimulusOptions { layers: 2, tiles: 5, max_steps: 16, abort: true });
 }
