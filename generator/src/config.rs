@@ -54,10 +54,10 @@ pub struct RawConfig {
     /// accumulator with 2^out_bits - 1 thresholds derived from the same parameters; out_bits <= 2), or
     /// `auto` (thresholds when out_bits <= 2).
     pub requant: RequantName,
-    /// Bit-serial activations: each step takes `act_bits` cycles, one activation bit per cycle (most
-    /// significant first), and each PE adds the weights its activation bits select. Fewer LUTs per PE
-    /// (no multipliers) for `1/act_bits` of the throughput. `unsigned` or `int` activations, weights
-    /// other than `bases`.
+    /// Bit-serial activations: each step takes `act_bits` cycles, one activation bit per cycle (least
+    /// significant first), and each PE adds the shifted weights its activation bits select. Fewer LUTs
+    /// per PE (no multipliers) for `1/act_bits` of the throughput. `unsigned` or `int` activations,
+    /// weights other than `bases`, no `acc_saturate`.
     pub act_serial: bool,
     /// Hold registers (double buffering): a finished tile moves out of the accumulators, so the next
     /// tile accumulates while it drains. `false`: the accumulators themselves shift down the column
@@ -305,6 +305,9 @@ impl Config {
             }
             if wbases {
                 return Err(invalid("act_serial", "true", "not with weight_encoding = \"bases\""));
+            }
+            if raw.acc_saturate {
+                return Err(invalid("act_serial", "true", "not with acc_saturate = true: bit planes are accumulated one by one, so saturating per step cannot be reproduced"));
             }
         }
         if !raw.double_buffer && (wbases || abases) {

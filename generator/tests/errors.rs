@@ -68,6 +68,8 @@ fn bit_serial_activations_need_integer_activations() {
     assert!(e.contains("`act_serial` = true") && e.contains("\"unsigned\" or \"int\"") && e.contains("\"odd\""), "{e}");
     let e = err(RawConfig { act_serial: true, weight_encoding: Bases, weight_bits: 1, act_encoding: Bases, act_bits: 1, ..RawConfig::default() });
     assert!(e.contains("`act_serial` = true"), "{e}");
+    let e = err(RawConfig { act_serial: true, acc_bits: Some(12), acc_saturate: true, ..RawConfig::default() });
+    assert!(e.contains("`act_serial` = true") && e.contains("acc_saturate"), "{e}");
     let e = err(RawConfig { double_buffer: false, weight_encoding: Bases, weight_bits: 1, act_encoding: Bases, act_bits: 2, ..RawConfig::default() });
     assert!(e.contains("`double_buffer` = false") && e.contains("bases"), "{e}");
     let c = Config::new(RawConfig { act_serial: true, act_bits: 8, weight_bits: 8, ..RawConfig::default() }).unwrap();

@@ -62,8 +62,8 @@ pub struct HwParams {
     /// pair scales in the drain.
     pub bases: Option<Bases>,
     /// Bit-serial activations: a step takes `act_bits` cycles, one activation bit plane per cycle
-    /// (most significant first); each PE adds the weight values its bits select and folds the planes
-    /// together with a shift-add (Horner) register before accumulating.
+    /// (least significant first); each PE adds the column's shifted weight values (`w * 2^k`) its bits
+    /// select straight into the accumulator.
     pub serial: bool,
     /// Hold registers: a finished tile moves out of the accumulators so the next tile accumulates while
     /// it drains. Without them the accumulators themselves shift down the column, and the next tile
@@ -151,10 +151,17 @@ impl HwParams {
     pub fn hold_bits(&self) -> u32 {
         self.bases.map_or(self.acc_bits, |b| b.pairs() * b.count_bits())
     }
-    /// Rows the output buffer holds: enough for the drain pipeline to run at one row per cycle while
-    /// the consumer is ready (`drain_stages + 2`).
+    /// Rows the output buffer holds: enough for the drain pipeline to run at full rate while the
+    /// consumer is ready: `drain_stages + 2` with one output unit per column (a row per cycle); with a
+    /// shared unit (a row per `cols` cycles) `ceil((drain_stages + 1) / cols) + 2`, if smaller.
     pub fn outbuf_depth(&self) -> u32 {
-        self.drain_stages() + 2
+        let per_row = self.drain_stages() + 2;
+        if self.shared_output {
+            // a shared unit issues a row every `cols` cycles, so fewer rows are in flight at once
+            per_row.min((self.drain_stages() + 1).div_ceil(self.cols) + 2)
+        } else {
+            per_row
+        }
     }
     /// Width of one weight code on the input bus.
     pub fn code_bits(&self) -> u32 {
@@ -214,8 +221,27 @@ impl HwParams {
     /// Register stages from the cycle a step is accepted to the cycle its partial sum is in the
     /// accumulator: input registers, lane products, the adder tree, the accumulator.
     pub fn compute_stages(&self) -> u32 {
-        // bit-serial: one more stage, the shift-add register that folds the bit planes
-        3 + self.tree_stages() + u32::from(self.serial)
+        if self.serial && self.lanes == 1 {
+            // bit-serial, one lane: the input registers feed the accumulator directly
+            return 2;
+        }
+        3 + self.tree_stages()
+    }
+    /// Bit-serial activations: the range of the shifted weight values a PE adds, `w * 2^k` for bits
+    /// `k < act_bits`, and `-w * 2^(act_bits - 1)` for the sign bit of two's complement activations.
+    pub fn serial_weight_range(&self) -> (i64, i64) {
+        let (lo, hi) = self.weight_enc.range(self.weight_bits);
+        let top = 1i64 << (self.act_bits - 1);
+        if self.act_enc == Encoding::Int {
+            (lo.min(-hi).min(0) * top, hi.max(-lo).max(0) * top)
+        } else {
+            (lo.min(0) * top, hi.max(0) * top)
+        }
+    }
+    /// Width of a shifted weight value (see [`HwParams::serial_weight_range`]).
+    pub fn serial_weight_bits(&self) -> u32 {
+        let (lo, hi) = self.serial_weight_range();
+        signed_bits(lo.into(), hi.into())
     }
     /// Cycles a step occupies the array: `act_bits` with bit-serial activations, else 1.
     pub fn cycles_per_step(&self) -> u32 {
@@ -320,6 +346,9 @@ pub fn pe(p: &HwParams) -> Module {
     if let Some(bs) = p.bases {
         return pe_bases(p, bs);
     }
+    if p.serial {
+        return pe_serial(p);
+    }
     let kind = p.kind();
     let (l, ab, wb, aw) = (p.lanes, p.act_bits, p.weight_bits, p.acc_bits);
     let dw = p.dot_bits();
@@ -327,36 +356,12 @@ pub fn pe(p: &HwParams) -> Module {
     m.doc(&format!("Processing element: {l} lanes of {wb}-bit {} weights x {ab}-bit {} activations, {kind:?} lane arithmetic,", p.weight_enc.name(), p.act_enc.name()));
     m.doc(&format!("a {aw}-bit{} accumulator and a hold register that shifts the finished sum down the column.", if p.acc_saturate { " saturating" } else { "" }));
     m.doc(&format!("Stages: lane products (S2), adder tree (S3..S{}), accumulate (S{}).", 2 + p.tree_stages(), 3 + p.tree_stages()));
-    if p.serial {
-        m.doc(&format!("Bit-serial activations: one bit plane per cycle, most significant first; a step takes {ab} cycles."));
-    }
     let clk = m.input("clk_i", Ty::bit(), "clock");
-    let a = if p.serial {
-        m.input("a_i", Ty::u(l), "this cycle's activation bit of each lane")
-    } else {
-        m.input("a_i", Ty::u(l * ab), "activation codes, lane l at [l*AB +: AB]")
-    };
+    let a = m.input("a_i", Ty::u(l * ab), "activation codes, lane l at [l*AB +: AB]");
     let w = m.input("w_i", Ty::u(l * wb), "weight codes, lane l at [l*WB +: WB]");
-    let first = p.serial.then(|| m.input("first_i", Ty::bit(), "dot_q holds a step's most significant bit plane"));
     let corr = (kind == MacKind::OddWeights).then(|| m.input("corr_i", Ty::s(dw), "n_w * sum of this row's activations, aligned with dot_q"));
     let acc_en = m.input("acc_en_i", Ty::bit(), "a valid dot product is in dot_q: accumulate it");
-    let (clr, load, shift, hold_i, hold_o) = if p.double_buffer {
-        (
-            m.input("clr_i", Ty::bit(), "clear the accumulator (after a tile's last step, and on reset)"),
-            Some(m.input("load_i", Ty::bit(), "it is the last step: move the sum into the hold register")),
-            m.input("shift_i", Ty::bit(), "shift the hold registers down one row"),
-            m.input("hold_i", Ty::s(aw), "hold register of the row above"),
-            m.output_reg("hold_o", Ty::s(aw), "hold register, towards row 0"),
-        )
-    } else {
-        (
-            m.input("clr_i", Ty::bit(), "clear the accumulator (reset)"),
-            None,
-            m.input("shift_i", Ty::bit(), "shift the accumulators down one row (drain)"),
-            m.input("hold_i", Ty::s(aw), "accumulator of the row above"),
-            m.output("hold_o", Ty::s(aw), "the accumulator, towards row 0 (no hold register)"),
-        )
-    };
+    let ports = AccPorts::new(&mut m, p);
     let b = &mut m.body;
 
     // S2: lane products
@@ -368,16 +373,6 @@ pub fn pe(p: &HwParams) -> Module {
             b.comment("S2: +-1 x +-1 products as XNOR bits (1 means +1), counted in pairs");
             let x = b.net("same", &a.xor(&w).not(), "XNOR: the two signs agree");
             terms = xnor_pair_counts(b, "", &x, &mut s2);
-        }
-        _ if p.serial => {
-            b.comment("S2: each lane's weight value where its activation bit is 1, else 0");
-            for i in 0..l {
-                let wc = b.net(&format!("w{i}_code"), &w.slice(i * wb + wb - 1, i * wb), "");
-                let (wv, (lo, hi)) = code_value(b, &format!("w{i}_val"), &wc, p.weight_enc);
-                let q = b.reg(&format!("sel{i}_q"), wv.ty(), "");
-                s2.push(Stmt::set(&q, &Expr::mux(&a.bit(i), &wv, &Expr::zero(wv.ty()))));
-                terms.push((q, (lo.min(0), hi.max(0))));
-            }
         }
         _ => {
             b.comment("S2: lane products");
@@ -411,22 +406,8 @@ pub fn pe(p: &HwParams) -> Module {
     let root_ty = root.ty();
     // the dot product's width: the true range's, or the tree's if a degenerate range made it wider
     let dw = if kind == MacKind::Direct { dw.max(root_ty.width) } else { dw };
-    let dot_q = b.reg("dot_q", root_ty, if p.serial { "partial sum of this bit plane" } else { "partial sum of this step" });
+    let dot_q = b.reg("dot_q", root_ty, "partial sum of this step");
     b.always(&clk, vec![Stmt::set(&dot_q, &root)]);
-    // bit-serial: fold the bit planes, most significant first: t = 2t + plane (the first plane negated
-    // for two's complement activations); after the last plane t is the step's dot product
-    let dot_q = match &first {
-        Some(first) => {
-            b.comment(&format!("S{}: shift-add over the bit planes (Horner), most significant first", 3 + p.tree_stages()));
-            let d = b.net("plane_v", &dot_q.to_signed_value().resize(dw), "");
-            let msb = if p.act_enc == Encoding::Int { Expr::zero(Ty::s(dw)).sub(&d) } else { d.clone() };
-            let t_q = b.reg("t_q", Ty::s(dw), "the step's dot product so far");
-            let next = Expr::mux(first, &msb, &t_q.shl(1).add(&d));
-            b.always(&clk, vec![Stmt::set(&t_q, &next)]);
-            t_q
-        }
-        None => dot_q,
-    };
 
     // S4: the true dot product, accumulate, hold
     b.comment("S4: the step's dot product sum_l w_l * a_l, accumulate, hold");
@@ -441,6 +422,47 @@ pub fn pe(p: &HwParams) -> Module {
             b.net("dot_v", &pop.shl(1).sub(&Expr::lit(i128::from(l), Ty::s(dw))), "2 * popcount - lanes")
         }
     };
+    accumulate_and_hold(b, p, &clk, &dot_v, &acc_en, &ports);
+    m
+}
+
+/// The accumulator's control and drain ports of a PE: clear, hold load (with hold registers), shift,
+/// and the column's shift chain.
+struct AccPorts {
+    clr: Expr,
+    load: Option<Expr>,
+    shift: Expr,
+    hold_i: Expr,
+    hold_o: Expr,
+}
+
+impl AccPorts {
+    fn new(m: &mut Module, p: &HwParams) -> AccPorts {
+        let aw = p.acc_bits;
+        if p.double_buffer {
+            AccPorts {
+                clr: m.input("clr_i", Ty::bit(), "clear the accumulator (after a tile's last step, and on reset)"),
+                load: Some(m.input("load_i", Ty::bit(), "it is the last step: move the sum into the hold register")),
+                shift: m.input("shift_i", Ty::bit(), "shift the hold registers down one row"),
+                hold_i: m.input("hold_i", Ty::s(aw), "hold register of the row above"),
+                hold_o: m.output_reg("hold_o", Ty::s(aw), "hold register, towards row 0"),
+            }
+        } else {
+            AccPorts {
+                clr: m.input("clr_i", Ty::bit(), "clear the accumulator (reset)"),
+                load: None,
+                shift: m.input("shift_i", Ty::bit(), "shift the accumulators down one row (drain)"),
+                hold_i: m.input("hold_i", Ty::s(aw), "accumulator of the row above"),
+                hold_o: m.output("hold_o", Ty::s(aw), "the accumulator, towards row 0 (no hold register)"),
+            }
+        }
+    }
+}
+
+/// `acc += dot_v` when `acc_en` (saturating if configured), and the hold register (or, without one, the
+/// accumulator itself) on the column's shift chain.
+fn accumulate_and_hold(b: &mut Body, p: &HwParams, clk: &Expr, dot_v: &Expr, acc_en: &Expr, ports: &AccPorts) {
+    let (aw, dw) = (p.acc_bits, dot_v.width());
     let acc_q = b.reg("acc_q", Ty::s(aw), "accumulator, zero between tiles");
     let base = acc_q.clone();
     let acc_nxt = if p.acc_saturate {
@@ -458,29 +480,86 @@ pub fn pe(p: &HwParams) -> Module {
         assert!(dw <= aw, "accumulator narrower than one step's dot product");
         b.net("acc_nxt", &base.add(&dot_v.resize(aw)), "")
     };
-    let hold_q = hold_o;
-    match &load {
+    let AccPorts { clr, load, shift, hold_i, hold_o } = ports;
+    match load {
         Some(load) => b.always(
-            &clk,
+            clk,
             vec![
-                Stmt::when_else(&clr, vec![Stmt::set(&acc_q, &Expr::zero(Ty::s(aw)))], vec![Stmt::when(&acc_en, vec![Stmt::set(&acc_q, &acc_nxt)])]),
-                Stmt::when_else(load, vec![Stmt::set(&hold_q, &acc_nxt)], vec![Stmt::when(&shift, vec![Stmt::set(&hold_q, &hold_i)])]),
+                Stmt::when_else(clr, vec![Stmt::set(&acc_q, &Expr::zero(Ty::s(aw)))], vec![Stmt::when(acc_en, vec![Stmt::set(&acc_q, &acc_nxt)])]),
+                Stmt::when_else(load, vec![Stmt::set(hold_o, &acc_nxt)], vec![Stmt::when(shift, vec![Stmt::set(hold_o, hold_i)])]),
             ],
         ),
         None => {
             // the finished sum stays in the accumulator and shifts down the column; zeros shift in
             // from the top, so the accumulators are clear when the drain ends
             b.always(
-                &clk,
+                clk,
                 vec![Stmt::when_else(
-                    &clr,
+                    clr,
                     vec![Stmt::set(&acc_q, &Expr::zero(Ty::s(aw)))],
-                    vec![Stmt::when_else(&shift, vec![Stmt::set(&acc_q, &hold_i)], vec![Stmt::when(&acc_en, vec![Stmt::set(&acc_q, &acc_nxt)])])],
+                    vec![Stmt::when_else(shift, vec![Stmt::set(&acc_q, hold_i)], vec![Stmt::when(acc_en, vec![Stmt::set(&acc_q, &acc_nxt)])])],
                 )],
             );
-            b.assign(&hold_q, &acc_q);
+            b.assign(hold_o, &acc_q);
         }
     }
+}
+
+/// A processing element for bit-serial activations. Each cycle brings one bit plane of the activations,
+/// least significant first, and the column's weight values already shifted to that bit's weight
+/// (`w << k`, negated for the sign bit of two's complement activations; shared by the column, see
+/// [`array`]). The PE adds the shifted weights its bits select: with one lane straight into the
+/// accumulator (the bit is the accumulator's enable), with more lanes through selected terms (S2) and
+/// the adder tree.
+fn pe_serial(p: &HwParams) -> Module {
+    let (l, ab, aw) = (p.lanes, p.act_bits, p.acc_bits);
+    let sw = p.serial_weight_bits();
+    let mut m = Module::new(&p.module("pe"));
+    m.doc(&format!("Processing element, bit-serial activations: {l} lane{} of {ab}-bit {} activations, one bit per cycle,", if l > 1 { "s" } else { "" }, p.act_enc.name()));
+    m.doc(&format!("least significant first, selecting {sw}-bit shifted {} weight values; a {aw}-bit accumulator.", p.weight_enc.name()));
+    if l == 1 {
+        m.doc("Stages: accumulate (S2): the activation bit enables the accumulator.");
+    } else {
+        m.doc(&format!("Stages: selected weights (S2), adder tree (S3..S{}), accumulate (S{}).", 2 + p.tree_stages(), 3 + p.tree_stages()));
+    }
+    let clk = m.input("clk_i", Ty::bit(), "clock");
+    let a = m.input("a_i", Ty::u(l), "this cycle's activation bit of each lane");
+    let w = m.input("w_i", Ty::u(l * sw), "shifted weight values of this bit, lane l at [l*SW +: SW]");
+    let acc_en = m.input("acc_en_i", Ty::bit(), "a valid bit plane is in the PE: accumulate it");
+    let ports = AccPorts::new(&mut m, p);
+    let b = &mut m.body;
+    let (lo, hi) = p.serial_weight_range();
+    if l == 1 {
+        let ws = b.net("w0_val", &w.as_signed(), "");
+        if ports.load.is_none() && !p.acc_saturate {
+            // the bit enables the accumulator: acc + w is computed every cycle, kept when the bit is 1
+            b.comment("S2: accumulate the shifted weight where the activation bit is 1");
+            let en = b.net("add_en", &acc_en.land(&a.bit(0)), "");
+            accumulate_and_hold(b, p, &clk, &ws, &en, &ports);
+        } else {
+            b.comment("S2: accumulate the shifted weight where the activation bit is 1, else 0");
+            let d = b.net("dot_v", &Expr::mux(&a.bit(0), &ws, &Expr::zero(ws.ty())), "");
+            accumulate_and_hold(b, p, &clk, &d, &acc_en, &ports);
+        }
+        return m;
+    }
+    b.comment("S2: each lane's shifted weight where its activation bit is 1, else 0");
+    let mut s2 = Vec::new();
+    let mut terms = Vec::new();
+    for i in 0..l {
+        let ws = b.net(&format!("w{i}_val"), &w.slice(i * sw + sw - 1, i * sw).as_signed(), "");
+        let q = b.reg(&format!("sel{i}_q"), Ty::s(sw), "");
+        s2.push(Stmt::set(&q, &Expr::mux(&a.bit(i), &ws, &Expr::zero(Ty::s(sw)))));
+        terms.push((q, (lo.min(0), hi.max(0))));
+    }
+    b.always(&clk, s2);
+    b.comment(&format!("S3: adder tree ({} register stage{})", p.tree_stages(), if p.tree_stages() > 1 { "s" } else { "" }));
+    assert_eq!(clog2(terms.len() as u64), p.tree_depth(), "tree depth as derived");
+    let (root, _) = adder_tree_piped(b, "sum", terms, Some(&clk));
+    let dot_q = b.reg("dot_q", root.ty(), "partial sum of this bit plane");
+    b.always(&clk, vec![Stmt::set(&dot_q, &root)]);
+    b.comment("S4: accumulate, hold");
+    accumulate_and_hold(b, p, &clk, &dot_q, &acc_en, &ports);
     m
 }
 
@@ -659,7 +738,7 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
     let w_in = m.input("w_data_i", Ty::u(c * l * cbits), "weight codes of one step");
     let levels = p.codebook_bits.map(|_| m.input("levels_i", Ty::u(p.table_bits()), "level table"));
     let step = p.serial.then(|| m.input("step_i", Ty::bit(), "a step is accepted: load the input registers"));
-    let first = p.serial.then(|| m.input("first_i", Ty::bit(), "the PEs' dot_q hold a step's most significant bit plane"));
+    let neg = (p.serial && p.act_enc == Encoding::Int).then(|| m.input("neg_i", Ty::bit(), "the bit plane entering S1 is a two's complement sign bit: negate the weights"));
     let acc_en = m.input("acc_en_i", Ty::bit(), "accumulate the dot products");
     let clr = m.input("clr_i", Ty::bit(), "clear the accumulators");
     let load = p.double_buffer.then(|| m.input("load_i", Ty::bit(), "the dot products end a tile"));
@@ -682,30 +761,46 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
         _ => w_in.clone(),
     };
     b.comment("S1: input registers");
-    let a_q = b.reg("a_q", Ty::u(r * l * ab), if p.serial { "activation codes, each shifted left one bit per cycle" } else { "" });
-    let w_q = b.reg("w_q", Ty::u(c * l * wb), "");
-    let planes = match &step {
+    let a_q = b.reg("a_q", Ty::u(r * l * ab), if p.serial { "activation codes, each shifted right one bit per cycle" } else { "" });
+    let (planes, w_pe, cl) = match &step {
         Some(step) => {
-            // each lane's code moves up one bit per cycle: its top bit is this cycle's bit plane
+            // each lane's code moves down one bit per cycle: its bit 0 is this cycle's bit plane
             let shifted: Vec<Expr> = (0..r * l)
                 .rev()
-                .map(|k| if ab == 1 { Expr::lit(0, Ty::bit()) } else { Expr::concat(&[a_q.slice(k * ab + ab - 2, k * ab), Expr::lit(0, Ty::bit())]) })
+                .map(|k| if ab == 1 { Expr::lit(0, Ty::bit()) } else { Expr::concat(&[Expr::lit(0, Ty::bit()), a_q.slice(k * ab + ab - 1, k * ab + 1)]) })
                 .collect();
-            let a_shift = b.net("a_shift", &Expr::concat(&shifted), "every code shifted left by one bit");
-            b.always(&clk, vec![Stmt::when_else(step, vec![Stmt::set(&a_q, &a), Stmt::set(&w_q, &w)], vec![Stmt::set(&a_q, &a_shift)])]);
-            let tops: Vec<Expr> = (0..r * l).rev().map(|k| a_q.bit(k * ab + ab - 1)).collect();
-            Some(b.net("a_plane", &Expr::concat(&tops), "this cycle's bit of every activation, row r lane l at [r*L + l]"))
+            let a_shift = b.net("a_shift", &Expr::concat(&shifted), "every code shifted right by one bit");
+            b.always(&clk, vec![Stmt::when_else(step, vec![Stmt::set(&a_q, &a)], vec![Stmt::set(&a_q, &a_shift)])]);
+            let bits: Vec<Expr> = (0..r * l).rev().map(|k| a_q.bit(k * ab)).collect();
+            let planes = b.net("a_plane", &Expr::concat(&bits), "this cycle's bit of every activation, row r lane l at [r*L + l]");
+            // each column lane's weight value, shifted left one bit per cycle with its activation bit
+            // (negated for the sign bit of two's complement activations): shared by the column's PEs
+            let sw = p.serial_weight_bits();
+            let ws = b.wire("w_shift", Ty::u(c * l * sw), "shifted weight values, column c lane l at [(c*L+l)*SW +: SW]");
+            b.generate_for("gw", c * l, "g_wshift", |b| {
+                let code = b.net("code", &w.part(&format!("gw * {wb}"), wb, (c * l - 1) * wb), "");
+                let (val, _) = code_value(b, "val", &code, p.weight_enc);
+                let ws_q = b.reg("ws_q", Ty::s(sw), "this bit's weight value");
+                let base = b.net("base", &Expr::mux(step, &val.resize(sw), &ws_q.shl(1)), "");
+                let next = match &neg {
+                    Some(neg) => Expr::mux(neg, &Expr::zero(Ty::s(sw)).sub(&base), &base),
+                    None => base.clone(),
+                };
+                b.always(&clk, vec![Stmt::set(&ws_q, &next)]);
+                b.assign(&ws.part(&format!("gw * {sw}"), sw, (c * l - 1) * sw), &ws_q.as_unsigned());
+            });
+            (Some(planes), ws, l * sw)
         }
         None => {
+            let w_q = b.reg("w_q", Ty::u(c * l * wb), "");
             b.always(&clk, vec![Stmt::set(&a_q, &a), Stmt::set(&w_q, &w)]);
-            None
+            (None, w_q, l * wb)
         }
     };
     let hold = b.wire("hold", Ty::u((r + 1) * c * aw), "hold registers, row-major; the row above the top reads zeros");
     b.assign(&hold.part(&format!("{}", r * c * aw), c * aw, r * c * aw), &Expr::zero(Ty::u(c * aw)));
     b.assign(&col_o, &hold.part("0", c * aw, 0));
     let rl = l * ab;
-    let cl = l * wb;
     b.generate_for("gr", r, "g_row", |b| {
         let a_row = match &planes {
             Some(pl) => pl.part(&format!("gr * {l}"), l, (r - 1) * l),
@@ -720,7 +815,7 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
             let mut conns = vec![
                 ("clk_i", clk.clone()),
                 ("a_i", a_row.clone()),
-                ("w_i", w_q.part(&format!("gc * {cl}"), cl, (c - 1) * cl)),
+                ("w_i", w_pe.part(&format!("gc * {cl}"), cl, (c - 1) * cl)),
                 ("acc_en_i", acc_en.clone()),
                 ("clr_i", clr.clone()),
                 ("shift_i", shift.clone()),
@@ -729,9 +824,6 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
             ];
             if let Some(corr) = &corr {
                 conns.push(("corr_i", corr.clone()));
-            }
-            if let Some(first) = &first {
-                conns.push(("first_i", first.clone()));
             }
             if let Some(load) = &load {
                 conns.push(("load_i", load.clone()));
@@ -956,7 +1048,8 @@ pub fn ctrl(p: &HwParams) -> Module {
     let push_last_o = m.output("push_last_o", Ty::bit(), "that row is the last of its tile");
     let pop = m.input("pop_i", Ty::bit(), "a row leaves the output buffer (y_valid && y_ready)");
     let step_o = p.serial.then(|| m.output("step_o", Ty::bit(), "a step is accepted: load the input registers"));
-    let first_o = p.serial.then(|| m.output("first_o", Ty::bit(), "the PEs' dot_q hold a step's most significant bit plane"));
+    let serial_neg = p.serial && p.act_enc == Encoding::Int;
+    let neg_o = serial_neg.then(|| m.output("neg_o", Ty::bit(), "the bit plane entering S1 is a two's complement sign bit"));
     let cbw = if p.shared_output { clog2(u64::from(p.cols)) } else { 0 };
     let gather_o = p.shared_output.then(|| m.output("gather_o", Ty::bit(), "a code leaves the shared output unit: gather it into the row"));
     let sel_o = (cbw > 0).then(|| m.output("col_o", Ty::u(cbw), "the column issued into the shared output unit"));
@@ -967,19 +1060,16 @@ pub fn ctrl(p: &HwParams) -> Module {
     let v: Vec<Expr> = (1..=nv).map(|i| b.reg(&format!("v{i}_q"), Ty::bit(), if i == 1 { "S1 holds a step" } else { "" })).collect();
     let l: Vec<Expr> = (1..=nv).map(|i| b.reg(&format!("l{i}_q"), Ty::bit(), if i == 1 { "S1 step is the last of its tile" } else { "" })).collect();
     let top = nv as usize - 1;
-    // bit-serial: S1 holds one step for act_bits cycles (bit_q counts them, most significant first);
-    // the flags f (first bit plane) and e (last bit plane) travel with each cycle's plane
+    // bit-serial: S1 holds one step for act_bits cycles (bit_q counts them, least significant first);
+    // the flag e (the step's last bit plane) travels with each cycle's plane
     let serial = p.serial.then(|| {
         let ab = p.act_bits;
         let bw = clog2(u64::from(ab)).max(1);
-        let bit = b.reg("bit_q", Ty::u(bw), "bit plane of the step in S1, 0 = most significant");
-        // the first flag is needed up to the stage before the shift-add register, the last-plane flag
-        // up to the shift-add register
-        let f: Vec<Expr> = (2..nv).map(|i| b.reg(&format!("f{i}_q"), Ty::bit(), "")).collect();
-        let e: Vec<Expr> = (2..=nv).map(|i| b.reg(&format!("e{i}_q"), Ty::bit(), "")).collect();
-        let f1 = b.net("f1", &bit.eq(&Expr::zero(Ty::u(bw))), "S1 holds the most significant plane");
-        let e1 = b.net("e1", &bit.eq(&Expr::lit(i128::from(ab - 1), Ty::u(bw))), "S1 holds the least significant plane");
-        (bit, f1, e1, f, e)
+        let bit = b.reg("bit_q", Ty::u(bw), "bit plane of the step in S1, 0 = least significant");
+        let e1 = b.net("e1", &bit.eq(&Expr::lit(i128::from(ab - 1), Ty::u(bw))), "S1 holds the step's last (most significant) plane");
+        let mut e = vec![e1.clone()];
+        e.extend((2..=nv).map(|i| b.reg(&format!("e{i}_q"), Ty::bit(), "")));
+        (bit, e1, e)
     });
     let hold_full = b.reg("hold_full_q", Ty::bit(), "the hold registers hold a tile not yet drained");
     // The compute pipeline has no enable. A tile's last step is admitted only when no other last step is
@@ -995,22 +1085,30 @@ pub fn ctrl(p: &HwParams) -> Module {
     let tile_ok = if p.double_buffer { a_last.lnot().lor(&can_finish) } else { can_finish.clone() };
     let ok = match &serial {
         // a bit-serial step is accepted when S1 is free or in its last cycle
-        Some((_, _, e1, _, _)) => b.net("step_ok", &tile_ok.land(&v[0].lnot().lor(e1)), ""),
+        Some((_, e1, _)) => b.net("step_ok", &tile_ok.land(&v[0].lnot().lor(e1)), ""),
         None => b.net("step_ok", &tile_ok, ""),
     };
     let fire = b.net("fire", &a_valid.land(&w_valid).land(&ok), "a step is accepted");
     b.assign(&a_ready, &w_valid.land(&ok));
     b.assign(&w_ready, &a_valid.land(&ok));
-    let acc_en = match &serial {
-        Some((_, _, _, _, e)) => b.net("acc_en", &v[top].land(&e[top - 1]), "t_q holds a step's dot product"),
-        None => v[top].clone(),
+    b.assign(&acc_en_o, &v[top]);
+    let load = match &serial {
+        // a bit-serial step ends with its last plane
+        Some((bit, _, e)) => {
+            if let Some(step_o) = &step_o {
+                b.assign(step_o, &fire);
+            }
+            if let Some(neg_o) = &neg_o {
+                // the sign plane enters S1 next: a one-bit step is accepted, or S1 moves to the top bit
+                let ab = p.act_bits;
+                let into_top = if ab >= 2 { v[0].land(&bit.eq(&Expr::lit(i128::from(ab - 2), Ty::u(bit.width())))) } else { Expr::lit(0, Ty::bit()) };
+                let n = if ab == 1 { fire.clone() } else { fire.lnot().land(&into_top) };
+                b.assign(neg_o, &n);
+            }
+            b.net("load", &v[top].land(&e[top]).land(&l[top]), "")
+        }
+        None => b.net("load", &v[top].land(&l[top]), ""),
     };
-    b.assign(&acc_en_o, &acc_en);
-    if let (Some(step_o), Some(first_o), Some((_, _, _, f, _))) = (&step_o, &first_o, &serial) {
-        b.assign(step_o, &fire);
-        b.assign(first_o, &f[top - 2]);
-    }
-    let load = b.net("load", &acc_en.land(&l[top]), "");
     match &load_o {
         Some(load_o) => {
             b.assign(load_o, &load);
@@ -1108,7 +1206,7 @@ pub fn ctrl(p: &HwParams) -> Module {
     ];
     run.extend(shift_chain(&issue, &dv[..dv.len() - 1], &dv[dv.len() - 1]));
     match &serial {
-        Some((bit, _, e1, _, _)) => {
+        Some((bit, e1, _)) => {
             // S1 stays valid for the step's act_bits cycles
             let bw = bit.width();
             run.push(Stmt::when_else(
@@ -1116,7 +1214,9 @@ pub fn ctrl(p: &HwParams) -> Module {
                 vec![Stmt::set(&v[0], &one), Stmt::set(bit, &Expr::zero(Ty::u(bw)))],
                 vec![Stmt::when(&v[0], vec![Stmt::when_else(e1, vec![Stmt::set(&v[0], &zero)], vec![Stmt::set(bit, &bit.add(&Expr::lit(1, Ty::u(bw))))])])],
             ));
-            run.extend(shift_chain(&v[0], &v[1..top], &v[top]));
+            if top > 0 {
+                run.extend(shift_chain(&v[0], &v[1..top], &v[top]));
+            }
         }
         None => run.extend(shift_chain(&fire, &v[..top], &v[top])),
     }
@@ -1131,12 +1231,13 @@ pub fn ctrl(p: &HwParams) -> Module {
     b.always(&clk, vec![Stmt::when_else(&rst, reset, run)]);
     b.comment("last flags travel with the steps and rows; they need no reset (qualified by the valid bits)");
     let mut flags = match &serial {
-        Some((_, f1, e1, f, e)) => {
+        Some((_, e1, e)) => {
             // the last flag is held in S1 for the whole step
             let mut st = vec![Stmt::when(&fire, vec![Stmt::set(&l[0], &a_last)])];
-            st.extend(shift_chain(&l[0], &l[1..top], &l[top]));
-            st.extend(shift_chain(f1, &f[..f.len() - 1], &f[f.len() - 1]));
-            st.extend(shift_chain(e1, &e[..e.len() - 1], &e[e.len() - 1]));
+            if top > 0 {
+                st.extend(shift_chain(&l[0], &l[1..top], &l[top]));
+                st.extend(shift_chain(e1, &e[1..top], &e[top]));
+            }
             st
         }
         None => shift_chain(&a_last, &l[..top], &l[top]),
@@ -1314,7 +1415,7 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
     let col_sel = (p.shared_output && cbits > 0).then(|| b.wire("col_sel", Ty::u(cbits), "column issued to the shared unit"));
     let pop = b.net("pop", &y_valid.land(&y_ready), "");
     let step = p.serial.then(|| b.wire("step", Ty::bit(), "a step is accepted (bit-serial input registers)"));
-    let first = p.serial.then(|| b.wire("first", Ty::bit(), "the PEs' dot_q hold a most significant bit plane"));
+    let neg = (p.serial && p.act_enc == Encoding::Int).then(|| b.wire("neg", Ty::bit(), "the next bit plane is a two's complement sign bit"));
     let hw = p.hold_bits();
     let col = b.wire("col", Ty::u(c * hw), "row-0 hold register of each column");
     let mut conns = vec![("clk_i", clk.clone()), ("prm_we_i", prm_we), ("prm_addr_i", prm_addr), ("prm_wdata_i", prm_wdata)];
@@ -1343,7 +1444,6 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
             ("w_ready_o", w_ready),
             ("acc_en_o", acc_en.clone()),
             ("clr_o", clr.clone()),
-            ("shift_o", drain_shift.clone()),
             ("push_o", push.clone()),
             ("push_last_o", push_last.clone()),
             ("pop_i", pop),
@@ -1352,8 +1452,9 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         .chain(gather.clone().map(|g| ("gather_o", g)))
         .chain(col_sel.clone().map(|cs| ("col_o", cs)))
         .chain(step.clone().map(|s| ("step_o", s)))
-        .chain(first.clone().map(|f| ("first_o", f)))
+        .chain(neg.clone().map(|f| ("neg_o", f)))
         .chain(load.clone().map(|l| ("load_o", l)))
+        .chain(std::iter::once(("shift_o", drain_shift.clone())))
         .collect::<Vec<_>>(),
     );
     b.instance(
@@ -1380,14 +1481,14 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
             ("w_data_i", w_data),
             ("acc_en_i", acc_en),
             ("clr_i", clr),
-            ("shift_i", drain_shift),
             ("col_o", col.clone()),
         ]
         .into_iter()
         .chain(levels.map(|lv| ("levels_i", lv)))
         .chain(step.map(|s| ("step_i", s)))
-        .chain(first.map(|f| ("first_i", f)))
+        .chain(neg.map(|f| ("neg_i", f)))
         .chain(load.map(|l| ("load_i", l)))
+        .chain(std::iter::once(("shift_i", drain_shift)))
         .collect::<Vec<_>>(),
     );
     let pre = if p.bases.is_some() { COMBINE_STAGES } else { 0 };

@@ -169,7 +169,8 @@ fn bit_serial_activations() {
         RawConfig { lanes: 5, weight_bits: 6, act_bits: 7, act_encoding: Int, output_units: OutputUnitsName::Shared, ..base.clone() },
         RawConfig { weight_bits: 2, act_bits: 8, out_bits: Some(2), ..base.clone() },
         RawConfig { lanes: 16, weight_bits: 1, weight_encoding: Odd, act_bits: 4, act_encoding: Unsigned, max_depth: 256, ..base.clone() },
-        RawConfig { rows: 1, cols: 1, lanes: 1, weight_bits: 8, act_bits: 8, acc_bits: Some(18), acc_saturate: true, ..base.clone() },
+        RawConfig { rows: 1, cols: 1, lanes: 1, weight_bits: 8, act_bits: 8, ..base.clone() },
+        RawConfig { rows: 3, cols: 2, lanes: 1, weight_bits: 5, act_bits: 6, act_encoding: Int, output_units: OutputUnitsName::Shared, ..base.clone() },
         // no hold registers: bit-serial and parallel, per column and shared
         RawConfig { rows: 3, weight_bits: 8, act_bits: 8, double_buffer: false, ..base.clone() },
         RawConfig { rows: 3, cols: 4, lanes: 3, act_serial: false, weight_bits: 4, act_bits: 4, double_buffer: false, output_units: OutputUnitsName::Shared, ..base.clone() },
