@@ -63,6 +63,9 @@ pub struct RawConfig {
     /// tile accumulates while it drains. `false`: the accumulators themselves shift down the column
     /// and the next tile waits for the drain; one register per PE fewer. Not with `bases`.
     pub double_buffer: bool,
+    /// Adder levels between pipeline registers in each PE's adder tree (1..=4): 1 registers every
+    /// level (the highest clock), more levels per stage save flip-flops and latency.
+    pub tree_levels_per_stage: u32,
     /// Output units: `per_column` (one clip/requantize unit per column, a tile drains in `rows` cycles)
     /// or `shared` (one unit for all columns, a tile drains in `rows * cols` cycles; much smaller when
     /// the requantization multiplier is wide).
@@ -113,6 +116,7 @@ impl Default for RawConfig {
             output_units: OutputUnitsName::Shared,
             act_serial: false,
             double_buffer: true,
+            tree_levels_per_stage: 2,
         }
     }
 }
@@ -282,6 +286,7 @@ impl Config {
             return Err(invalid("act_encoding", "\"codebook\"", "allowed \"unsigned\", \"int\", \"odd\" or \"bases\" (codebooks are for weights)"));
         }
         in_range("level_bits", raw.level_bits, 2, 16)?;
+        in_range("tree_levels_per_stage", raw.tree_levels_per_stage, 1, 4)?;
         let (wbases, abases) = (raw.weight_encoding == EncodingName::Bases, raw.act_encoding == EncodingName::Bases);
         if wbases {
             in_range("weight_bits", raw.weight_bits, 1, MAX_BASES)?;
@@ -587,6 +592,7 @@ impl Config {
             shared_output: false,
             serial: self.act_serial,
             double_buffer: self.double_buffer,
+            tree_levels: self.tree_levels_per_stage,
         }
     }
 

@@ -140,6 +140,9 @@ struct ConfigFlags {
     /// (one register per PE fewer).
     #[arg(long)]
     no_double_buffer: bool,
+    /// Adder levels per pipeline stage in the PEs' adder trees (1..=4; 1 for the highest clock).
+    #[arg(long)]
+    tree_levels_per_stage: Option<u32>,
 }
 
 impl ConfigFlags {
@@ -156,7 +159,8 @@ impl ConfigFlags {
         }
         set!(prefix => module_prefix, rows => rows, cols => cols, lanes => lanes, max_depth => max_depth,
              weight_bits => weight_bits, weight_encoding => weight_encoding, level_bits => level_bits, act_bits => act_bits,
-             act_encoding => act_encoding, mult_bits => mult_bits, rounding => rounding, requant => requant, output_units => output_units);
+             act_encoding => act_encoding, mult_bits => mult_bits, rounding => rounding, requant => requant, output_units => output_units,
+             tree_levels_per_stage => tree_levels_per_stage);
         if self.out_bits.is_some() {
             raw.out_bits = self.out_bits;
         }

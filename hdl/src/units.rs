@@ -69,6 +69,9 @@ pub struct HwParams {
     /// it drains. Without them the accumulators themselves shift down the column, and the next tile
     /// waits for the drain (one register per PE fewer).
     pub double_buffer: bool,
+    /// Adder levels between pipeline registers in a PE's adder tree (1 for the highest clock, 2 for
+    /// fewer flip-flops).
+    pub tree_levels: u32,
 }
 
 /// Multi-basis binary arithmetic: weights with `weight` bases and activations with `act` bases, each
@@ -141,10 +144,20 @@ impl HwParams {
     /// rounding sum, saturation (5); or input, compare, count (3) with thresholds; after the basis
     /// combination ([`COMBINE_STAGES`]) with bases.
     pub fn drain_stages(&self) -> u32 {
-        let unit = if self.thresholds { 3 } else { 5 };
+        let unit = if self.thresholds { 3 + u32::from(self.thresh_split()) } else { 5 + u32::from(self.mult_split()) };
         let combine = if self.bases.is_some() { COMBINE_STAGES } else { 0 };
         // a shared unit first selects the column's value and parameters (one register stage)
         unit + combine + u32::from(self.shared_output)
+    }
+    /// The requantization multiply is split in two stages (products by the multiplier's halves, then
+    /// their sum) when the multiplier has 8 bits or more.
+    pub fn mult_split(&self) -> bool {
+        !self.thresholds && self.mult_bits >= 8
+    }
+    /// The threshold stage compares in two halves (a register between the halves' comparisons and
+    /// their combination) when a threshold has 10 bits or more.
+    pub fn thresh_split(&self) -> bool {
+        self.thresholds && self.acc_bits + 1 >= 10
     }
     /// Width of one PE's hold register: the accumulator, or with bases the per-pair counts
     /// (pair `p` at `[p * count_bits +: count_bits]`).
@@ -214,9 +227,9 @@ impl HwParams {
         let terms = if self.kind() == MacKind::Xnor { self.lanes / 2 + self.lanes % 2 } else { self.lanes };
         clog2(u64::from(terms))
     }
-    /// Register stages of the adder tree: one, plus one per further [`TREE_LEVELS_PER_STAGE`] levels.
+    /// Register stages of the adder tree: one, plus one per further `tree_levels` levels.
     pub fn tree_stages(&self) -> u32 {
-        1 + self.tree_depth().saturating_sub(1) / TREE_LEVELS_PER_STAGE
+        1 + self.tree_depth().saturating_sub(1) / self.tree_levels
     }
     /// Register stages from the cycle a step is accepted to the cycle its partial sum is in the
     /// accumulator: input registers, lane products, the adder tree, the accumulator.
@@ -288,18 +301,15 @@ fn adder_tree(b: &mut Body, prefix: &str, terms: Vec<(Expr, (i64, i64))>) -> (Ex
     adder_tree_piped(b, prefix, terms, None)
 }
 
-/// Adder levels between pipeline registers inside a PE's adder tree.
-pub const TREE_LEVELS_PER_STAGE: u32 = 2;
-
-/// [`adder_tree`] with a register after every [`TREE_LEVELS_PER_STAGE`] levels (but not after the
-/// last level: the caller registers the root), clocked by `clk` when given.
-fn adder_tree_piped(b: &mut Body, prefix: &str, terms: Vec<(Expr, (i64, i64))>, clk: Option<&Expr>) -> (Expr, (i64, i64)) {
+/// [`adder_tree`] with a register after every `per_stage` levels (but not after the last level: the
+/// caller registers the root), clocked by `clk` when given.
+fn adder_tree_piped(b: &mut Body, prefix: &str, terms: Vec<(Expr, (i64, i64))>, clk: Option<(&Expr, u32)>) -> (Expr, (i64, i64)) {
     let total = clog2(terms.len() as u64);
     let mut level = terms;
     let mut depth = 0;
     while level.len() > 1 {
-        if let Some(clk) = clk {
-            if depth > 0 && depth % TREE_LEVELS_PER_STAGE == 0 && depth < total {
+        if let Some((clk, per_stage)) = clk {
+            if depth > 0 && depth % per_stage == 0 && depth < total {
                 let mut regs = Vec::new();
                 let mut st = Vec::new();
                 for (i, (e, r)) in level.iter().enumerate() {
@@ -399,10 +409,10 @@ pub fn pe(p: &HwParams) -> Module {
     }
     b.always(&clk, s2);
 
-    // adder tree, registered every TREE_LEVELS_PER_STAGE levels
+    // adder tree, registered every tree_levels levels
     b.comment(&format!("S3: adder tree ({} register stage{})", p.tree_stages(), if p.tree_stages() > 1 { "s" } else { "" }));
     assert_eq!(clog2(terms.len() as u64), p.tree_depth(), "tree depth as derived");
-    let (root, _) = adder_tree_piped(b, "sum", terms, Some(&clk));
+    let (root, _) = adder_tree_piped(b, "sum", terms, Some((&clk, p.tree_levels)));
     let root_ty = root.ty();
     // the dot product's width: the true range's, or the tree's if a degenerate range made it wider
     let dw = if kind == MacKind::Direct { dw.max(root_ty.width) } else { dw };
@@ -555,7 +565,7 @@ fn pe_serial(p: &HwParams) -> Module {
     b.always(&clk, s2);
     b.comment(&format!("S3: adder tree ({} register stage{})", p.tree_stages(), if p.tree_stages() > 1 { "s" } else { "" }));
     assert_eq!(clog2(terms.len() as u64), p.tree_depth(), "tree depth as derived");
-    let (root, _) = adder_tree_piped(b, "sum", terms, Some(&clk));
+    let (root, _) = adder_tree_piped(b, "sum", terms, Some((&clk, p.tree_levels)));
     let dot_q = b.reg("dot_q", root.ty(), "partial sum of this bit plane");
     b.always(&clk, vec![Stmt::set(&dot_q, &root)]);
     b.comment("S4: accumulate, hold");
@@ -631,7 +641,7 @@ fn pe_bases(p: &HwParams, bs: Bases) -> Module {
     let mut st = Vec::new();
     for (pi, terms) in pair_terms.into_iter().enumerate() {
         assert_eq!(clog2(terms.len() as u64), p.tree_depth(), "tree depth as derived");
-        let (root, _) = adder_tree_piped(b, &format!("p{pi}_sum"), terms, Some(&clk));
+        let (root, _) = adder_tree_piped(b, &format!("p{pi}_sum"), terms, Some((&clk, p.tree_levels)));
         let dot_q = b.reg(&format!("p{pi}_dot_q"), root.ty(), "agreeing signs of this step");
         st.push(Stmt::set(&dot_q, &root));
         dots.push(dot_q);
@@ -862,7 +872,8 @@ pub fn pact(p: &HwParams) -> Module {
 }
 
 /// Requantization of one channel: `code = min(round(x * mult / 2^shift), 2^out_bits - 1)`
-/// (drain stages P3: product, P4: quotient bits and rounding bit, P5: saturation and increment).
+/// (drain stages P3: product, two stages with a multiplier of 8 bits or more; P4: quotient bits and rounding
+/// bit; P5: saturation and increment).
 pub fn requant(p: &HwParams) -> Module {
     let (aw, mb, sb, ob) = (p.acc_bits, p.mult_bits, p.shift_bits, p.out_bits);
     let pw = p.product_bits();
@@ -875,9 +886,28 @@ pub fn requant(p: &HwParams) -> Module {
     let shift = m.input("shift_i", Ty::u(sb), "per-channel right shift");
     let code_o = m.output_reg("code_o", Ty::u(ob), "output code");
     let b = &mut m.body;
-    let prod_q = b.reg("prod_q", Ty::u(pw), "x * mult (P3)");
+    let prod_q = b.reg("prod_q", Ty::u(pw), if p.mult_split() { "x * mult (P3b)" } else { "x * mult (P3)" });
     let shift_a = b.reg("shift_a_q", Ty::u(sb), "the shift that goes with prod_q");
-    b.always(&clk, vec![Stmt::set(&prod_q, &x.resize(pw).mul(&mult.resize(pw))), Stmt::set(&shift_a, &shift)]);
+    if p.mult_split() {
+        // P3a: two narrower products, by the multiplier's low and high halves; P3b: their sum
+        let lw = mb / 2;
+        let hw = mb - lw;
+        let lo_q = b.reg("prod_lo_q", Ty::u(aw + lw), "x * mult[low half] (P3a)");
+        let hi_q = b.reg("prod_hi_q", Ty::u(aw + hw), "x * mult[high half] (P3a)");
+        let shift_p = b.reg("shift_p_q", Ty::u(sb), "");
+        let (m_lo, m_hi) = (mult.slice(lw - 1, 0), mult.slice(mb - 1, lw));
+        b.always(
+            &clk,
+            vec![
+                Stmt::set(&lo_q, &x.resize(aw + lw).mul(&m_lo.resize(aw + lw))),
+                Stmt::set(&hi_q, &x.resize(aw + hw).mul(&m_hi.resize(aw + hw))),
+                Stmt::set(&shift_p, &shift),
+            ],
+        );
+        b.always(&clk, vec![Stmt::set(&prod_q, &lo_q.resize(pw).add(&hi_q.resize(pw).shl(lw))), Stmt::set(&shift_a, &shift_p)]);
+    } else {
+        b.always(&clk, vec![Stmt::set(&prod_q, &x.resize(pw).mul(&mult.resize(pw))), Stmt::set(&shift_a, &shift)]);
+    }
     let shift = shift_a;
     // P4: the parts of round(p / 2^shift) (arith::round::shift_round_by_parts), no wide carry chain:
     //   q = p >> shift (only its low OB bits, a part-select), ovf = q >= 2^OB (a mask test),
@@ -1004,20 +1034,47 @@ pub fn thresh(p: &HwParams) -> Module {
     let t = m.input("t_i", Ty::u(n * tw), "thresholds T_1..T_n, T_k at [(k-1)*TW +: TW]");
     let code_o = m.output_reg("code_o", Ty::u(ob), "output code");
     let b = &mut m.body;
-    b.comment("P1: register the accumulator and thresholds; P2: compare; P3: count");
     let acc_q = b.reg("acc_q", Ty::s(aw), "");
     let t_q = b.reg("t_q", Ty::u(n * tw), "");
     b.always(&clk, vec![Stmt::set(&acc_q, &acc), Stmt::set(&t_q, &t)]);
     let (acc, t) = (acc_q, t_q);
     let acc_x = b.net("acc_x", &acc.resize(tw), "");
-    let ge_q = b.reg("ge_q", Ty::u(n), "acc >= T_k (P2)");
-    let mut cmps = Vec::new();
-    for k in 0..n {
-        let tk = b.net(&format!("t{}", k + 1), &t.slice(k * tw + tw - 1, k * tw).as_signed(), "");
-        cmps.push(tk.gt(&acc_x).lnot());
+    let ge_q = b.reg("ge_q", Ty::u(n), if p.thresh_split() { "acc >= T_k (P3)" } else { "acc >= T_k (P2)" });
+    if p.thresh_split() {
+        // a signed comparison is the unsigned comparison of offset-binary values (sign bit inverted);
+        // compared in two halves: ge = hi > t_hi || (hi == t_hi && lo >= t_lo)
+        b.comment("P1: register the accumulator and thresholds; P2: compare the halves; P3: combine; P4: count");
+        let lw = tw / 2;
+        let flip = |e: &Expr| Expr::concat(&[e.bit(tw - 1).not(), e.slice(tw - 2, 0)]);
+        let a_ob = b.net("acc_ob", &flip(&acc_x), "offset binary");
+        let (a_hi, a_lo) = (a_ob.slice(tw - 1, lw), a_ob.slice(lw - 1, 0));
+        let gt_q = b.reg("hi_gt_q", Ty::u(n), "high half of acc > high half of T_k (P2)");
+        let eq_q = b.reg("hi_eq_q", Ty::u(n), "high halves equal (P2)");
+        let lo_q = b.reg("lo_ge_q", Ty::u(n), "low half of acc >= low half of T_k (P2)");
+        let (mut gts, mut eqs, mut los) = (Vec::new(), Vec::new(), Vec::new());
+        for k in 0..n {
+            let raw = b.net(&format!("t{}", k + 1), &t.slice(k * tw + tw - 1, k * tw), "");
+            let tk = b.net(&format!("t{}_ob", k + 1), &flip(&raw), "offset binary");
+            let (t_hi, t_lo) = (tk.slice(tw - 1, lw), tk.slice(lw - 1, 0));
+            gts.push(a_hi.gt(&t_hi));
+            eqs.push(a_hi.eq(&t_hi));
+            los.push(t_lo.gt(&a_lo).lnot());
+        }
+        for v in [&mut gts, &mut eqs, &mut los] {
+            v.reverse();
+        }
+        b.always(&clk, vec![Stmt::set(&gt_q, &Expr::concat(&gts)), Stmt::set(&eq_q, &Expr::concat(&eqs)), Stmt::set(&lo_q, &Expr::concat(&los))]);
+        b.always(&clk, vec![Stmt::set(&ge_q, &gt_q.or(&eq_q.and(&lo_q)))]);
+    } else {
+        b.comment("P1: register the accumulator and thresholds; P2: compare; P3: count");
+        let mut cmps = Vec::new();
+        for k in 0..n {
+            let tk = b.net(&format!("t{}", k + 1), &t.slice(k * tw + tw - 1, k * tw).as_signed(), "");
+            cmps.push(tk.gt(&acc_x).lnot());
+        }
+        cmps.reverse();
+        b.always(&clk, vec![Stmt::set(&ge_q, &Expr::concat(&cmps))]);
     }
-    cmps.reverse();
-    b.always(&clk, vec![Stmt::set(&ge_q, &Expr::concat(&cmps))]);
     let terms: Vec<(Expr, (i64, i64))> = (0..n).map(|k| (ge_q.bit(k), (0, 1))).collect();
     let (count, _) = adder_tree(b, "cnt", terms);
     let code_q = code_o;
@@ -1281,12 +1338,14 @@ pub fn outbuf(p: &HwParams) -> Module {
     b.assign(&y_valid, &nonempty);
     let pop = b.net("pop", &nonempty.land(&y_ready), "");
     let entry = b.net("entry", &Expr::concat(&[last, row]), "");
-    // read: a chain of selects on the read pointer
-    let mut head = entries[depth as usize - 1].clone();
-    for i in (0..depth - 1).rev() {
-        head = Expr::mux(&rp.eq(&Expr::lit(i128::from(i), Ty::u(pw))), &entries[i as usize], &head);
+    // read: a balanced tree of 2:1 selects on the read pointer's bits, least significant first
+    let mut level = entries.clone();
+    let mut bit = 0;
+    while level.len() > 1 {
+        level = level.chunks(2).map(|p| if p.len() == 2 { Expr::mux(&rp.bit(bit), &p[1], &p[0]) } else { p[0].clone() }).collect();
+        bit += 1;
     }
-    let head = b.net("head", &head, "the oldest row");
+    let head = b.net("head", &level[0], "the oldest row");
     b.assign(&y_data, &head.slice(c * ob - 1, 0));
     b.assign(&y_last, &head.bit(c * ob));
     let wrap = |ptr: &Expr| Expr::mux(&ptr.eq(&Expr::lit(i128::from(depth - 1), Ty::u(pw))), &Expr::zero(Ty::u(pw)), &ptr.add(&Expr::lit(1, Ty::u(pw))));
