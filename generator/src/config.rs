@@ -535,11 +535,7 @@ impl Config {
     }
     /// Cycles one step occupies the array: `act_bits` with bit-serial activations, else 1.
     pub fn cycles_per_step(&self) -> u32 {
-        if self.act_serial {
-            self.act_bits
-        } else {
-            1
-        }
+        self.hw_params().cycles_per_step()
     }
     /// Cycles from the cycle that accepts a tile's last step to the cycle its first output row is
     /// valid, when nothing stalls.

@@ -146,14 +146,18 @@ pub fn table_writes(cfg: &Config, table: &[i64]) -> Vec<(u64, u128)> {
 /// `level_bits` signed bits; empty for other encodings.
 pub fn check_table(cfg: &Config, table: &[i64]) -> Result<(), ParamError> {
     let n = cfg.table_entries() as usize;
-    let (field, what) = if cfg.bases().is_some() { ("scale", format!("cols * basis pairs = {} * {}", cfg.cols, cfg.basis_pairs())) } else { ("level", "2^weight_bits".to_string()) };
+    // (one entry's field name, the table's name, its size, entries per channel)
+    let (field, plural, what, per_channel) = if cfg.bases().is_some() {
+        ("scale", "scales", format!("cols * basis pairs = {} * {}", cfg.cols, cfg.basis_pairs()), cfg.basis_pairs() as usize)
+    } else {
+        ("level", "levels", "2^weight_bits".to_string(), 1)
+    };
     if table.len() != n {
-        let plural = if cfg.bases().is_some() { "scales" } else { "levels" };
-        return Err(ParamError::Range { channel: 0, field: if cfg.bases().is_some() { "scales" } else { "levels" }, value: format!("{} {plural}", table.len()), allowed: format!("exactly {n} ({what})") });
+        return Err(ParamError::Range { channel: 0, field: plural, value: format!("{} {plural}", table.len()), allowed: format!("exactly {n} ({what})") });
     }
     let (lo, hi) = (-(1i64 << (cfg.level_bits - 1)), (1i64 << (cfg.level_bits - 1)) - 1);
     if let Some((i, v)) = table.iter().enumerate().find(|(_, v)| !(lo..=hi).contains(*v)) {
-        let channel = if cfg.bases().is_some() { i / cfg.basis_pairs() as usize } else { i };
+        let channel = i / per_channel;
         return Err(ParamError::Range { channel, field, value: v.to_string(), allowed: format!("{lo}..={hi} (level_bits = {})", cfg.level_bits) });
     }
     Ok(())

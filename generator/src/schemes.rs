@@ -162,7 +162,6 @@ pub fn catalogue() -> Vec<(WeightQ, ActQ)> {
 /// The array configuration that computes `(w, a)`, at shape `base` (rows, cols, lanes, depth, output).
 pub fn config_for(w: WeightQ, a: ActQ, base: &RawConfig) -> Result<Config, crate::config::ConfigError> {
     let mut r = base.clone();
-    let binary_acts = matches!(a, ActQ::Binary(_));
     (r.weight_encoding, r.weight_bits) = match w {
         WeightQ::Uniform(b) => (EncodingName::Int, b),
         WeightQ::Sawb(b) => (EncodingName::Odd, b),
@@ -175,7 +174,7 @@ pub fn config_for(w: WeightQ, a: ActQ, base: &RawConfig) -> Result<Config, crate
         ActQ::Binary(s) if s.scheme().bases() == 1 => (EncodingName::Odd, 1),
         ActQ::Binary(s) => (EncodingName::Bases, s.scheme().bases()),
     };
-    if binary_acts && r.weight_encoding == EncodingName::Odd && r.act_encoding == EncodingName::Bases {
+    if r.weight_encoding == EncodingName::Odd && r.act_encoding == EncodingName::Bases {
         // ls-1 weights against multi-basis activations: one weight basis
         r.weight_encoding = EncodingName::Bases;
     }

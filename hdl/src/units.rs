@@ -1584,13 +1584,9 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         // and the requantizer two stages after the clip's input; delay them so each value meets its
         // own column's
         let mut st = Vec::new();
-        let stage_fields: Vec<Expr> = match &units.out {
-            OutStage::Multiply { .. } => {
-                let names = ["bias", "alpha", "mult", "shift"];
-                (0..4).map(|i| delay(b, names[i], &sel_fields[i], pre + if i >= 2 { 2 } else { 0 }, &mut st)).collect()
-            }
-            OutStage::Thresholds(_) => (0..fields.len()).map(|i| delay(b, &fields[i].0, &sel_fields[i], pre, &mut st)).collect(),
-        };
+        // the requantizer's fields (mult, shift) come after the clip's two stages
+        let after_clip = |i: usize| matches!(units.out, OutStage::Multiply { .. }) && i >= 2;
+        let stage_fields: Vec<Expr> = (0..fields.len()).map(|i| delay(b, &fields[i].0, &sel_fields[i], pre + if after_clip(i) { 2 } else { 0 }, &mut st)).collect();
         if !st.is_empty() {
             b.always(&clk, st);
         }
