@@ -384,6 +384,7 @@ impl Stmt {
 enum Item {
     Comment(String),
     Decl { name: String, ty: Ty, reg: bool, doc: String },
+    Mem { name: String, width: u32, depth: u32, doc: String },
     Net { name: String, rhs: Expr, doc: String },
     Assign(Expr, Expr),
     Always { clk: String, body: Vec<Stmt> },
@@ -414,6 +415,15 @@ impl Body {
         check_name(name);
         self.items.push(Item::Decl { name: name.to_string(), ty, reg: true, doc: doc.to_string() });
         Expr::sig(name, ty)
+    }
+    /// Declare a memory `reg [width-1:0] name [0:depth-1]`, unsigned words, written and read in clocked
+    /// processes through [`Mem::word`]. It carries Yosys's `no_rw_check`: the design never reads a word
+    /// in the cycle it is written, so a block or distributed RAM needs no read-during-write bypass.
+    pub fn memory(&mut self, name: &str, width: u32, depth: u32, doc: &str) -> Mem {
+        check_name(name);
+        assert!(width >= 1 && depth >= 2, "memory {name}: {depth} words of {width} bits");
+        self.items.push(Item::Mem { name: name.to_string(), width, depth, doc: doc.to_string() });
+        Mem { name: name.to_string(), width, depth }
     }
     /// Declare a wire and drive it: `wire name = rhs;`.
     pub fn net(&mut self, name: &str, rhs: &Expr, doc: &str) -> Expr {
@@ -460,6 +470,25 @@ impl Body {
         }
         self.genvars.extend(inner.genvars.drain(..).filter(|g| g != var));
         self.items.push(Item::For { var: var.to_string(), count, label: label.to_string(), body: inner.items });
+    }
+}
+
+/// A declared memory (see [`Body::memory`]).
+#[derive(Clone, Debug)]
+pub struct Mem {
+    name: String,
+    width: u32,
+    depth: u32,
+}
+
+impl Mem {
+    /// The word `name[addr]`: an lvalue in a clocked process, or a read (a synchronous read when it is
+    /// assigned to a register). `addr` is an unsigned name exactly `clog2(depth)` bits wide.
+    pub fn word(&self, addr: &Expr) -> Expr {
+        assert!(!addr.ty.signed && addr.atomic && !addr.text.contains('['), "memory address must be an unsigned name: `{}`", addr.text);
+        let need = u64::from(self.depth - 1).ilog2() + 1;
+        assert_eq!(addr.ty.width, need, "memory {} of {} words takes a {need}-bit address, not `{}`", self.name, self.depth, addr.text);
+        Expr { text: format!("{}[{}]", self.name, addr.text), ty: Ty::u(self.width), atomic: true }
     }
 }
 
@@ -555,7 +584,7 @@ fn print_items(s: &mut String, items: &[Item], depth: usize) {
     let mut prev_kind = "";
     for item in items {
         let kind = match item {
-            Item::Decl { .. } | Item::Net { .. } | Item::Assign(..) => "decl",
+            Item::Decl { .. } | Item::Mem { .. } | Item::Net { .. } | Item::Assign(..) => "decl",
             _ => "block",
         };
         if (kind != prev_kind || kind == "block") && prev_kind != "comment" {
@@ -570,6 +599,14 @@ fn print_items(s: &mut String, items: &[Item], depth: usize) {
             Item::Decl { name, ty, reg, doc } => {
                 let kw = if *reg { "reg " } else { "wire" };
                 let decl = format!("{ind}{kw}{} {name};", ty.decl());
+                if doc.is_empty() {
+                    let _ = writeln!(s, "{decl}");
+                } else {
+                    let _ = writeln!(s, "{decl:<44} // {doc}");
+                }
+            }
+            Item::Mem { name, width, depth, doc } => {
+                let decl = format!("{ind}(* no_rw_check *) reg [{}:0] {name} [0:{}];", width - 1, depth - 1);
                 if doc.is_empty() {
                     let _ = writeln!(s, "{decl}");
                 } else {

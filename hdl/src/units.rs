@@ -212,14 +212,27 @@ impl HwParams {
 }
 
 impl HwParams {
-    /// The fields a shared output unit's select stage picks per column: the parameter fields, and with
-    /// bases the column's pair scales.
+    /// The fields a shared output unit's select stage picks per column: the parameter fields (unless
+    /// they are in memories, [`HwParams::param_ram`]), and with bases the column's pair scales.
     pub fn select_fields(&self) -> Vec<(String, u32)> {
-        let mut f = self.param_fields();
+        // parameters in memories are read by column in the parameter unit itself
+        let mut f = if self.param_ram() { Vec::new() } else { self.param_fields() };
         if let Some(bs) = self.bases {
             f.push(("scales".into(), bs.pairs() * bs.scale_bits));
         }
         f
+    }
+    /// A shared output unit over several columns keeps the per-channel parameters in memories (one per
+    /// field, a word per channel) read at the issued column: block RAM on iCE40, distributed RAM on
+    /// ECP5, instead of `cols` registers per field and a column multiplexer.
+    pub fn param_ram(&self) -> bool {
+        self.shared_output && self.cols > 1
+    }
+    /// Cycles from the shared unit's select stage (P0) to where each parameter field is used: after
+    /// the basis combination, and the requantizer's fields (mult, shift) two stages after the clip's.
+    pub fn param_field_delays(&self) -> Vec<u32> {
+        let pre = if self.bases.is_some() { COMBINE_STAGES } else { 0 };
+        (0..self.param_fields().len()).map(|i| pre + if !self.thresholds && i >= 2 { 2 } else { 0 }).collect()
     }
     /// Adder levels of a PE's tree: `ceil(log2(terms))`, with one term per lane (per lane pair for
     /// XNOR, whose pairs are counted before the tree).
@@ -965,36 +978,74 @@ pub fn params(p: &HwParams) -> Module {
         m.doc(&format!("Level table: address = 2^{} + index, index 0..{}.", pa - 1, n - 1));
     }
     m.doc("Not reset: a reset of the datapath keeps the loaded layer.");
+    if p.param_ram() {
+        m.doc("Fields in memories (a word per channel), read at the shared unit's issued column: written only while the array is idle.");
+    }
     let clk = m.input("clk_i", Ty::bit(), "clock");
     let we = m.input("prm_we_i", Ty::bit(), "write strobe");
     let addr = m.input("prm_addr_i", Ty::u(pa), "channel * 4 + field");
     let data = m.input("prm_wdata_i", Ty::u(pd), "value in the low bits");
-    let ports: Vec<Expr> = fields.iter().map(|(n, w)| m.output(&format!("{n}_o"), Ty::u(c * w), "")).collect();
+    let col = p.param_ram().then(|| m.input("col_i", Ty::u(clog2(u64::from(c))), "column issued to the shared output unit"));
+    let ports: Vec<Expr> = if p.param_ram() {
+        let delays = p.param_field_delays();
+        fields.iter().zip(&delays).map(|((n, w), d)| m.output_reg(&format!("{n}_o"), Ty::u(*w), &format!("the issued column's {n}, at P{d}"))).collect()
+    } else {
+        fields.iter().map(|(n, w)| m.output(&format!("{n}_o"), Ty::u(c * w), "")).collect()
+    };
     let tname = table_name(p);
     let (t_doc, t_we_doc) = if p.bases.is_some() { ("pair scales, entry i at [i*SB +: SB]", "write to the pair scales") } else { ("level table, entry i at [i*LB +: LB]", "write to the level table") };
     let table_o = (n > 0).then(|| m.output(&format!("{tname}_o"), Ty::u(p.table_bits()), t_doc));
     let b = &mut m.body;
-    let regs: Vec<Expr> = fields.iter().map(|(n, w)| b.reg(&format!("{n}_q"), Ty::u(c * w), "")).collect();
-    for (port, q) in ports.iter().zip(&regs) {
-        b.assign(port, q);
-    }
     // with a table the top address bit selects it
     let ch_top = if n > 0 { pa - 2 } else { pa - 1 };
     let ch_we = if n > 0 { b.net("ch_we", &we.land(&addr.bit(pa - 1).lnot()), "write to a channel's parameters") } else { we.clone() };
     let ch = b.net("ch", &addr.slice(ch_top, 2), "channel");
     let field = b.net("field", &addr.slice(1, 0), "field");
-    let ch_sel = b.net("ch_sel", &Expr::lit(1, Ty::u(c)).shl_by(&ch), "one-hot channel; none when out of range");
     let nf = fields.len() as u32;
     let f_sel = b.net("field_sel", &Expr::lit(1, Ty::u(nf)).shl_by(&field), "one-hot field; none when unused");
-    b.generate_for("gc", c, "g_ch", |b| {
-        let sel = b.net("sel", &ch_we.land(&ch_sel.part("gc", 1, c - 1)), "");
-        for (i, ((_, w), q)) in fields.iter().zip(&regs).enumerate() {
-            b.always(
-                &clk,
-                vec![Stmt::when(&sel.land(&f_sel.bit(i as u32)), vec![Stmt::set(&q.part(&format!("gc * {w}"), *w, (c - 1) * w), &data.slice(w - 1, 0))])],
-            );
+    if let Some(col) = &col {
+        // one memory per field, a word per channel; each field is read at the issued column, delayed to
+        // the stage that uses it
+        let cbw = col.width();
+        // a write to a channel beyond the last changes nothing
+        let in_range = if ch.width() == cbw && c == 1 << cbw { None } else { Some(b.net("ch_ok", &ch.lt(&Expr::lit(i128::from(c), ch.ty())), "channel in range")) };
+        let ch_we = match &in_range {
+            Some(ok) => b.net("mem_we", &ch_we.land(ok), "write to a channel in range"),
+            None => ch_we.clone(),
+        };
+        let waddr = if ch.width() == cbw { ch.clone() } else { b.net("ch_addr", &ch.slice(cbw - 1, 0), "") };
+        let mems: Vec<_> = fields.iter().map(|(n, w)| b.memory(&format!("{n}_mem"), *w, c, "")).collect();
+        let delays = p.param_field_delays();
+        let mut st = Vec::new();
+        let mut col_d = vec![col.clone()];
+        for k in 1..=delays.iter().copied().max().unwrap_or(0) {
+            let q = b.reg(&format!("col_d{k}_q"), col.ty(), if k == 1 { "the issued column, delayed" } else { "" });
+            st.push(Stmt::set(&q, &col_d[k as usize - 1]));
+            col_d.push(q);
         }
-    });
+        let mut writes = Vec::new();
+        for (i, (((_, w), mem), (port, d))) in fields.iter().zip(&mems).zip(ports.iter().zip(&delays)).enumerate() {
+            writes.push(Stmt::when(&ch_we.land(&f_sel.bit(i as u32)), vec![Stmt::set(&mem.word(&waddr), &data.slice(w - 1, 0))]));
+            st.push(Stmt::set(port, &mem.word(&col_d[*d as usize])));
+        }
+        b.always(&clk, writes);
+        b.always(&clk, st);
+    } else {
+        let regs: Vec<Expr> = fields.iter().map(|(n, w)| b.reg(&format!("{n}_q"), Ty::u(c * w), "")).collect();
+        for (port, q) in ports.iter().zip(&regs) {
+            b.assign(port, q);
+        }
+        let ch_sel = b.net("ch_sel", &Expr::lit(1, Ty::u(c)).shl_by(&ch), "one-hot channel; none when out of range");
+        b.generate_for("gc", c, "g_ch", |b| {
+            let sel = b.net("sel", &ch_we.land(&ch_sel.part("gc", 1, c - 1)), "");
+            for (i, ((_, w), q)) in fields.iter().zip(&regs).enumerate() {
+                b.always(
+                    &clk,
+                    vec![Stmt::when(&sel.land(&f_sel.bit(i as u32)), vec![Stmt::set(&q.part(&format!("gc * {w}"), *w, (c - 1) * w), &data.slice(w - 1, 0))])],
+                );
+            }
+        });
+    }
     if let Some(table_o) = table_o {
         let lb = p.table_entry_bits();
         let ib = clog2(u64::from(n)).max(1);
@@ -1461,7 +1512,9 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
     let y_ready = m.input("y_ready_i", Ty::bit(), "");
     let b = &mut m.body;
     let fields = p.param_fields();
-    let prm: Vec<Expr> = fields.iter().map(|(n, w)| b.wire(n, Ty::u(c * w), "")).collect();
+    // per-channel parameters: every channel's side by side, or (in memories) the issued column's
+    let pw = if p.param_ram() { 1 } else { c };
+    let prm: Vec<Expr> = fields.iter().map(|(n, w)| b.wire(n, Ty::u(pw * w), "")).collect();
     let acc_en = b.wire("acc_en", Ty::bit(), "");
     let clr = b.wire("clr", Ty::bit(), "");
     let load = p.double_buffer.then(|| b.wire("load", Ty::bit(), ""));
@@ -1489,6 +1542,9 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         conns.push((table_port.as_str(), t.clone()));
     }
     let levels = table.clone().filter(|_| p.codebook_bits.is_some());
+    if p.param_ram() {
+        conns.push(("col_i", col_sel.clone().expect("a shared unit over several columns issues a column")));
+    }
     b.instance(&units.params, "u_params", &conns);
     b.instance(
         &units.ctrl,
@@ -1550,7 +1606,6 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         .chain(std::iter::once(("shift_i", drain_shift)))
         .collect::<Vec<_>>(),
     );
-    let pre = if p.bases.is_some() { COMBINE_STAGES } else { 0 };
     if p.shared_output {
         b.comment("one output unit shared by all columns: select, clip/requantize, gather the row");
         let sfields = p.select_fields();
@@ -1560,7 +1615,8 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         let mut conns: Vec<(&str, Expr)> = vec![("clk_i", clk.clone()), ("acc_i", col.clone()), ("acc_o", sel.clone())];
         let in_names: Vec<String> = sfields.iter().map(|(n, _)| format!("{n}_i")).collect();
         let out_names: Vec<String> = sfields.iter().map(|(n, _)| format!("{n}_o")).collect();
-        let sources: Vec<Expr> = prm.iter().cloned().chain(table.clone().filter(|_| p.bases.is_some())).collect();
+        let selected_prm = if p.param_ram() { &[][..] } else { &prm[..] };
+        let sources: Vec<Expr> = selected_prm.iter().cloned().chain(table.clone().filter(|_| p.bases.is_some())).collect();
         for i in 0..sfields.len() {
             conns.push((in_names[i].as_str(), sources[i].clone()));
             conns.push((out_names[i].as_str(), sel_fields[i].clone()));
@@ -1573,7 +1629,7 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         let acc = match &units.combine {
             Some(comb) => {
                 let acc = b.wire("comb_acc", Ty::s(aw), "the combined accumulator (C2)");
-                let scales = sel_fields[fields.len()].clone();
+                let scales = sel_fields.last().expect("pair scales are selected with bases").clone();
                 b.instance(comb, "u_combine", &[("clk_i", clk.clone()), ("d_i", sel), ("scale_i", scales), ("acc_o", acc.clone())]);
                 acc
             }
@@ -1583,13 +1639,18 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         // each output stage takes its parameters with its value: after the combination (with bases),
         // and the requantizer two stages after the clip's input; delay them so each value meets its
         // own column's
-        let mut st = Vec::new();
-        // the requantizer's fields (mult, shift) come after the clip's two stages
-        let after_clip = |i: usize| matches!(units.out, OutStage::Multiply { .. }) && i >= 2;
-        let stage_fields: Vec<Expr> = (0..fields.len()).map(|i| delay(b, &fields[i].0, &sel_fields[i], pre + if after_clip(i) { 2 } else { 0 }, &mut st)).collect();
-        if !st.is_empty() {
-            b.always(&clk, st);
-        }
+        let stage_fields: Vec<Expr> = if p.param_ram() {
+            // the parameter unit reads each field at its own stage
+            prm.clone()
+        } else {
+            let mut st = Vec::new();
+            let delays = p.param_field_delays();
+            let f = (0..fields.len()).map(|i| delay(b, &fields[i].0, &sel_fields[i], delays[i], &mut st)).collect();
+            if !st.is_empty() {
+                b.always(&clk, st);
+            }
+            f
+        };
         out_stage(b, &units.out, &clk, acc, stage_fields, code.clone(), "");
         let row_q = b.reg("row_q", Ty::u(c * ob), "row being gathered, column 0 lowest");
         let next = if c == 1 { code.clone() } else { Expr::concat(&[code.clone(), row_q.slice(c * ob - 1, ob)]) };
