@@ -418,7 +418,10 @@ impl Body {
     }
     /// Declare a memory `reg [width-1:0] name [0:depth-1]`, unsigned words, written and read in clocked
     /// processes through [`Mem::word`]. It carries Yosys's `no_rw_check`: the design never reads a word
-    /// in the cycle it is written, so a block or distributed RAM needs no read-during-write bypass.
+    /// in the cycle it is written, so a block RAM needs no read-during-write bypass. It also asks for
+    /// block RAM (`ram_style = "block"`): our memories are small, and Yosys would otherwise build the
+    /// smallest in flip-flops and multiplexers, the logic a large array runs short of, while block RAM
+    /// is otherwise unused on both families.
     pub fn memory(&mut self, name: &str, width: u32, depth: u32, doc: &str) -> Mem {
         check_name(name);
         assert!(width >= 1 && depth >= 2, "memory {name}: {depth} words of {width} bits");
@@ -606,7 +609,7 @@ fn print_items(s: &mut String, items: &[Item], depth: usize) {
                 }
             }
             Item::Mem { name, width, depth, doc } => {
-                let decl = format!("{ind}(* no_rw_check *) reg [{}:0] {name} [0:{}];", width - 1, depth - 1);
+                let decl = format!("{ind}(* no_rw_check, ram_style = \"block\" *) reg [{}:0] {name} [0:{}];", width - 1, depth - 1);
                 if doc.is_empty() {
                     let _ = writeln!(s, "{decl}");
                 } else {

@@ -167,14 +167,23 @@ impl HwParams {
     /// Rows the output buffer holds: enough for the drain pipeline to run at full rate while the
     /// consumer is ready: `drain_stages + 2` with one output unit per column (a row per cycle); with a
     /// shared unit (a row per `cols` cycles) `ceil((drain_stages + 1) / cols) + 2`, if smaller.
+    /// With the buffer in a memory ([`HwParams::outbuf_ram`]) a row spends one more cycle in it, and
+    /// the shared unit's term counts that cycle too.
     pub fn outbuf_depth(&self) -> u32 {
         let per_row = self.drain_stages() + 2;
         if self.shared_output {
             // a shared unit issues a row every `cols` cycles, so fewer rows are in flight at once
-            per_row.min((self.drain_stages() + 1).div_ceil(self.cols) + 2)
+            let extra = u32::from(self.outbuf_ram());
+            per_row.min((self.drain_stages() + 1 + extra).div_ceil(self.cols) + 2)
         } else {
             per_row
         }
+    }
+    /// The output buffer of a shared output unit over several columns is a memory with a registered
+    /// read (block RAM on iCE40, distributed RAM on ECP5) instead of a register per row and a read
+    /// multiplexer: its rows arrive only every `cols` cycles, so the extra cycle costs no throughput.
+    pub fn outbuf_ram(&self) -> bool {
+        self.shared_output && self.cols > 1
     }
     /// Width of one weight code on the input bus.
     pub fn code_bits(&self) -> u32 {
@@ -278,11 +287,13 @@ impl HwParams {
         }
     }
     /// Cycles from accepting a tile's last step to its first output row being valid, when nothing
-    /// stalls: the compute stages, the drain stages, and the output buffer's register.
+    /// stalls: the compute stages, the drain stages, and the output buffer's register (and its
+    /// memory's write cycle, [`HwParams::outbuf_ram`]).
     pub fn latency(&self) -> u32 {
         let gather = if self.shared_output { self.cols - 1 + 1 } else { 0 };
+        let buffer = 1 + u32::from(self.outbuf_ram());
         // a bit-serial step's last bit enters the pipeline act_bits - 1 cycles after the step
-        self.compute_stages() + (self.cycles_per_step() - 1) + self.drain_stages() + gather + 1
+        self.compute_stages() + (self.cycles_per_step() - 1) + self.drain_stages() + gather + buffer
     }
 }
 
@@ -1380,6 +1391,11 @@ pub fn outbuf(p: &HwParams) -> Module {
     let y_last = m.output("y_last_o", Ty::bit(), "");
     let y_valid = m.output("y_valid_o", Ty::bit(), "");
     let y_ready = m.input("y_ready_i", Ty::bit(), "");
+    if p.outbuf_ram() {
+        m.doc("Rows in a memory; the head row in the memory's read register (a row is readable the cycle after its write).");
+        outbuf_ram(&mut m.body, depth, [clk, rst, push, row, last, y_data, y_last, y_valid, y_ready]);
+        return m;
+    }
     let b = &mut m.body;
     let count = b.reg("count_q", Ty::u(cw), "rows held");
     let wp = b.reg("wp_q", Ty::u(pw), "write pointer");
@@ -1423,6 +1439,51 @@ pub fn outbuf(p: &HwParams) -> Module {
         )],
     );
     m
+}
+
+/// The output buffer in a memory: `count_q` counts the rows written in earlier cycles and not yet
+/// read, so a read never meets a write to the same word (the read pointer equals the write pointer
+/// only when the memory is empty or full, and the control's credits never push into a full buffer).
+/// The head row waits in the memory's read register `head_q`, loaded when it is empty or popped.
+fn outbuf_ram(b: &mut Body, depth: u32, ports: [Expr; 9]) {
+    let [clk, rst, push, row, last, y_data, y_last, y_valid, y_ready] = ports;
+    let w = row.width() + 1;
+    let pw = clog2(u64::from(depth)).max(1);
+    let cw = unsigned_bits(u128::from(depth));
+    let mem = b.memory("rows_mem", w, depth, "{last, row}");
+    let count = b.reg("count_q", Ty::u(cw), "rows in the memory, written in earlier cycles");
+    let wp = b.reg("wp_q", Ty::u(pw), "write pointer");
+    let rp = b.reg("rp_q", Ty::u(pw), "read pointer");
+    let head_v = b.reg("head_v_q", Ty::bit(), "head_q holds a row");
+    let head = b.reg("head_q", Ty::u(w), "the oldest row, read from the memory");
+    b.assign(&y_valid, &head_v);
+    b.assign(&y_data, &head.slice(w - 2, 0));
+    b.assign(&y_last, &head.bit(w - 1));
+    let stored = b.net("stored", &count.eq(&Expr::zero(Ty::u(cw))).lnot(), "the memory holds a row");
+    let take = b.net("take", &stored.land(&head_v.lnot().lor(&y_ready)), "read the next row into head_q");
+    let entry = b.net("entry", &Expr::concat(&[last, row]), "");
+    let wrap = |ptr: &Expr| Expr::mux(&ptr.eq(&Expr::lit(i128::from(depth - 1), Ty::u(pw))), &Expr::zero(Ty::u(pw)), &ptr.add(&Expr::lit(1, Ty::u(pw))));
+    let one = Expr::lit(1, Ty::u(cw));
+    b.always(&clk, vec![Stmt::when(&push, vec![Stmt::set(&mem.word(&wp), &entry)])]);
+    b.always(&clk, vec![Stmt::when(&take, vec![Stmt::set(&head, &mem.word(&rp))])]);
+    let zero = Expr::lit(0, Ty::bit());
+    b.always(
+        &clk,
+        vec![Stmt::when_else(
+            &rst,
+            vec![Stmt::set(&count, &Expr::zero(Ty::u(cw))), Stmt::set(&wp, &Expr::zero(Ty::u(pw))), Stmt::set(&rp, &Expr::zero(Ty::u(pw))), Stmt::set(&head_v, &zero)],
+            vec![
+                Stmt::when(&push, vec![Stmt::set(&wp, &wrap(&wp))]),
+                Stmt::when(&take, vec![Stmt::set(&rp, &wrap(&rp))]),
+                Stmt::when_else(
+                    &push.land(&take.lnot()),
+                    vec![Stmt::set(&count, &count.add(&one))],
+                    vec![Stmt::when(&take.land(&push.lnot()), vec![Stmt::set(&count, &count.sub(&one))])],
+                ),
+                Stmt::when_else(&take, vec![Stmt::set(&head_v, &Expr::lit(1, Ty::bit()))], vec![Stmt::when(&y_ready, vec![Stmt::set(&head_v, &zero)])]),
+            ],
+        )],
+    );
 }
 
 /// Column select of a shared output unit: registers the issued column's accumulator (with bases: its
