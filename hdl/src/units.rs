@@ -996,7 +996,7 @@ pub fn params(p: &HwParams) -> Module {
     let we = m.input("prm_we_i", Ty::bit(), "write strobe");
     let addr = m.input("prm_addr_i", Ty::u(pa), "channel * 4 + field");
     let data = m.input("prm_wdata_i", Ty::u(pd), "value in the low bits");
-    let col = p.param_ram().then(|| m.input("col_i", Ty::u(clog2(u64::from(c))), "column issued to the shared output unit"));
+    let col = p.param_ram().then(|| m.input("col_next_i", Ty::u(clog2(u64::from(c))), "column issued to the shared output unit in the next cycle"));
     let ports: Vec<Expr> = if p.param_ram() {
         let delays = p.param_field_delays();
         fields.iter().zip(&delays).map(|((n, w), d)| m.output_reg(&format!("{n}_o"), Ty::u(*w), &format!("the issued column's {n}, at P{d}"))).collect()
@@ -1016,7 +1016,9 @@ pub fn params(p: &HwParams) -> Module {
     let f_sel = b.net("field_sel", &Expr::lit(1, Ty::u(nf)).shl_by(&field), "one-hot field; none when unused");
     if let Some(col) = &col {
         // one memory per field, a word per channel; each field is read at the issued column, delayed to
-        // the stage that uses it
+        // the stage that uses it. The read is a cycle early, into the memory's read register, and the
+        // field's own register follows: a block RAM's read is slow (5.8 ns on ECP5), so it gets a
+        // cycle to itself.
         let cbw = col.width();
         // a write to a channel beyond the last changes nothing
         let in_range = if ch.width() == cbw && c == 1 << cbw { None } else { Some(b.net("ch_ok", &ch.lt(&Expr::lit(i128::from(c), ch.ty())), "channel in range")) };
@@ -1030,14 +1032,16 @@ pub fn params(p: &HwParams) -> Module {
         let mut st = Vec::new();
         let mut col_d = vec![col.clone()];
         for k in 1..=delays.iter().copied().max().unwrap_or(0) {
-            let q = b.reg(&format!("col_d{k}_q"), col.ty(), if k == 1 { "the issued column, delayed" } else { "" });
+            let q = b.reg(&format!("col_d{k}_q"), col.ty(), if k == 1 { "the issued column (col_next_i delayed)" } else { "" });
             st.push(Stmt::set(&q, &col_d[k as usize - 1]));
             col_d.push(q);
         }
+        let reads: Vec<Expr> = fields.iter().map(|(n, w)| b.reg(&format!("{n}_rd_q"), Ty::u(*w), "")).collect();
         let mut writes = Vec::new();
         for (i, (((_, w), mem), (port, d))) in fields.iter().zip(&mems).zip(ports.iter().zip(&delays)).enumerate() {
             writes.push(Stmt::when(&ch_we.land(&f_sel.bit(i as u32)), vec![Stmt::set(&mem.word(&waddr), &data.slice(w - 1, 0))]));
-            st.push(Stmt::set(port, &mem.word(&col_d[*d as usize])));
+            st.push(Stmt::set(&reads[i], &mem.word(&col_d[*d as usize])));
+            st.push(Stmt::set(port, &reads[i]));
         }
         b.always(&clk, writes);
         b.always(&clk, st);
@@ -1118,9 +1122,12 @@ pub fn thresh(p: &HwParams) -> Module {
             let raw = b.net(&format!("t{}", k + 1), &t.slice(k * tw + tw - 1, k * tw), "");
             let tk = b.net(&format!("t{}_ob", k + 1), &flip(&raw), "offset binary");
             let (t_hi, t_lo) = (tk.slice(tw - 1, lw), tk.slice(lw - 1, 0));
-            gts.push(a_hi.gt(&t_hi));
+            // comparisons written as `<` only: Yosys builds `<` (and `>=`) from a subtraction's carry,
+            // but `a > b` as `!(a < b) && !(a == b)`, which puts an equality reduction after the carry
+            // chain (the critical path on iCE40)
+            gts.push(t_hi.lt(&a_hi));
             eqs.push(a_hi.eq(&t_hi));
-            los.push(t_lo.gt(&a_lo).lnot());
+            los.push(a_lo.lt(&t_lo).lnot());
         }
         for v in [&mut gts, &mut eqs, &mut los] {
             v.reverse();
@@ -1132,7 +1139,7 @@ pub fn thresh(p: &HwParams) -> Module {
         let mut cmps = Vec::new();
         for k in 0..n {
             let tk = b.net(&format!("t{}", k + 1), &t.slice(k * tw + tw - 1, k * tw).as_signed(), "");
-            cmps.push(tk.gt(&acc_x).lnot());
+            cmps.push(acc_x.lt(&tk).lnot());
         }
         cmps.reverse();
         b.always(&clk, vec![Stmt::set(&ge_q, &Expr::concat(&cmps))]);
@@ -1172,6 +1179,7 @@ pub fn ctrl(p: &HwParams) -> Module {
     let cbw = if p.shared_output { clog2(u64::from(p.cols)) } else { 0 };
     let gather_o = p.shared_output.then(|| m.output("gather_o", Ty::bit(), "a code leaves the shared output unit: gather it into the row"));
     let sel_o = (cbw > 0).then(|| m.output("col_o", Ty::u(cbw), "the column issued into the shared output unit"));
+    let sel_next_o = p.param_ram().then(|| m.output("col_next_o", Ty::u(cbw), "the column issued next, if any is: col_o of the next cycle"));
     let b = &mut m.body;
 
     b.comment(&format!("compute pipeline: S1..S{} valid/last (S{} holds the step's dot product)", p.compute_stages() - 1, p.compute_stages() - 1));
@@ -1187,7 +1195,8 @@ pub fn ctrl(p: &HwParams) -> Module {
         let bit = b.reg("bit_q", Ty::u(bw), "bit plane of the step in S1, 0 = least significant");
         let e1 = b.net("e1", &bit.eq(&Expr::lit(i128::from(ab - 1), Ty::u(bw))), "S1 holds the step's last (most significant) plane");
         let mut e = vec![e1.clone()];
-        e.extend((2..=nv).map(|i| b.reg(&format!("e{i}_q"), Ty::bit(), "")));
+        // up to the stage below the top: the top stage's load condition is the register load_q
+        e.extend((2..nv.max(2)).map(|i| b.reg(&format!("e{i}_q"), Ty::bit(), "")));
         (bit, e1, e)
     });
     let hold_full = b.reg("hold_full_q", Ty::bit(), "the hold registers hold a tile not yet drained");
@@ -1224,9 +1233,13 @@ pub fn ctrl(p: &HwParams) -> Module {
                 let n = if ab == 1 { fire.clone() } else { fire.lnot().land(&into_top) };
                 b.assign(neg_o, &n);
             }
-            b.net("load", &v[top].land(&e[top]).land(&l[top]), "")
+            if top == 0 {
+                b.net("load", &v[top].land(&e[top]).land(&l[top]), "")
+            } else {
+                b.reg("load_q", Ty::bit(), "v/e/l at the top stage all set (a register: it reaches every accumulator's clear and enable)")
+            }
         }
-        None => b.net("load", &v[top].land(&l[top]), ""),
+        None => b.reg("load_q", Ty::bit(), "v/l at the top stage both set (a register: it reaches every accumulator's clear and enable)"),
     };
     match &load_o {
         Some(load_o) => {
@@ -1308,6 +1321,17 @@ pub fn ctrl(p: &HwParams) -> Module {
     ];
     reset.extend(dv.iter().map(|d| Stmt::set(d, &zero)));
     reset.extend(v.iter().map(|d| Stmt::set(d, &zero)));
+    // load_q (when a register) is the top stage's load condition, taken from the stage below
+    let load_next = (top > 0).then(|| {
+        let below = v[top - 1].land(&l[top - 1]);
+        match &serial {
+            Some((_, _, e)) => below.land(&e[top - 1]),
+            None => below,
+        }
+    });
+    if load_next.is_some() {
+        reset.push(Stmt::set(&load, &zero));
+    }
     if rb > 0 {
         reset.push(Stmt::set(&Expr::sig("row_q", Ty::u(rb)), &Expr::zero(Ty::u(rb))));
     }
@@ -1324,6 +1348,9 @@ pub fn ctrl(p: &HwParams) -> Module {
         ),
     ];
     run.extend(shift_chain(&issue, &dv[..dv.len() - 1], &dv[dv.len() - 1]));
+    if let Some(n) = &load_next {
+        run.push(Stmt::set(&load, n));
+    }
     match &serial {
         Some((bit, e1, _)) => {
             // S1 stays valid for the step's act_bits cycles
@@ -1343,6 +1370,10 @@ pub fn ctrl(p: &HwParams) -> Module {
     if let Some(col) = &col_stmts {
         let next = Expr::mux(&col_last, &Expr::zero(Ty::u(cbw)), &col.add(&Expr::lit(1, Ty::u(cbw))));
         run.push(Stmt::when(&issue, vec![Stmt::set(col, &next)]));
+        if let Some(o) = &sel_next_o {
+            let n = Expr::mux(&rst, &Expr::zero(Ty::u(cbw)), &Expr::mux(&issue, &next, col));
+            b.assign(o, &n);
+        }
     }
     if let Some((push_q, _, complete)) = &gathered {
         run.push(Stmt::set(push_q, complete));
@@ -1355,7 +1386,9 @@ pub fn ctrl(p: &HwParams) -> Module {
             let mut st = vec![Stmt::when(&fire, vec![Stmt::set(&l[0], &a_last)])];
             if top > 0 {
                 st.extend(shift_chain(&l[0], &l[1..top], &l[top]));
-                st.extend(shift_chain(e1, &e[1..top], &e[top]));
+                if top > 1 {
+                    st.extend(shift_chain(e1, &e[1..top - 1], &e[top - 1]));
+                }
             }
             st
         }
@@ -1586,6 +1619,7 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
     let gather = p.shared_output.then(|| b.wire("gather", Ty::bit(), "a code leaves the shared unit"));
     let cbits = clog2(u64::from(c));
     let col_sel = (p.shared_output && cbits > 0).then(|| b.wire("col_sel", Ty::u(cbits), "column issued to the shared unit"));
+    let col_next = p.param_ram().then(|| b.wire("col_next", Ty::u(cbits), "column issued to the shared unit in the next cycle"));
     let pop = b.net("pop", &y_valid.land(&y_ready), "");
     let step = p.serial.then(|| b.wire("step", Ty::bit(), "a step is accepted (bit-serial input registers)"));
     let neg = (p.serial && p.act_enc == Encoding::Int).then(|| b.wire("neg", Ty::bit(), "the next bit plane is a two's complement sign bit"));
@@ -1604,7 +1638,7 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
     }
     let levels = table.clone().filter(|_| p.codebook_bits.is_some());
     if p.param_ram() {
-        conns.push(("col_i", col_sel.clone().expect("a shared unit over several columns issues a column")));
+        conns.push(("col_next_i", col_next.clone().expect("parameter memories read the next column")));
     }
     b.instance(&units.params, "u_params", &conns);
     b.instance(
@@ -1627,6 +1661,7 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         .into_iter()
         .chain(gather.clone().map(|g| ("gather_o", g)))
         .chain(col_sel.clone().map(|cs| ("col_o", cs)))
+        .chain(col_next.clone().map(|cs| ("col_next_o", cs)))
         .chain(step.clone().map(|s| ("step_o", s)))
         .chain(neg.clone().map(|f| ("neg_o", f)))
         .chain(load.clone().map(|l| ("load_o", l)))
