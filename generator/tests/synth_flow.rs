@@ -210,3 +210,32 @@ fn manifest_and_filelist_errors() {
     let e = synth(&tmp.path().join("nowhere"), &SynthOptions::new(Target::Ice40Up5k)).unwrap_err().to_string();
     assert!(e.contains("manifest.json"), "{e}");
 }
+
+/// A generated design with a shared output unit over two columns keeps its parameters and output
+/// buffer in memories; each of them must become one iCE40 block RAM (256 x 16 bits), not flip-flops.
+#[test]
+fn shared_unit_memories_are_block_ram_on_ice40() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("build");
+    let cfg = qmac::config::Config::from_toml(
+        "rows = 2\ncols = 2\nlanes = 1\nweight_bits = 4\nact_bits = 4\nmax_depth = 64\noutput_units = \"shared\"\n",
+        "test",
+    )
+    .unwrap();
+    qmac::flow::generate(&cfg, &dir).unwrap();
+    // the memories as emitted: `(* ... ram_style = "block" *) reg [W-1:0] name [0:D-1];`
+    let mut memories = 0u64;
+    for f in std::fs::read_dir(dir.join("rtl")).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+        for line in text.lines().filter(|l| l.contains("ram_style = \"block\"")) {
+            let width: u32 = line.split("reg [").nth(1).and_then(|s| s.split(':').next()).unwrap().parse::<u32>().unwrap() + 1;
+            let depth: u32 = line.split("[0:").nth(1).and_then(|s| s.split(']').next()).unwrap().parse::<u32>().unwrap() + 1;
+            assert!(width <= 16 && depth <= 256, "one SB_RAM40_4K each: {line}");
+            memories += 1;
+        }
+    }
+    assert!(memories >= 2, "parameter fields and the output buffer are memories: {memories}");
+    let opts = SynthOptions { bitstream: false, ..SynthOptions::new(Target::Ice40Up5k) };
+    let r = synth(&dir, &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.resources.bram.used, memories, "{:?}", r.resources);
+}
