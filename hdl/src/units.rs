@@ -1430,9 +1430,8 @@ pub fn outbuf(p: &HwParams) -> Module {
         return m;
     }
     let b = &mut m.body;
-    let count = b.reg("count_q", Ty::u(cw), "rows held");
-    let wp = b.reg("wp_q", Ty::u(pw), "write pointer");
-    let rp = b.reg("rp_q", Ty::u(pw), "read pointer");
+    let f = Fifo::declare(b, depth, "rows held");
+    let (count, wp, rp) = (f.count.clone(), f.wp.clone(), f.rp.clone());
     let entries: Vec<Expr> = (0..depth).map(|i| b.reg(&format!("mem{i}_q"), Ty::u(w), "")).collect();
     let nonempty = b.net("nonempty", &count.eq(&Expr::zero(Ty::u(cw))).lnot(), "");
     b.assign(&y_valid, &nonempty);
@@ -1448,30 +1447,50 @@ pub fn outbuf(p: &HwParams) -> Module {
     let head = b.net("head", &level[0], "the oldest row");
     b.assign(&y_data, &head.slice(c * ob - 1, 0));
     b.assign(&y_last, &head.bit(c * ob));
-    let wrap = |ptr: &Expr| Expr::mux(&ptr.eq(&Expr::lit(i128::from(depth - 1), Ty::u(pw))), &Expr::zero(Ty::u(pw)), &ptr.add(&Expr::lit(1, Ty::u(pw))));
-    let one = Expr::lit(1, Ty::u(cw));
     let mut writes = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         writes.push(Stmt::when(&push.land(&wp.eq(&Expr::lit(i as i128, Ty::u(pw)))), vec![Stmt::set(e, &entry)]));
     }
     b.always(&clk, writes);
-    b.always(
-        &clk,
-        vec![Stmt::when_else(
-            &rst,
-            vec![Stmt::set(&count, &Expr::zero(Ty::u(cw))), Stmt::set(&wp, &Expr::zero(Ty::u(pw))), Stmt::set(&rp, &Expr::zero(Ty::u(pw)))],
-            vec![
-                Stmt::when(&push, vec![Stmt::set(&wp, &wrap(&wp))]),
-                Stmt::when(&pop, vec![Stmt::set(&rp, &wrap(&rp))]),
-                Stmt::when_else(
-                    &push.land(&pop.lnot()),
-                    vec![Stmt::set(&count, &count.add(&one))],
-                    vec![Stmt::when(&pop.land(&push.lnot()), vec![Stmt::set(&count, &count.sub(&one))])],
-                ),
-            ],
-        )],
-    );
+    b.always(&clk, vec![Stmt::when_else(&rst, f.reset(), f.advance(&push, &pop))]);
     m
+}
+
+/// A FIFO's bookkeeping: `count_q` entries held, and write and read pointers that wrap at `depth`.
+struct Fifo {
+    depth: u32,
+    count: Expr,
+    wp: Expr,
+    rp: Expr,
+}
+
+impl Fifo {
+    fn declare(b: &mut Body, depth: u32, count_doc: &str) -> Fifo {
+        let pw = clog2(u64::from(depth)).max(1);
+        let count = b.reg("count_q", Ty::u(unsigned_bits(u128::from(depth))), count_doc);
+        let wp = b.reg("wp_q", Ty::u(pw), "write pointer");
+        let rp = b.reg("rp_q", Ty::u(pw), "read pointer");
+        Fifo { depth, count, wp, rp }
+    }
+    /// Empty.
+    fn reset(&self) -> Vec<Stmt> {
+        [&self.count, &self.wp, &self.rp].iter().map(|r| Stmt::set(r, &Expr::zero(r.ty()))).collect()
+    }
+    /// `push` writes an entry, `pop` removes one; both may happen in one cycle.
+    fn advance(&self, push: &Expr, pop: &Expr) -> Vec<Stmt> {
+        let pt = self.wp.ty();
+        let wrap = |ptr: &Expr| Expr::mux(&ptr.eq(&Expr::lit(i128::from(self.depth - 1), pt)), &Expr::zero(pt), &ptr.add(&Expr::lit(1, pt)));
+        let one = Expr::lit(1, self.count.ty());
+        vec![
+            Stmt::when(push, vec![Stmt::set(&self.wp, &wrap(&self.wp))]),
+            Stmt::when(pop, vec![Stmt::set(&self.rp, &wrap(&self.rp))]),
+            Stmt::when_else(
+                &push.land(&pop.lnot()),
+                vec![Stmt::set(&self.count, &self.count.add(&one))],
+                vec![Stmt::when(&pop.land(&push.lnot()), vec![Stmt::set(&self.count, &self.count.sub(&one))])],
+            ),
+        ]
+    }
 }
 
 /// The output buffer in a memory: `count_q` counts the rows written in earlier cycles and not yet
@@ -1481,42 +1500,24 @@ pub fn outbuf(p: &HwParams) -> Module {
 fn outbuf_ram(b: &mut Body, depth: u32, ports: [Expr; 9]) {
     let [clk, rst, push, row, last, y_data, y_last, y_valid, y_ready] = ports;
     let w = row.width() + 1;
-    let pw = clog2(u64::from(depth)).max(1);
-    let cw = unsigned_bits(u128::from(depth));
     let mem = b.memory("rows_mem", w, depth, "{last, row}");
-    let count = b.reg("count_q", Ty::u(cw), "rows in the memory, written in earlier cycles");
-    let wp = b.reg("wp_q", Ty::u(pw), "write pointer");
-    let rp = b.reg("rp_q", Ty::u(pw), "read pointer");
+    let f = Fifo::declare(b, depth, "rows in the memory, written in earlier cycles");
     let head_v = b.reg("head_v_q", Ty::bit(), "head_q holds a row");
     let head = b.reg("head_q", Ty::u(w), "the oldest row, read from the memory");
     b.assign(&y_valid, &head_v);
     b.assign(&y_data, &head.slice(w - 2, 0));
     b.assign(&y_last, &head.bit(w - 1));
-    let stored = b.net("stored", &count.eq(&Expr::zero(Ty::u(cw))).lnot(), "the memory holds a row");
+    let stored = b.net("stored", &f.count.eq(&Expr::zero(f.count.ty())).lnot(), "the memory holds a row");
     let take = b.net("take", &stored.land(&head_v.lnot().lor(&y_ready)), "read the next row into head_q");
     let entry = b.net("entry", &Expr::concat(&[last, row]), "");
-    let wrap = |ptr: &Expr| Expr::mux(&ptr.eq(&Expr::lit(i128::from(depth - 1), Ty::u(pw))), &Expr::zero(Ty::u(pw)), &ptr.add(&Expr::lit(1, Ty::u(pw))));
-    let one = Expr::lit(1, Ty::u(cw));
-    b.always(&clk, vec![Stmt::when(&push, vec![Stmt::set(&mem.word(&wp), &entry)])]);
-    b.always(&clk, vec![Stmt::when(&take, vec![Stmt::set(&head, &mem.word(&rp))])]);
+    b.always(&clk, vec![Stmt::when(&push, vec![Stmt::set(&mem.word(&f.wp), &entry)])]);
+    b.always(&clk, vec![Stmt::when(&take, vec![Stmt::set(&head, &mem.word(&f.rp))])]);
     let zero = Expr::lit(0, Ty::bit());
-    b.always(
-        &clk,
-        vec![Stmt::when_else(
-            &rst,
-            vec![Stmt::set(&count, &Expr::zero(Ty::u(cw))), Stmt::set(&wp, &Expr::zero(Ty::u(pw))), Stmt::set(&rp, &Expr::zero(Ty::u(pw))), Stmt::set(&head_v, &zero)],
-            vec![
-                Stmt::when(&push, vec![Stmt::set(&wp, &wrap(&wp))]),
-                Stmt::when(&take, vec![Stmt::set(&rp, &wrap(&rp))]),
-                Stmt::when_else(
-                    &push.land(&take.lnot()),
-                    vec![Stmt::set(&count, &count.add(&one))],
-                    vec![Stmt::when(&take.land(&push.lnot()), vec![Stmt::set(&count, &count.sub(&one))])],
-                ),
-                Stmt::when_else(&take, vec![Stmt::set(&head_v, &Expr::lit(1, Ty::bit()))], vec![Stmt::when(&y_ready, vec![Stmt::set(&head_v, &zero)])]),
-            ],
-        )],
-    );
+    let mut reset = f.reset();
+    reset.push(Stmt::set(&head_v, &zero));
+    let mut run = f.advance(&push, &take);
+    run.push(Stmt::when_else(&take, vec![Stmt::set(&head_v, &Expr::lit(1, Ty::bit()))], vec![Stmt::when(&y_ready, vec![Stmt::set(&head_v, &zero)])]));
+    b.always(&clk, vec![Stmt::when_else(&rst, reset, run)]);
 }
 
 /// Column select of a shared output unit: registers the issued column's accumulator (with bases: its
