@@ -1521,13 +1521,15 @@ fn outbuf_ram(b: &mut Body, depth: u32, ports: [Expr; 9]) {
 }
 
 /// Column select of a shared output unit: registers the issued column's accumulator (with bases: its
-/// pair counts) and parameters (drain stage P0).
+/// pair counts) and the fields of [`HwParams::select_fields`] (drain stage P0). Over several columns
+/// the parameters are not among them: they are read from memories in the parameter unit.
 pub fn select(p: &HwParams) -> Module {
     let (c, hw) = (p.cols, p.hold_bits());
     let cbw = clog2(u64::from(c));
     let fields = p.select_fields();
     let mut m = Module::new(&p.module("select"));
-    m.doc(&format!("Column select for the shared output unit: one of {c} columns per cycle, with its parameters."));
+    let with = if fields.is_empty() { "" } else if p.param_ram() { ", with its pair scales" } else { ", with its parameters" };
+    m.doc(&format!("Column select for the shared output unit: one of {c} columns per cycle{with}."));
     let clk = m.input("clk_i", Ty::bit(), "clock");
     let col = (cbw > 0).then(|| m.input("col_i", Ty::u(cbw), "column to select"));
     let acc = m.input("acc_i", Ty::u(c * hw), "row-0 hold register of each column");
