@@ -180,7 +180,7 @@ impl HwParams {
         }
     }
     /// The output buffer of a shared output unit over several columns is a memory with a registered
-    /// read (block RAM on iCE40, distributed RAM on ECP5) instead of a register per row and a read
+    /// read (block RAM, see [`crate::rtl::Body::memory`]) instead of a register per row and a read
     /// multiplexer: its rows arrive only every `cols` cycles, so the extra cycle costs no throughput.
     pub fn outbuf_ram(&self) -> bool {
         self.shared_output && self.cols > 1
@@ -232,8 +232,8 @@ impl HwParams {
         f
     }
     /// A shared output unit over several columns keeps the per-channel parameters in memories (one per
-    /// field, a word per channel) read at the issued column: block RAM on iCE40, distributed RAM on
-    /// ECP5, instead of `cols` registers per field and a column multiplexer.
+    /// field, a word per channel, in block RAM) read at the issued column, instead of `cols` registers
+    /// per field and a column multiplexer.
     pub fn param_ram(&self) -> bool {
         self.shared_output && self.cols > 1
     }
@@ -1239,6 +1239,7 @@ pub fn ctrl(p: &HwParams) -> Module {
                 b.reg("load_q", Ty::bit(), "v/e/l at the top stage all set (a register: it reaches every accumulator's clear and enable)")
             }
         }
+        None if top == 0 => b.net("load", &v[top].land(&l[top]), ""),
         None => b.reg("load_q", Ty::bit(), "v/l at the top stage both set (a register: it reaches every accumulator's clear and enable)"),
     };
     match &load_o {
