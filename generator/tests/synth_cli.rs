@@ -52,8 +52,10 @@ fn synth_arguments() {
     assert_eq!(o.target, Target::Ecp5_85k);
     assert_eq!(o.freq_mhz, Some(62.5));
     assert_eq!(o.seed, 1);
-    assert!(o.baseline && !o.bitstream && o.keep_hierarchy);
+    assert!(o.baseline && !o.bitstream && o.keep_hierarchy && !o.abc9_clock);
     assert_eq!(o.dsp, DspPolicy::Off);
+    let a = SynthCli::try_parse_from(["qmac", "b", "-t", "ice40-up5k", "--abc9-clock"]).unwrap().args;
+    assert!(a.options().abc9_clock);
 
     let dsp = |extra: &[&str]| {
         let mut argv = vec!["qmac", "-t", "ecp5-25k"];
@@ -103,6 +105,9 @@ fn sweep_arguments() {
     assert_eq!((p[5].target, p[5].weight_bits, p[5].act_bits), (Target::Ecp5_25k, 3, 3));
     assert_eq!(p[2].label(), "w3a3");
     assert_eq!(a.options().mode, SweepMode::Generated);
+    assert!(!a.options().synth.abc9_clock);
+    let a = SweepCli::try_parse_from(["qmac", "--weight-bits", "2", "--rows", "2", "--cols", "2", "-t", "ecp5-25k", "--abc9-clock"]).unwrap().args;
+    assert!(a.options().synth.abc9_clock);
 
     let a = SweepCli::try_parse_from([
         "qmac",

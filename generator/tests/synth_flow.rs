@@ -74,6 +74,8 @@ fn ice40_up5k_end_to_end_and_deterministic() {
     check_sane(&r, Target::Ice40Up5k);
     assert_eq!(r.resources.lut4_kind, "ICESTORM_LC");
     check_files(&dir, &r, "ICESTORM_LC", "qmac_board_top.bin");
+    let ys = std::fs::read_to_string(synth_dir(&dir, Target::Ice40Up5k).join("synth.ys")).unwrap();
+    assert!(!ys.contains("abc9.D") && !r.abc9_clock, "no delay target by default: {ys}");
     let first = std::fs::read(synth_dir(&dir, Target::Ice40Up5k).join("qor.json")).unwrap();
 
     // Same inputs, same seed: the same qor.json byte for byte; another seed still places.
@@ -94,7 +96,7 @@ fn ecp5_25k_end_to_end_with_frequency() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("build");
     write_build_dir(&dir);
-    let opts = SynthOptions { freq_mhz: Some(80.0), ..SynthOptions::new(Target::Ecp5_25k) };
+    let opts = SynthOptions { freq_mhz: Some(80.0), abc9_clock: true, ..SynthOptions::new(Target::Ecp5_25k) };
     let r = synth(&dir, &opts).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.requested_mhz, 80.0);
     check_sane(&SynthReport { requested_mhz: Target::Ecp5_25k.default_freq_mhz(), ..r.clone() }, Target::Ecp5_25k);
@@ -106,6 +108,9 @@ fn ecp5_25k_end_to_end_with_frequency() {
     assert!(!lpf.contains("25 MHZ;"));
     let ys = std::fs::read_to_string(synth_dir(&dir, Target::Ecp5_25k).join("synth.ys")).unwrap();
     assert!(ys.contains("synth_ecp5 -top qmac_board_top -nodsp"), "{ys}");
+    // ABC9's delay target is the period of the requested 80 MHz, in picoseconds, set before synthesis
+    assert!(ys.contains("scratchpad -set abc9.D 12500\nsynth_ecp5 "), "{ys}");
+    assert!(r.abc9_clock && r.to_string().contains("ABC9 delay target = clock period"));
 }
 
 #[test]

@@ -165,6 +165,12 @@ pub struct SynthArgs {
     #[arg(long)]
     pub flatten: bool,
 
+    /// Give Yosys's LUT mapper (ABC9) the requested clock period as its delay target. Without one it
+    /// maps every path for the depth of the deepest, which costs LUTs where paths have slack (on
+    /// ECP5 up to a quarter of them; docs/synthesis.md).
+    #[arg(long)]
+    pub abc9_clock: bool,
+
     /// Print the report as JSON (the content of qor.json) instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -181,6 +187,7 @@ impl SynthArgs {
             bitstream: !self.no_bitstream,
             dsp: if self.no_dsp { DspPolicy::Off } else { self.dsp.unwrap_or_default() },
             keep_hierarchy: !self.flatten,
+            abc9_clock: self.abc9_clock,
         }
     }
 }
@@ -264,6 +271,10 @@ pub struct SweepArgs {
     #[arg(long)]
     pub flatten: bool,
 
+    /// Give ABC9 the requested clock period as its delay target (see `qmac synth --help`).
+    #[arg(long)]
+    pub abc9_clock: bool,
+
     /// Also pack bitstreams (default for sweeps: stop after place and route).
     #[arg(long)]
     pub bitstream: bool,
@@ -302,6 +313,7 @@ impl SweepArgs {
         synth.seed = self.seed;
         synth.dsp = self.dsp.unwrap_or_default();
         synth.keep_hierarchy = !self.flatten;
+        synth.abc9_clock = self.abc9_clock;
         synth.bitstream = self.bitstream;
         let jobs = self.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
         SweepOptions {

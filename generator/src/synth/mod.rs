@@ -100,6 +100,10 @@ pub struct SynthOptions {
     /// Keep the array a separate module inside the wrapper (`(* keep_hierarchy *)`), so Yosys neither
     /// optimises across the wrapper boundary nor mixes wrapper and array LUTs.
     pub keep_hierarchy: bool,
+    /// Give Yosys's LUT mapper (ABC9) the requested clock period as its delay target
+    /// (`scratchpad -set abc9.D`). Without a target ABC9 maps every path for the least depth the
+    /// deepest one needs, which costs LUTs on paths that have slack. Off by default.
+    pub abc9_clock: bool,
 }
 
 impl SynthOptions {
@@ -113,6 +117,7 @@ impl SynthOptions {
             bitstream: true,
             dsp: DspPolicy::Off,
             keep_hierarchy: true,
+            abc9_clock: false,
         }
     }
 
@@ -432,6 +437,10 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
         }
         ys.push_str(&format!("read_verilog {}\n", r(&format!("{stem}.v"))));
         ys.push_str(&format!("hierarchy -check -top {stem}\n"));
+        if opts.abc9_clock {
+            // ABC9's delay target in picoseconds: the requested clock period
+            ys.push_str(&format!("scratchpad -set abc9.D {}\n", (1e6 / freq).round() as u64));
+        }
         let dsp_flag = match (target.family(), dsp) {
             (Family::Ice40, true) => " -dsp",
             (Family::Ice40, false) => "",
@@ -578,6 +587,7 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
         dsp_policy: opts.dsp,
         dsp_enabled: dsp_used,
         keep_hierarchy: opts.keep_hierarchy,
+        abc9_clock: opts.abc9_clock,
         seed: opts.seed,
         requested_mhz: requested,
         fmax_mhz: fmax,

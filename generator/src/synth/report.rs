@@ -298,6 +298,9 @@ pub struct SynthReport {
     pub dsp_enabled: bool,
     /// Whether the array kept its hierarchy (not flattened into the wrapper).
     pub keep_hierarchy: bool,
+    /// Whether ABC9 mapped to the requested clock period as its delay target.
+    #[serde(default)]
+    pub abc9_clock: bool,
     /// nextpnr seed.
     pub seed: u64,
     /// Requested clock, MHz.
@@ -376,7 +379,7 @@ impl fmt::Display for SynthReport {
         let r = &self.resources;
         writeln!(
             f,
-            "{} ({}) on {} ({}, {} pins), seed {}, DSP {} ({}), {}",
+            "{} ({}) on {} ({}, {} pins), seed {}, DSP {} ({}), {}{}",
             self.design,
             self.kind,
             self.target,
@@ -386,6 +389,7 @@ impl fmt::Display for SynthReport {
             self.dsp_policy.name(),
             if self.dsp_enabled { "allowed" } else { "not used" },
             if self.keep_hierarchy { "hierarchy kept" } else { "flattened" },
+            if self.abc9_clock { ", ABC9 delay target = clock period" } else { "" },
         )?;
         usage_row(f, &format!("LUT4 ({})", r.lut4_kind), &r.lut4)?;
         writeln!(f, "  {:<22} {:>7}", "carry cells", r.carry_cells)?;
