@@ -166,8 +166,8 @@ pub struct SynthArgs {
     pub flatten: bool,
 
     /// Give Yosys's LUT mapper (ABC9) the requested clock period as its delay target. Without one it
-    /// maps every path for the depth of the deepest, which costs LUTs where paths have slack (on
-    /// ECP5 up to a quarter of them; docs/synthesis.md).
+    /// maps every path for the depth of the deepest, which costs LUTs where paths have slack. Measured
+    /// on ECP5: 5 to 26 % fewer LUTs, mostly at a lower fmax; on iCE40 no saving (docs/synthesis.md).
     #[arg(long)]
     pub abc9_clock: bool,
 
