@@ -489,7 +489,7 @@ impl Mem {
     /// assigned to a register). `addr` is an unsigned name exactly `clog2(depth)` bits wide.
     pub fn word(&self, addr: &Expr) -> Expr {
         assert!(!addr.ty.signed && addr.atomic && !addr.text.contains('['), "memory address must be an unsigned name: `{}`", addr.text);
-        let need = u64::from(self.depth - 1).ilog2() + 1;
+        let need = qmac_arith::width::clog2(u64::from(self.depth));
         assert_eq!(addr.ty.width, need, "memory {} of {} words takes a {need}-bit address, not `{}`", self.name, self.depth, addr.text);
         Expr { text: format!("{}[{}]", self.name, addr.text), ty: Ty::u(self.width), atomic: true }
     }
@@ -599,17 +599,14 @@ fn print_items(s: &mut String, items: &[Item], depth: usize) {
                 let _ = writeln!(s, "{ind}// {c}");
                 prev_kind = "comment";
             }
-            Item::Decl { name, ty, reg, doc } => {
-                let kw = if *reg { "reg " } else { "wire" };
-                let decl = format!("{ind}{kw}{} {name};", ty.decl());
-                if doc.is_empty() {
-                    let _ = writeln!(s, "{decl}");
-                } else {
-                    let _ = writeln!(s, "{decl:<44} // {doc}");
-                }
-            }
-            Item::Mem { name, width, depth, doc } => {
-                let decl = format!("{ind}(* no_rw_check, ram_style = \"block\" *) reg [{}:0] {name} [0:{}];", width - 1, depth - 1);
+            Item::Decl { .. } | Item::Mem { .. } => {
+                let (decl, doc) = match item {
+                    Item::Decl { name, ty, reg, doc } => (format!("{ind}{}{} {name};", if *reg { "reg " } else { "wire" }, ty.decl()), doc),
+                    Item::Mem { name, width, depth, doc } => {
+                        (format!("{ind}(* no_rw_check, ram_style = \"block\" *) reg [{}:0] {name} [0:{}];", width - 1, depth - 1), doc)
+                    }
+                    _ => unreachable!(),
+                };
                 if doc.is_empty() {
                     let _ = writeln!(s, "{decl}");
                 } else {

@@ -1220,28 +1220,27 @@ pub fn ctrl(p: &HwParams) -> Module {
     b.assign(&a_ready, &w_valid.land(&ok));
     b.assign(&w_ready, &a_valid.land(&ok));
     b.assign(&acc_en_o, &v[top]);
-    let load = match &serial {
-        // a bit-serial step ends with its last plane
-        Some((bit, _, e)) => {
-            if let Some(step_o) = &step_o {
-                b.assign(step_o, &fire);
-            }
-            if let Some(neg_o) = &neg_o {
-                // the sign plane enters S1 next: a one-bit step is accepted, or S1 moves to the top bit
-                let ab = p.act_bits;
-                let into_top = if ab >= 2 { v[0].land(&bit.eq(&Expr::lit(i128::from(ab - 2), Ty::u(bit.width())))) } else { Expr::lit(0, Ty::bit()) };
-                let n = if ab == 1 { fire.clone() } else { fire.lnot().land(&into_top) };
-                b.assign(neg_o, &n);
-            }
-            if top == 0 {
-                b.net("load", &v[top].land(&e[top]).land(&l[top]), "")
-            } else {
-                b.reg("load_q", Ty::bit(), "v/e/l at the top stage all set (a register: it reaches every accumulator's clear and enable)")
-            }
+    if let Some((bit, _, _)) = &serial {
+        if let Some(step_o) = &step_o {
+            b.assign(step_o, &fire);
         }
-        None if top == 0 => b.net("load", &v[top].land(&l[top]), ""),
-        None => b.reg("load_q", Ty::bit(), "v/l at the top stage both set (a register: it reaches every accumulator's clear and enable)"),
+        if let Some(neg_o) = &neg_o {
+            // the sign plane enters S1 next: a one-bit step is accepted, or S1 moves to the top bit
+            let ab = p.act_bits;
+            let into_top = if ab >= 2 { v[0].land(&bit.eq(&Expr::lit(i128::from(ab - 2), Ty::u(bit.width())))) } else { Expr::lit(0, Ty::bit()) };
+            let n = if ab == 1 { fire.clone() } else { fire.lnot().land(&into_top) };
+            b.assign(neg_o, &n);
+        }
+    }
+    // a tile's last step (for a bit-serial step: its last plane) at stage i
+    let ends_tile = |i: usize| match &serial {
+        Some((_, _, e)) => v[i].land(&e[i]).land(&l[i]),
+        None => v[i].land(&l[i]),
     };
+    // at the top stage; a register computed from the stage below when there is one, since it reaches
+    // every accumulator's clear and enable
+    let load_next = (top > 0).then(|| ends_tile(top - 1));
+    let load = if top == 0 { b.net("load", &ends_tile(0), "") } else { b.reg("load_q", Ty::bit(), "a tile's last step is at the top stage") };
     match &load_o {
         Some(load_o) => {
             b.assign(load_o, &load);
@@ -1322,14 +1321,6 @@ pub fn ctrl(p: &HwParams) -> Module {
     ];
     reset.extend(dv.iter().map(|d| Stmt::set(d, &zero)));
     reset.extend(v.iter().map(|d| Stmt::set(d, &zero)));
-    // load_q (when a register) is the top stage's load condition, taken from the stage below
-    let load_next = (top > 0).then(|| {
-        let below = v[top - 1].land(&l[top - 1]);
-        match &serial {
-            Some((_, _, e)) => below.land(&e[top - 1]),
-            None => below,
-        }
-    });
     if load_next.is_some() {
         reset.push(Stmt::set(&load, &zero));
     }
