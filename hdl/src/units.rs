@@ -440,8 +440,14 @@ pub fn pe(p: &HwParams) -> Module {
     let root_ty = root.ty();
     // the dot product's width: the true range's, or the tree's if a degenerate range made it wider
     let dw = if kind == MacKind::Direct { dw.max(root_ty.width) } else { dw };
-    let dot_q = b.reg("dot_q", root_ty, "partial sum of this step");
-    b.always(&clk, vec![Stmt::set(&dot_q, &root)]);
+    // a popcount becomes the +-1 dot product before its register, so that the register feeds the
+    // accumulator's adder directly (on iCE40 that conversion and its routing were the critical path)
+    let dot_in = match kind {
+        MacKind::Xnor => xnor_dot(b, "dot_s", &root, l, dw),
+        _ => root,
+    };
+    let dot_q = b.reg("dot_q", dot_in.ty(), if kind == MacKind::Xnor { "this step's dot product" } else { "partial sum of this step" });
+    b.always(&clk, vec![Stmt::set(&dot_q, &dot_in)]);
 
     // S4: the true dot product, accumulate, hold
     b.comment("S4: the step's dot product sum_l w_l * a_l, accumulate, hold");
@@ -451,10 +457,7 @@ pub fn pe(p: &HwParams) -> Module {
             let corr = corr.expect("odd weights have a row correction");
             b.net("dot_v", &dot_q.resize(dw).shl(1).sub(&corr), "2 * sum c*a - n_w * sum a")
         }
-        MacKind::Xnor => {
-            let pop = dot_q.resize(dw).as_signed();
-            b.net("dot_v", &pop.shl(1).sub(&Expr::lit(i128::from(l), Ty::s(dw))), "2 * popcount - lanes")
-        }
+        MacKind::Xnor => dot_q,
     };
     accumulate_and_hold(b, p, &clk, &dot_v, &acc_en, &ports);
     m
@@ -616,6 +619,13 @@ fn xnor_pair_counts(b: &mut Body, prefix: &str, same: &Expr, s2: &mut Vec<Stmt>)
     terms
 }
 
+/// The +-1 dot product of `lanes` sign pairs from the count of agreeing pairs: `2 * count - lanes`, as a
+/// `dw`-bit signed net.
+fn xnor_dot(b: &mut Body, name: &str, count: &Expr, lanes: u32, dw: u32) -> Expr {
+    let pop = count.resize(dw).as_signed();
+    b.net(name, &pop.shl(1).sub(&Expr::lit(i128::from(lanes), Ty::s(dw))), "2 * popcount - lanes")
+}
+
 /// Bit `basis` of every lane's code in `bus` (lane `l` at `[l * bits +: bits]`), lane 0 lowest.
 fn sign_plane(bus: &Expr, lanes: u32, bits: u32, basis: u32) -> Expr {
     if bits == 1 {
@@ -666,17 +676,16 @@ fn pe_bases(p: &HwParams, bs: Bases) -> Module {
     for (pi, terms) in pair_terms.into_iter().enumerate() {
         assert_eq!(clog2(terms.len() as u64), p.tree_depth(), "tree depth as derived");
         let (root, _) = adder_tree_piped(b, &format!("p{pi}_sum"), terms, Some((&clk, p.tree_levels)));
-        let dot_q = b.reg(&format!("p{pi}_dot_q"), root.ty(), "agreeing signs of this step");
-        st.push(Stmt::set(&dot_q, &root));
+        let dot = xnor_dot(b, &format!("p{pi}_dot_s"), &root, l, dw);
+        let dot_q = b.reg(&format!("p{pi}_dot_q"), dot.ty(), "this pair's +-1 dot product of this step");
+        st.push(Stmt::set(&dot_q, &dot));
         dots.push(dot_q);
     }
     b.always(&clk, st);
-    b.comment("S4: each pair's +-1 dot product 2 * count - lanes, accumulate, hold");
+    b.comment("S4: accumulate each pair's dot product, hold");
     let mut acc_st = Vec::new();
     let mut nexts = Vec::new();
-    for (pi, dot_q) in dots.iter().enumerate() {
-        let pop = dot_q.resize(dw).as_signed();
-        let dot_v = b.net(&format!("p{pi}_dot_v"), &pop.shl(1).sub(&Expr::lit(i128::from(l), Ty::s(dw))), "2 * count - lanes");
+    for (pi, dot_v) in dots.iter().enumerate() {
         let acc_q = b.reg(&format!("p{pi}_acc_q"), Ty::s(cw), "");
         assert!(dw <= cw, "pair count narrower than one step");
         let nxt = b.net(&format!("p{pi}_acc_nxt"), &acc_q.add(&dot_v.resize(cw)), "");
