@@ -51,11 +51,18 @@ fn synth_arguments() {
     let o = a.options();
     assert_eq!(o.target, Target::Ecp5_85k);
     assert_eq!(o.freq_mhz, Some(62.5));
-    assert_eq!(o.seed, 1);
+    assert_eq!((o.seed, o.seeds), (1, 1));
     assert!(o.baseline && !o.bitstream && o.keep_hierarchy && !o.abc9_clock);
     assert_eq!(o.dsp, DspPolicy::Off);
     let a = SynthCli::try_parse_from(["qmac", "b", "-t", "ice40-up5k", "--abc9-clock"]).unwrap().args;
     assert!(a.options().abc9_clock);
+    let o = SynthCli::try_parse_from(["qmac", "b", "-t", "ice40-up5k", "--seed", "4", "--seeds", "3"]).unwrap().args.options();
+    assert_eq!((o.seed, o.seeds), (4, 3));
+    assert!(o.progress, "several seeds print a line per run");
+    for bad in ["0", "33", "two"] {
+        let e = SynthCli::try_parse_from(["qmac", "b", "-t", "ice40-up5k", "--seeds", bad]).unwrap_err().to_string();
+        assert!(e.contains("--seeds") && e.contains(bad) && e.contains("from 1 to 32"), "{e}");
+    }
 
     let dsp = |extra: &[&str]| {
         let mut argv = vec!["qmac", "-t", "ecp5-25k"];
@@ -108,6 +115,9 @@ fn sweep_arguments() {
     assert!(!a.options().synth.abc9_clock);
     let a = SweepCli::try_parse_from(["qmac", "--weight-bits", "2", "--rows", "2", "--cols", "2", "-t", "ecp5-25k", "--abc9-clock"]).unwrap().args;
     assert!(a.options().synth.abc9_clock);
+    assert_eq!(a.options().synth.seeds, 1);
+    let a = SweepCli::try_parse_from(["qmac", "--weight-bits", "2", "--rows", "2", "--cols", "2", "-t", "ecp5-25k", "--seeds", "5"]).unwrap().args;
+    assert_eq!(a.options().synth.seeds, 5);
 
     let a = SweepCli::try_parse_from([
         "qmac",

@@ -92,6 +92,58 @@ fn ice40_up5k_end_to_end_and_deterministic() {
 }
 
 #[test]
+fn several_seeds_report_the_median_and_keep_the_best_placement() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("build");
+    write_build_dir(&dir);
+    let s = synth_dir(&dir, Target::Ice40Up5k);
+    let opts = SynthOptions { seed: 2, seeds: 3, ..SynthOptions::new(Target::Ice40Up5k) };
+    let r = synth(&dir, &opts).unwrap_or_else(|e| panic!("{e}"));
+    // the sanity checks of one run, with one of the three nextpnr steps
+    let three: Vec<_> = r.step_times[..2].iter().chain(r.step_times.last()).cloned().collect();
+    check_sane(&SynthReport { step_times: three, ..r.clone() }, Target::Ice40Up5k);
+    // every run's figure is that run's own nextpnr report
+    let seeds: Vec<u64> = r.seed_runs.iter().map(|x| x.seed).collect();
+    assert_eq!(seeds, [2, 3, 4]);
+    let mut fmax = Vec::new();
+    for run in &r.seed_runs {
+        let own = NextpnrReport::parse(&std::fs::read_to_string(s.join(format!("report.seed{}.json", run.seed))).unwrap()).unwrap();
+        let (_, clk) = own.worst_clock().expect("a clock");
+        assert!((clk.achieved - run.fmax_mhz).abs() < 0.01, "seed {}: {} vs {}", run.seed, clk.achieved, run.fmax_mhz);
+        assert!(s.join(format!("nextpnr.seed{}.log", run.seed)).is_file());
+        assert!(!s.join(format!("qmac_board_top.seed{}.asc", run.seed)).exists(), "per-seed bitstream text removed");
+        fmax.push(run.fmax_mhz);
+    }
+    fmax.sort_by(f64::total_cmp);
+    // with these tools seeds 2, 3, 4 place this design at three different speeds (64.55, 70.05, 69.93
+    // MHz), so the median, the best and the first run are three different runs
+    assert!(fmax[0] < fmax[1] && fmax[1] < fmax[2], "{:?}", r.seed_runs);
+    assert_eq!(r.fmax_mhz, fmax[1], "the median of three");
+    let best = r.seed_runs.iter().find(|x| x.seed == r.seed).expect("the kept seed is one of the runs");
+    assert_eq!(best.fmax_mhz, fmax[2], "the kept placement is the fastest");
+    // the canonical files are the kept run's, and the bitstream is packed from it
+    assert_eq!(std::fs::read(s.join("nextpnr.log")).unwrap(), std::fs::read(s.join(format!("nextpnr.seed{}.log", r.seed))).unwrap());
+    assert_eq!(std::fs::read(s.join("report.json")).unwrap(), std::fs::read(s.join(format!("report.seed{}.json", r.seed))).unwrap());
+    assert!(s.join("qmac_board_top.bin").is_file());
+    assert_eq!(r.timing_met, best.fmax_mhz >= r.requested_mhz);
+    assert!((r.gops - 2.0 * r.macs_per_cycle * r.fmax_mhz / 1e3).abs() < 1e-3, "GOPS from the median fmax");
+    let qor: SynthReport = serde_json::from_str(&std::fs::read_to_string(s.join("qor.json")).unwrap()).unwrap();
+    assert_eq!(qor.seed_runs, r.seed_runs);
+    let text = std::fs::read_to_string(s.join("qor.txt")).unwrap();
+    assert!(text.contains("median of 3 seeds") && text.contains(&format!("kept seed {}", r.seed)), "{text}");
+    let steps: Vec<&str> = r.step_times.iter().map(|t| t.step.as_str()).collect();
+    assert_eq!(steps[1..4], ["nextpnr seed 2", "nextpnr seed 3", "nextpnr seed 4"]);
+
+    // one seed again: no per-seed files or entries are left from the earlier run
+    let one = synth(&dir, &SynthOptions { bitstream: false, ..SynthOptions::new(Target::Ice40Up5k) }).unwrap();
+    assert!(one.seed_runs.is_empty() && one.seed == 1);
+    assert!(one.files.keys().all(|k| !k.contains("seed")), "{:?}", one.files);
+    let left: Vec<String> = std::fs::read_dir(&s).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".seed")).collect();
+    assert!(left.is_empty(), "stale per-seed files: {left:?}");
+    assert!(!std::fs::read_to_string(s.join("qor.json")).unwrap().contains("seed_runs"));
+}
+
+#[test]
 fn ecp5_25k_end_to_end_with_frequency() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("build");

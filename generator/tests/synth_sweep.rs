@@ -3,7 +3,8 @@
 
 mod synth_common;
 
-use qmac::synth::sweep::sweep_svg;
+use qmac::synth::report::SeedRun;
+use qmac::synth::sweep::{sweep_markdown, sweep_svg};
 use qmac::synth::{sweep, SweepMode, SweepOptions, SweepPoint, SweepSummary, SynthOptions, Target};
 
 #[test]
@@ -54,6 +55,12 @@ fn sweep_runs_points_in_parallel_and_writes_summaries() {
     assert!(md.contains("failed: generate: no generator for w3a3"), "{md}");
     let ratio = format!("{:.3}x", q.luts_per_mac / b.luts_per_mac);
     assert!(md.contains(&ratio), "{ratio} missing in\n{md}");
+    assert!(!md.contains("median of"), "one seed per design: {md}");
+    // with several seeds per design the table says its fmax is a median
+    let mut several = json.clone();
+    let runs = (1..=3).map(|seed| SeedRun { seed, fmax_mhz: q.fmax_mhz }).collect();
+    several.results[0].qmac.as_mut().unwrap().seed_runs = runs;
+    assert!(sweep_markdown(&several).contains("fmax is the median of 3 place-and-route runs"));
 
     let svg = std::fs::read_to_string(out.join("sweep.svg")).unwrap();
     let elements = synth_common::check_xml(&svg).unwrap_or_else(|e| panic!("{e}\n{svg}"));

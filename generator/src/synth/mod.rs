@@ -40,7 +40,7 @@ pub use sweep::{sweep, SweepMode, SweepOptions, SweepPoint, SweepResult, SweepSu
 pub use targets::{Family, Target, TargetError};
 pub use tools::{find_tool, ToolError};
 
-use report::{round2, round3, Resources, StepTime, SynthLuts, ToolVersions};
+use report::{round2, round3, Resources, SeedRun, StepTime, SynthLuts, ToolVersions};
 
 /// DSP use: Yosys has no DSP budget, so the flow decides.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -87,8 +87,14 @@ pub struct SynthOptions {
     pub target: Target,
     /// Requested clock in MHz; `None` uses [`Target::default_freq_mhz`].
     pub freq_mhz: Option<f64>,
-    /// nextpnr placement seed.
+    /// nextpnr placement seed (the first, with several seeds).
     pub seed: u64,
+    /// Place and route this many times, with seeds `seed, seed + 1, ...`: the report's fmax is the
+    /// median run's ([`median_and_best`]), and the placement (logs, bitstream) of the run with the
+    /// highest fmax is kept. 1 (the default) is one run.
+    pub seeds: u32,
+    /// Print a line on stderr before each place-and-route run when there are several seeds.
+    pub progress: bool,
     /// Also synthesise the handwritten baseline of the same shape and precision and compare.
     pub baseline: bool,
     /// Pack a bitstream (icepack/ecppack) after place and route.
@@ -113,6 +119,8 @@ impl SynthOptions {
             target,
             freq_mhz: None,
             seed: 1,
+            seeds: 1,
+            progress: false,
             baseline: false,
             bitstream: true,
             dsp: DspPolicy::Off,
@@ -278,6 +286,18 @@ fn write_file(path: &Path, text: &str) -> Result<(), SynthError> {
     std::fs::write(path, text).map_err(|e| SynthError::io(path, e))
 }
 
+/// The median run (for an even count the lower of the two middle runs, so the figure is always one
+/// run's) and the best run (highest fmax, the lowest seed on a tie), as indices into `runs`.
+pub fn median_and_best(runs: &[SeedRun]) -> (usize, usize) {
+    assert!(!runs.is_empty(), "at least one place-and-route run");
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_by(|&a, &b| runs[a].fmax_mhz.total_cmp(&runs[b].fmax_mhz).then(runs[a].seed.cmp(&runs[b].seed)));
+    let median = order[(runs.len() - 1) / 2];
+    let top = runs[order[runs.len() - 1]].fmax_mhz;
+    let best = order.iter().copied().filter(|&i| runs[i].fmax_mhz == top).min_by_key(|&i| runs[i].seed).expect("a run");
+    (median, best)
+}
+
 fn write_outputs(build_dir: &Path, target: Target, report: &SynthReport) -> Result<(), SynthError> {
     let dir = synth_dir(build_dir, target);
     write_file(&dir.join("qor.json"), &report.to_json())?;
@@ -417,6 +437,14 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
             std::fs::remove_file(&p).map_err(|e| SynthError::io(&p, e))?;
         }
     }
+    // and no earlier multi-seed run's files (`nextpnr.seed3.log`, ...)
+    for entry in std::fs::read_dir(&dir).map_err(|e| SynthError::io(&dir, e))? {
+        let p = entry.map_err(|e| SynthError::io(&dir, e))?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.contains(".seed") && (name.starts_with("nextpnr.") || name.starts_with("report.") || name.starts_with(stem)) {
+            std::fs::remove_file(&p).map_err(|e| SynthError::io(&p, e))?;
+        }
+    }
 
     write_file(&dir.join(format!("{stem}.v")), &board::board_top_verilog(&manifest, opts.keep_hierarchy)?)?;
     let (cname, _) = target.constraints();
@@ -493,55 +521,91 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
         }
     };
 
-    let mut args: Vec<String> = target.nextpnr_device_args().iter().map(|s| s.to_string()).collect();
-    let cflag = match target.family() {
-        Family::Ice40 => "--pcf",
-        Family::Ecp5 => "--lpf",
-    };
-    args.extend([
-        "--json".into(),
-        r("netlist.json"),
-        cflag.into(),
-        r(cname),
-        "--freq".into(),
-        format!("{freq}"),
-        "--seed".into(),
-        opts.seed.to_string(),
-        "--timing-allow-fail".into(),
-        "--report".into(),
-        r("report.json"),
-    ]);
-    if opts.bitstream {
-        args.push(match target.family() {
-            Family::Ice40 => "--asc".into(),
-            Family::Ecp5 => "--textcfg".into(),
-        });
-        args.push(r(&bit_in));
+    if opts.seeds == 0 {
+        return Err(SynthError::Options { message: "seeds is 0: place and route needs at least one seed".into() });
     }
-    let plog = dir.join("nextpnr.log");
-    let t = match run_step("nextpnr place and route", pnr_name, &nextpnr, &args, build_dir, &plog, None) {
-        Ok(t) => t,
-        Err(e) => {
-            let text = std::fs::read_to_string(&plog).unwrap_or_default();
-            return Err(match overflow(&text) {
-                Some((resource, used, available)) => SynthError::DoesNotFit {
-                    device: target.device().to_string(),
-                    resource,
-                    used,
-                    available,
-                    percent: used * 100 / available.max(1),
-                    log: plog,
-                },
-                None => e,
-            });
+    let base_args: Vec<String> = {
+        let mut a: Vec<String> = target.nextpnr_device_args().iter().map(|s| s.to_string()).collect();
+        let cflag = match target.family() {
+            Family::Ice40 => "--pcf",
+            Family::Ecp5 => "--lpf",
+        };
+        a.extend(["--json".into(), r("netlist.json"), cflag.into(), r(cname), "--freq".into(), format!("{freq}"), "--timing-allow-fail".into()]);
+        a
+    };
+    // One seed writes the canonical files directly; several write `<name>.seed<k>.<ext>` each, and
+    // the kept run's are copied to the canonical names afterwards.
+    let several = opts.seeds > 1;
+    let seed_file = |name: &str, seed: u64| -> String {
+        if !several {
+            return name.to_string();
+        }
+        match name.rsplit_once('.') {
+            Some((stem, ext)) => format!("{stem}.seed{seed}.{ext}"),
+            None => format!("{name}.seed{seed}"),
         }
     };
-    steps.push(StepTime { step: "nextpnr".into(), seconds: t });
-
-    let report_path = dir.join("report.json");
-    let text = std::fs::read_to_string(&report_path).map_err(|e| SynthError::io(&report_path, e))?;
-    let pnr = NextpnrReport::parse(&text)
-        .map_err(|e| SynthError::Report { path: report_path.clone(), message: e.to_string() })?;
+    let mut runs = Vec::new();
+    for seed in (0..u64::from(opts.seeds)).map(|k| opts.seed + k) {
+        if several && opts.progress {
+            eprintln!("qmac synth: {} on {target}: nextpnr seed {seed} ({} of {})", manifest.top, seed - opts.seed + 1, opts.seeds);
+        }
+        let mut args = base_args.clone();
+        args.extend(["--seed".into(), seed.to_string(), "--report".into(), r(&seed_file("report.json", seed))]);
+        if opts.bitstream {
+            args.push(match target.family() {
+                Family::Ice40 => "--asc".into(),
+                Family::Ecp5 => "--textcfg".into(),
+            });
+            args.push(r(&seed_file(&bit_in, seed)));
+        }
+        let plog = dir.join(seed_file("nextpnr.log", seed));
+        let t = match run_step("nextpnr place and route", pnr_name, &nextpnr, &args, build_dir, &plog, None) {
+            Ok(t) => t,
+            Err(e) => {
+                let text = std::fs::read_to_string(&plog).unwrap_or_default();
+                return Err(match overflow(&text) {
+                    Some((resource, used, available)) => SynthError::DoesNotFit {
+                        device: target.device().to_string(),
+                        resource,
+                        used,
+                        available,
+                        percent: used * 100 / available.max(1),
+                        log: plog,
+                    },
+                    None => e,
+                });
+            }
+        };
+        steps.push(StepTime { step: if several { format!("nextpnr seed {seed}") } else { "nextpnr".into() }, seconds: t });
+        let report_path = dir.join(seed_file("report.json", seed));
+        let text = std::fs::read_to_string(&report_path).map_err(|e| SynthError::io(&report_path, e))?;
+        let pnr = NextpnrReport::parse(&text)
+            .map_err(|e| SynthError::Report { path: report_path.clone(), message: e.to_string() })?;
+        let fmax = pnr.worst_clock().map(|(_, c)| round2(c.achieved)).unwrap_or(0.0);
+        runs.push((SeedRun { seed, fmax_mhz: fmax }, pnr));
+    }
+    let seed_runs: Vec<SeedRun> = runs.iter().map(|(s, _)| s.clone()).collect();
+    let (median, best) = median_and_best(&seed_runs);
+    let (kept, pnr) = runs.swap_remove(best);
+    if several {
+        // the kept run's files under the canonical names; the other runs' bitstream text is large
+        let mut names = vec!["nextpnr.log".to_string(), "report.json".to_string()];
+        if opts.bitstream {
+            names.push(bit_in.clone());
+        }
+        for name in &names {
+            let from = dir.join(seed_file(name, kept.seed));
+            let to = dir.join(name);
+            std::fs::copy(&from, &to).map_err(|e| SynthError::io(&to, e))?;
+        }
+        if opts.bitstream {
+            for run in &seed_runs {
+                let f = dir.join(seed_file(&bit_in, run.seed));
+                std::fs::remove_file(&f).map_err(|e| SynthError::io(&f, e))?;
+            }
+        }
+    }
 
     let mut files_out = BTreeMap::new();
     for (k, f) in [
@@ -555,6 +619,12 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
     ] {
         files_out.insert(k.to_string(), r(&f));
     }
+    if several {
+        for run in &seed_runs {
+            files_out.insert(format!("nextpnr_log_seed{}", run.seed), r(&seed_file("nextpnr.log", run.seed)));
+            files_out.insert(format!("nextpnr_report_seed{}", run.seed), r(&seed_file("report.json", run.seed)));
+        }
+    }
     if let Some(packer) = &packer {
         let pack_args = vec![r(&bit_in), r(&bit_out)];
         let t = run_step("bitstream packing", pack_name, packer, &pack_args, build_dir, &dir.join("pack.log"), None)?;
@@ -565,10 +635,8 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
         files_out.insert("bitstream".into(), r(&bit_out));
     }
 
-    let (fmax, requested) = match pnr.worst_clock() {
-        Some((_, c)) => (round2(c.achieved), c.constraint),
-        None => (0.0, freq),
-    };
+    let requested = pnr.worst_clock().map(|(_, c)| c.constraint).unwrap_or(freq);
+    let fmax = seed_runs[median].fmax_mhz;
     let resources = Resources::from_reports(target.family(), &pnr, &stat);
     let luts = resources.lut4.used;
     let synth_luts =
@@ -588,10 +656,11 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
         dsp_enabled: dsp_used,
         keep_hierarchy: opts.keep_hierarchy,
         abc9_clock: opts.abc9_clock,
-        seed: opts.seed,
+        seed: kept.seed,
+        seed_runs: if several { seed_runs } else { Vec::new() },
         requested_mhz: requested,
         fmax_mhz: fmax,
-        timing_met: fmax >= requested,
+        timing_met: kept.fmax_mhz >= requested,
         resources,
         synth_luts,
         macs_per_cycle: macs,
@@ -610,6 +679,21 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_and_best_runs() {
+        let runs = |f: &[f64]| -> Vec<SeedRun> { f.iter().enumerate().map(|(i, &m)| SeedRun { seed: 10 + i as u64, fmax_mhz: m }).collect() };
+        // one run is both
+        assert_eq!(median_and_best(&runs(&[50.0])), (0, 0));
+        // odd count: the middle value; best the highest
+        assert_eq!(median_and_best(&runs(&[63.4, 76.3, 68.5])), (2, 1));
+        // even count: the lower of the two middle runs
+        assert_eq!(median_and_best(&runs(&[70.0, 60.0, 80.0, 65.0])), (3, 2));
+        // ties: the best is the lowest seed among the highest; the median is a run with the median value
+        let r = runs(&[70.0, 72.0, 72.0, 71.0, 69.0]);
+        let (m, b) = median_and_best(&r);
+        assert_eq!((r[m].fmax_mhz, b), (71.0, 1));
+    }
 
     #[test]
     fn overflow_from_the_utilisation_table() {

@@ -277,6 +277,15 @@ pub struct StepTime {
     pub seconds: f64,
 }
 
+/// One place-and-route run of several (`--seeds`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeedRun {
+    /// nextpnr's seed.
+    pub seed: u64,
+    /// Its fmax of the slowest clock, MHz.
+    pub fmax_mhz: f64,
+}
+
 /// The result of one synthesis run (`qor.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SynthReport {
@@ -301,13 +310,17 @@ pub struct SynthReport {
     /// Whether ABC9 mapped to the requested clock period as its delay target.
     #[serde(default)]
     pub abc9_clock: bool,
-    /// nextpnr seed.
+    /// nextpnr seed of the kept placement (with several seeds: the run with the highest fmax).
     pub seed: u64,
+    /// With several seeds (`--seeds`): every run's seed and fmax, in seed order. Empty for one run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seed_runs: Vec<SeedRun>,
     /// Requested clock, MHz.
     pub requested_mhz: f64,
-    /// Achieved fmax of the slowest clock, MHz (nextpnr's final timing analysis).
+    /// Achieved fmax of the slowest clock, MHz (nextpnr's final timing analysis). With several
+    /// seeds: the median run's (for an even count, the lower middle run's).
     pub fmax_mhz: f64,
-    /// fmax >= requested.
+    /// The kept placement's fmax >= requested.
     pub timing_met: bool,
     /// Resources after place and route.
     pub resources: Resources,
@@ -402,14 +415,15 @@ impl fmt::Display for SynthReport {
             "  {:<22} {:>7} (wrapper {}, array {})",
             "Yosys LUT4", self.synth_luts.total, self.synth_luts.wrapper, self.synth_luts.array
         )?;
-        writeln!(
-            f,
-            "  {:<22} {:>7.2} MHz (requested {:.2} MHz, {})",
-            "fmax",
-            self.fmax_mhz,
-            self.requested_mhz,
-            if self.timing_met { "met" } else { "NOT met" }
-        )?;
+        let met = if self.timing_met { "met" } else { "NOT met" };
+        if self.seed_runs.is_empty() {
+            writeln!(f, "  {:<22} {:>7.2} MHz (requested {:.2} MHz, {met})", "fmax", self.fmax_mhz, self.requested_mhz)?;
+        } else {
+            let all: Vec<String> = self.seed_runs.iter().map(|s| format!("{}: {:.2}", s.seed, s.fmax_mhz)).collect();
+            let kept = self.seed_runs.iter().find(|s| s.seed == self.seed).map_or(0.0, |s| s.fmax_mhz);
+            writeln!(f, "  {:<22} {:>7.2} MHz (median of {} seeds; requested {:.2} MHz)", "fmax", self.fmax_mhz, self.seed_runs.len(), self.requested_mhz)?;
+            writeln!(f, "  {:<22} {} MHz; kept seed {} ({kept:.2} MHz, {met})", "fmax per seed", all.join(", "), self.seed)?;
+        }
         writeln!(f, "  {:<22} {:>7}", "MACs per cycle", self.macs_per_cycle)?;
         writeln!(f, "  {:<22} {:>7.2}", "GOPS (2*MAC*fmax)", self.gops)?;
         writeln!(f, "  {:<22} {:>7.2}", "LUT4 per MAC", self.luts_per_mac)?;

@@ -255,6 +255,10 @@ pub fn sweep_markdown(s: &SweepSummary) -> String {
         "LUT4 is nextpnr's ICESTORM_LC (iCE40) or TRELLIS_COMB (ECP5) count of the whole board top (array + \
          serial wrapper); GOPS = 2 x MACs/cycle x fmax. Ratios are qmac / baseline.\n"
     );
+    let seeds = s.results.iter().flat_map(|r| r.qmac.iter().chain(r.baseline.iter())).map(|q| q.seed_runs.len()).max().unwrap_or(0);
+    if seeds > 1 {
+        let _ = writeln!(m, "fmax is the median of {seeds} place-and-route runs (nextpnr seeds) per design.\n");
+    }
     let _ = writeln!(
         m,
         "| target | shape | W | A | design | LUT4 | LUT4 % | FF | carry | DSP | fmax MHz | GOPS | LUT4/MAC | LUT4/MAC vs baseline | fmax vs baseline |"
