@@ -66,6 +66,11 @@ pub struct RawConfig {
     /// Adder levels between pipeline registers in each PE's adder tree (1..=4): 1 registers every
     /// level (the highest clock), more levels per stage save flip-flops and latency.
     pub tree_levels_per_stage: u32,
+    /// The array's input registers. `false` feeds the PEs' first stage straight from the input ports:
+    /// one cycle less latency and `rows * lanes * act_bits + cols * lanes * weight_bits` flip-flops
+    /// fewer (on iCE40 each one a logic cell of its own). The ports should then be driven by
+    /// registers, as the board wrapper's are. Not with `act_serial`.
+    pub input_registers: bool,
     /// Output units: `per_column` (one clip/requantize unit per column, a tile drains in `rows` cycles)
     /// or `shared` (one unit for all columns, a tile drains in `rows * cols` cycles; much smaller when
     /// the requantization multiplier is wide).
@@ -117,6 +122,7 @@ impl Default for RawConfig {
             act_serial: false,
             double_buffer: true,
             tree_levels_per_stage: 2,
+            input_registers: true,
         }
     }
 }
@@ -313,6 +319,9 @@ impl Config {
             }
             if raw.acc_saturate {
                 return Err(invalid("act_serial", "true", "not with acc_saturate = true: bit planes are accumulated one by one, so saturating per step cannot be reproduced"));
+            }
+            if !raw.input_registers {
+                return Err(invalid("input_registers", "false", "not with act_serial = true: the input registers shift the activation codes one bit per cycle"));
             }
         }
         if !raw.double_buffer && (wbases || abases) {
@@ -589,6 +598,7 @@ impl Config {
             serial: self.act_serial,
             double_buffer: self.double_buffer,
             tree_levels: self.tree_levels_per_stage,
+            input_regs: self.input_registers,
         }
     }
 

@@ -143,6 +143,11 @@ struct ConfigFlags {
     /// Adder levels per pipeline stage in the PEs' adder trees (1..=4; 1 for the highest clock).
     #[arg(long)]
     tree_levels_per_stage: Option<u32>,
+    /// No input registers in the array: the PEs' first stage takes the input ports (one cycle less
+    /// latency, rows*lanes*act-bits + cols*lanes*weight-bits flip-flops fewer; drive the ports from
+    /// registers). Not with --act-serial.
+    #[arg(long)]
+    no_input_registers: bool,
 }
 
 impl ConfigFlags {
@@ -172,6 +177,9 @@ impl ConfigFlags {
         }
         if self.act_serial {
             raw.act_serial = true;
+        }
+        if self.no_input_registers {
+            raw.input_registers = false;
         }
         if self.no_double_buffer {
             raw.double_buffer = false;

@@ -72,6 +72,12 @@ fn bit_serial_activations_need_integer_activations() {
     assert!(e.contains("`act_serial` = true") && e.contains("acc_saturate"), "{e}");
     let e = err(RawConfig { double_buffer: false, weight_encoding: Bases, weight_bits: 1, act_encoding: Bases, act_bits: 2, ..RawConfig::default() });
     assert!(e.contains("`double_buffer` = false") && e.contains("bases"), "{e}");
+    let e = err(RawConfig { act_serial: true, input_registers: false, ..RawConfig::default() });
+    assert!(e.contains("`input_registers` = false") && e.contains("act_serial"), "{e}");
+    // without input registers the latency is one cycle shorter
+    let with = Config::new(RawConfig::default()).unwrap();
+    let without = Config::new(RawConfig { input_registers: false, ..RawConfig::default() }).unwrap();
+    assert_eq!(without.latency() + 1, with.latency());
     let c = Config::new(RawConfig { act_serial: true, act_bits: 8, weight_bits: 8, ..RawConfig::default() }).unwrap();
     assert_eq!(c.cycles_per_step(), 8);
     assert_eq!(c.macs_per_cycle(), 8.0 * 8.0 * 8.0 / 8.0);

@@ -72,6 +72,10 @@ pub struct HwParams {
     /// Adder levels between pipeline registers in a PE's adder tree (1 for the highest clock, 2 for
     /// fewer flip-flops).
     pub tree_levels: u32,
+    /// The array's input registers (S1). Without them the PEs' first stage takes the input ports:
+    /// one cycle less latency and `rows * lanes * act_bits + cols * lanes * weight_bits` flip-flops
+    /// fewer. Always present with bit-serial activations (they shift the codes).
+    pub input_regs: bool,
 }
 
 /// Multi-basis binary arithmetic: weights with `weight` bases and activations with `act` bases, each
@@ -260,7 +264,7 @@ impl HwParams {
             // bit-serial, one lane: the input registers feed the accumulator directly
             return 2;
         }
-        3 + self.tree_stages()
+        2 + u32::from(self.input_regs) + self.tree_stages()
     }
     /// Bit-serial activations: the range of the shifted weight values a PE adds, `w * 2^k` for bits
     /// `k < act_bits`, and `-w * 2^(act_bits - 1)` for the sign bit of two's complement activations.
@@ -803,8 +807,17 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
         }
         _ => w_in.clone(),
     };
-    b.comment("S1: input registers");
-    let a_q = b.reg("a_q", Ty::u(r * l * ab), if p.serial { "activation codes, each shifted right one bit per cycle" } else { "" });
+    assert!(p.input_regs || !p.serial, "bit-serial activations shift in the input registers");
+    if p.input_regs {
+        b.comment("S1: input registers");
+    } else {
+        b.comment("no input registers: the PEs' first stage takes the input ports");
+    }
+    let a_q = if p.input_regs {
+        b.reg("a_q", Ty::u(r * l * ab), if p.serial { "activation codes, each shifted right one bit per cycle" } else { "" })
+    } else {
+        a.clone()
+    };
     let (planes, w_pe, cl) = match &step {
         Some(step) => {
             // each lane's code moves down one bit per cycle: its bit 0 is this cycle's bit plane
@@ -834,6 +847,7 @@ pub fn array(p: &HwParams, pe: &Module, rowsum: Option<&Module>) -> Module {
             });
             (Some(planes), ws, l * sw)
         }
+        None if !p.input_regs => (None, w, l * wb),
         None => {
             let w_q = b.reg("w_q", Ty::u(c * l * wb), "");
             b.always(&clk, vec![Stmt::set(&a_q, &a), Stmt::set(&w_q, &w)]);

@@ -195,6 +195,25 @@ fn shared_output_unit() {
     check_all("shared", cfgs, &[1, 2, 3], StimulusOptions { layers: 2, tiles: 5, max_steps: 24, abort: true });
 }
 
+/// Arrays without input registers (`input_registers = false`): the PEs' first stage takes the ports.
+/// Every PE kind (products, odd weights with their row correction, XNOR, bases, codebook levels),
+/// both output arrangements, no hold registers, a saturating accumulator.
+#[test]
+fn without_input_registers() {
+    use EncodingName::*;
+    let base = RawConfig { rows: 2, cols: 3, lanes: 4, max_depth: 64, input_registers: false, ..RawConfig::default() };
+    let cfgs = vec![
+        base.clone(),
+        RawConfig { weight_encoding: Odd, weight_bits: 3, output_units: OutputUnitsName::PerColumn, ..base.clone() },
+        RawConfig { lanes: 16, weight_bits: 1, weight_encoding: Odd, act_bits: 1, act_encoding: Odd, tree_levels_per_stage: 1, ..base.clone() },
+        RawConfig { weight_bits: 2, weight_encoding: Bases, act_bits: 2, act_encoding: Bases, ..base.clone() },
+        RawConfig { weight_bits: 2, weight_encoding: Codebook, act_encoding: Int, ..base.clone() },
+        RawConfig { lanes: 2, double_buffer: false, ..base.clone() },
+        RawConfig { acc_bits: Some(20), acc_saturate: true, weight_bits: 8, act_bits: 8, ..base },
+    ];
+    check_all("no-input-regs", cfgs, &[1, 2], StimulusOptions { layers: 2, tiles: 5, max_steps: 24, abort: true });
+}
+
 /// A seeded random sweep over the whole configuration space (within a size that simulates quickly).
 #[test]
 fn random_config_sweep() {
