@@ -71,6 +71,13 @@ pub struct RawConfig {
     /// fewer (on iCE40 each one a logic cell of its own). The ports should then be driven by
     /// registers, as the board wrapper's are. Not with `act_serial`.
     pub input_registers: bool,
+    /// Running totals: the accumulators are never cleared between tiles; the hold registers take them
+    /// a cycle after a tile's last step, and the drain subtracts each PE's total at the end of the
+    /// previous tile, kept in a block-RAM memory (`rows` words per column, or `rows * cols` words with
+    /// a shared unit). Saves one logic cell per accumulator bit on iCE40 (the accumulator's adder then
+    /// feeds only its own register) for one or two drain stages. Needs `double_buffer`; not with
+    /// `acc_saturate` or `bases`.
+    pub running_totals: bool,
     /// Output units: `per_column` (one clip/requantize unit per column, a tile drains in `rows` cycles)
     /// or `shared` (one unit for all columns, a tile drains in `rows * cols` cycles; much smaller when
     /// the requantization multiplier is wide).
@@ -123,6 +130,7 @@ impl Default for RawConfig {
             double_buffer: true,
             tree_levels_per_stage: 2,
             input_registers: true,
+            running_totals: false,
         }
     }
 }
@@ -322,6 +330,17 @@ impl Config {
             }
             if !raw.input_registers {
                 return Err(invalid("input_registers", "false", "not with act_serial = true: the input registers shift the activation codes one bit per cycle"));
+            }
+        }
+        if raw.running_totals {
+            if !raw.double_buffer {
+                return Err(invalid("running_totals", "true", "needs double_buffer = true: the hold registers take the totals while the accumulators go on"));
+            }
+            if raw.acc_saturate {
+                return Err(invalid("running_totals", "true", "not with acc_saturate = true: a running total wraps, a saturated one could not be undone"));
+            }
+            if wbases || abases {
+                return Err(invalid("running_totals", "true", "not with \"bases\" encodings (their per-pair counters are cleared per tile)"));
             }
         }
         if !raw.double_buffer && (wbases || abases) {
@@ -599,6 +618,7 @@ impl Config {
             double_buffer: self.double_buffer,
             tree_levels: self.tree_levels_per_stage,
             input_regs: self.input_registers,
+            running_totals: self.running_totals,
         }
     }
 

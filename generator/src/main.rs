@@ -148,6 +148,11 @@ struct ConfigFlags {
     /// registers). Not with --act-serial.
     #[arg(long)]
     no_input_registers: bool,
+    /// Running totals: accumulators are never cleared between tiles; the drain subtracts each PE's
+    /// previous total, kept in block RAM (one or two drain stages more; fewer logic cells on iCE40).
+    /// Not with --no-double-buffer, --acc-saturate or bases.
+    #[arg(long)]
+    running_totals: bool,
 }
 
 impl ConfigFlags {
@@ -180,6 +185,9 @@ impl ConfigFlags {
         }
         if self.no_input_registers {
             raw.input_registers = false;
+        }
+        if self.running_totals {
+            raw.running_totals = true;
         }
         if self.no_double_buffer {
             raw.double_buffer = false;

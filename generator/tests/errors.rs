@@ -72,6 +72,20 @@ fn bit_serial_activations_need_integer_activations() {
     assert!(e.contains("`act_serial` = true") && e.contains("acc_saturate"), "{e}");
     let e = err(RawConfig { double_buffer: false, weight_encoding: Bases, weight_bits: 1, act_encoding: Bases, act_bits: 2, ..RawConfig::default() });
     assert!(e.contains("`double_buffer` = false") && e.contains("bases"), "{e}");
+    for (bad, field) in [
+        (RawConfig { running_totals: true, double_buffer: false, ..RawConfig::default() }, "double_buffer"),
+        (RawConfig { running_totals: true, acc_bits: Some(12), acc_saturate: true, ..RawConfig::default() }, "acc_saturate"),
+        (RawConfig { running_totals: true, weight_encoding: Bases, weight_bits: 1, act_encoding: Bases, act_bits: 2, ..RawConfig::default() }, "bases"),
+    ] {
+        let e = err(bad);
+        assert!(e.contains("`running_totals` = true") && e.contains(field), "{e}");
+    }
+    // running totals: one cycle to load the hold registers, and the difference stages in the drain
+    let rt = Config::new(RawConfig { running_totals: true, ..RawConfig::default() }).unwrap();
+    assert_eq!(rt.latency(), Config::default().latency() + 1 + 1, "shared unit: load + difference");
+    let rt = Config::new(RawConfig { running_totals: true, output_units: qmac::config::OutputUnitsName::PerColumn, ..RawConfig::default() }).unwrap();
+    let pc = Config::new(RawConfig { output_units: qmac::config::OutputUnitsName::PerColumn, ..RawConfig::default() }).unwrap();
+    assert_eq!(rt.latency(), pc.latency() + 1 + 2, "per column: load + capture + difference");
     let e = err(RawConfig { act_serial: true, input_registers: false, ..RawConfig::default() });
     assert!(e.contains("`input_registers` = false") && e.contains("act_serial"), "{e}");
     // without input registers the latency is one cycle shorter

@@ -76,6 +76,11 @@ pub struct HwParams {
     /// one cycle less latency and `rows * lanes * act_bits + cols * lanes * weight_bits` flip-flops
     /// fewer. Always present with bit-serial activations (they shift the codes).
     pub input_regs: bool,
+    /// Running totals: the accumulators are never cleared between tiles. The hold register takes the
+    /// accumulator a cycle after a tile's last step, and the drain subtracts each PE's total at the end
+    /// of the previous tile (kept in a memory, [`delta`]). Saves the clear and lets the accumulator's
+    /// adder feed only its own register. With hold registers, without saturation or bases.
+    pub running_totals: bool,
 }
 
 /// Multi-basis binary arithmetic: weights with `weight` bases and activations with `act` bases, each
@@ -151,7 +156,26 @@ impl HwParams {
         let unit = if self.thresholds { 3 + u32::from(self.thresh_split()) } else { 5 + u32::from(self.mult_split()) };
         let combine = if self.bases.is_some() { COMBINE_STAGES } else { 0 };
         // a shared unit first selects the column's value and parameters (one register stage)
-        unit + combine + u32::from(self.shared_output)
+        unit + combine + self.delta_stages() + u32::from(self.shared_output)
+    }
+    /// Register stages of the running totals' difference unit ([`delta`]) before the output stage: the
+    /// captured total and the difference per column, or after a shared unit's select register only the
+    /// difference; 0 without running totals.
+    pub fn delta_stages(&self) -> u32 {
+        match (self.running_totals, self.shared_output) {
+            (false, _) => 0,
+            (true, true) => 1,
+            (true, false) => 2,
+        }
+    }
+    /// Values a tile drains through one difference unit, each with its own previous total: `rows`
+    /// per column, or `rows * cols` through a shared unit.
+    pub fn delta_items(&self) -> u32 {
+        if self.shared_output {
+            self.rows * self.cols
+        } else {
+            self.rows
+        }
     }
     /// The requantization multiply is split in two stages (products by the multiplier's halves, then
     /// their sum) when the multiplier has 8 bits or more.
@@ -244,7 +268,7 @@ impl HwParams {
     /// Cycles from the shared unit's select stage (P0) to where each parameter field is used: after
     /// the basis combination, and the requantizer's fields (mult, shift) two stages after the clip's.
     pub fn param_field_delays(&self) -> Vec<u32> {
-        let pre = if self.bases.is_some() { COMBINE_STAGES } else { 0 };
+        let pre = if self.bases.is_some() { COMBINE_STAGES } else { self.delta_stages() };
         (0..self.param_fields().len()).map(|i| pre + if !self.thresholds && i >= 2 { 2 } else { 0 }).collect()
     }
     /// Adder levels of a PE's tree: `ceil(log2(terms))`, with one term per lane (per lane pair for
@@ -297,7 +321,9 @@ impl HwParams {
         let gather = if self.shared_output { self.cols - 1 + 1 } else { 0 };
         let buffer = 1 + u32::from(self.outbuf_ram());
         // a bit-serial step's last bit enters the pipeline act_bits - 1 cycles after the step
-        self.compute_stages() + (self.cycles_per_step() - 1) + self.drain_stages() + gather + buffer
+        // running totals load the hold registers a cycle after the last step's accumulation
+        let load = u32::from(self.running_totals);
+        self.compute_stages() + (self.cycles_per_step() - 1) + load + self.drain_stages() + gather + buffer
     }
 }
 
@@ -504,7 +530,7 @@ impl AccPorts {
 /// accumulator itself) on the column's shift chain.
 fn accumulate_and_hold(b: &mut Body, p: &HwParams, clk: &Expr, dot_v: &Expr, acc_en: &Expr, ports: &AccPorts) {
     let (aw, dw) = (p.acc_bits, dot_v.width());
-    let acc_q = b.reg("acc_q", Ty::s(aw), "accumulator, zero between tiles");
+    let acc_q = b.reg("acc_q", Ty::s(aw), if p.running_totals { "accumulator, a running total (cleared on reset only)" } else { "accumulator, zero between tiles" });
     let base = acc_q.clone();
     let acc_nxt = if p.acc_saturate {
         let sw = aw.max(dw) + 1;
@@ -523,6 +549,18 @@ fn accumulate_and_hold(b: &mut Body, p: &HwParams, clk: &Expr, dot_v: &Expr, acc
     };
     let AccPorts { clr, load, shift, hold_i, hold_o } = ports;
     match load {
+        // running totals: the accumulator is cleared only on reset, and the hold register takes it a
+        // cycle after the tile's last step, so the adder feeds only the accumulator
+        Some(load) if p.running_totals => {
+            assert!(!p.acc_saturate, "running totals wrap; a saturating accumulator cannot");
+            b.always(
+                clk,
+                vec![
+                    Stmt::when_else(clr, vec![Stmt::set(&acc_q, &Expr::zero(Ty::s(aw)))], vec![Stmt::when(acc_en, vec![Stmt::set(&acc_q, &acc_nxt)])]),
+                    Stmt::when_else(load, vec![Stmt::set(hold_o, &acc_q)], vec![Stmt::when(shift, vec![Stmt::set(hold_o, hold_i)])]),
+                ],
+            )
+        }
         Some(load) => b.always(
             clk,
             vec![
@@ -1203,6 +1241,15 @@ pub fn ctrl(p: &HwParams) -> Module {
     let gather_o = p.shared_output.then(|| m.output("gather_o", Ty::bit(), "a code leaves the shared output unit: gather it into the row"));
     let sel_o = (cbw > 0).then(|| m.output("col_o", Ty::u(cbw), "the column issued into the shared output unit"));
     let sel_next_o = p.param_ram().then(|| m.output("col_next_o", Ty::u(cbw), "the column issued next, if any is: col_o of the next cycle"));
+    let items = p.delta_items();
+    let ib = clog2(u64::from(items));
+    let tot_o = p.running_totals.then(|| {
+        (
+            m.output("item_v_o", Ty::bit(), "running totals: a value is issued to the difference unit"),
+            (items > 1).then(|| m.output("item_o", Ty::u(ib), "its index within the tile")),
+            m.output("fresh_o", Ty::bit(), "it belongs to the first tile after reset"),
+        )
+    });
     let b = &mut m.body;
 
     b.comment(&format!("compute pipeline: S1..S{} valid/last (S{} holds the step's dot product)", p.compute_stages() - 1, p.compute_stages() - 1));
@@ -1218,8 +1265,10 @@ pub fn ctrl(p: &HwParams) -> Module {
         let bit = b.reg("bit_q", Ty::u(bw), "bit plane of the step in S1, 0 = least significant");
         let e1 = b.net("e1", &bit.eq(&Expr::lit(i128::from(ab - 1), Ty::u(bw))), "S1 holds the step's last (most significant) plane");
         let mut e = vec![e1.clone()];
-        // up to the stage below the top: the top stage's load condition is the register load_q
-        e.extend((2..nv.max(2)).map(|i| b.reg(&format!("e{i}_q"), Ty::bit(), "")));
+        // up to the stage below the top: the top stage's load condition is the register load_q (with
+        // running totals, computed from the top stage)
+        let upto = if p.running_totals { nv + 1 } else { nv.max(2) };
+        e.extend((2..upto).map(|i| b.reg(&format!("e{i}_q"), Ty::bit(), "")));
         (bit, e1, e)
     });
     let hold_full = b.reg("hold_full_q", Ty::bit(), "the hold registers hold a tile not yet drained");
@@ -1228,6 +1277,11 @@ pub fn ctrl(p: &HwParams) -> Module {
     let mut lif = v[0].land(&l[0]);
     for i in 1..=top {
         lif = lif.lor(&v[i].land(&l[i]));
+    }
+    // running totals load the hold registers a cycle after the top stage: that cycle is in flight too
+    let load_reg = p.running_totals.then(|| b.reg("load_q", Ty::bit(), "a tile's last step was accumulated last cycle: load the hold registers"));
+    if let Some(lq) = &load_reg {
+        lif = lif.lor(lq);
     }
     let last_in_flight = b.net("last_in_flight", &lif, "");
     let can_finish = b.net("can_finish", &hold_full.lor(&last_in_flight).lnot(), "a last step may enter");
@@ -1262,9 +1316,18 @@ pub fn ctrl(p: &HwParams) -> Module {
     };
     // at the top stage; a register computed from the stage below when there is one, since it reaches
     // every accumulator's clear and enable
-    let load_next = (top > 0).then(|| ends_tile(top - 1));
-    let load = if top == 0 { b.net("load", &ends_tile(0), "") } else { b.reg("load_q", Ty::bit(), "a tile's last step is at the top stage") };
+    let (load_next, load) = match load_reg {
+        // running totals: a cycle after the top stage
+        Some(lq) => (Some(ends_tile(top)), lq),
+        None if top == 0 => (None, b.net("load", &ends_tile(0), "")),
+        None => (Some(ends_tile(top - 1)), b.reg("load_q", Ty::bit(), "a tile's last step is at the top stage")),
+    };
     match &load_o {
+        // running totals are never cleared between tiles
+        Some(load_o) if p.running_totals => {
+            b.assign(load_o, &load);
+            b.assign(&clr_o, &rst);
+        }
         Some(load_o) => {
             b.assign(load_o, &load);
             b.assign(&clr_o, &rst.lor(&load));
@@ -1335,6 +1398,26 @@ pub fn ctrl(p: &HwParams) -> Module {
         (last, st)
     };
     let done = b.net("drain_done", &shift.land(&row_last), "the last row of the tile is issued");
+    // running totals: which item the difference unit gets, and whether the tile is the first after reset
+    let tot = tot_o.as_ref().map(|(item_v_o, item_o, fresh_o)| {
+        let per_item = if cbw > 0 { issue.clone() } else { shift.clone() };
+        b.assign(item_v_o, &per_item);
+        let fresh = b.reg("fresh_q", Ty::bit(), "no tile has drained since reset: no previous totals");
+        b.assign(fresh_o, &fresh);
+        let counter = item_o.as_ref().map(|item_o| {
+            if cbw == 0 {
+                // one item per row: the row counter
+                b.assign(item_o, &Expr::sig("row_q", Ty::u(ib)));
+                None
+            } else {
+                let item = b.reg("item_q", Ty::u(ib), "index of the next value issued within the tile");
+                b.assign(item_o, &item);
+                let last = item.eq(&Expr::lit(i128::from(items - 1), Ty::u(ib)));
+                Some((item.clone(), Stmt::when(&issue, vec![Stmt::set(&item, &Expr::mux(&last, &Expr::zero(Ty::u(ib)), &item.add(&Expr::lit(1, Ty::u(ib)))))])))
+            }
+        });
+        (fresh, counter.flatten())
+    });
 
     let zero = Expr::lit(0, Ty::bit());
     let one = Expr::lit(1, Ty::bit());
@@ -1353,6 +1436,12 @@ pub fn ctrl(p: &HwParams) -> Module {
     reset.extend(col_reset);
     if let Some((push_q, _, _)) = &gathered {
         reset.push(Stmt::set(push_q, &zero));
+    }
+    if let Some((fresh, counter)) = &tot {
+        reset.push(Stmt::set(fresh, &one));
+        if let Some((item, _)) = counter {
+            reset.push(Stmt::set(item, &Expr::zero(item.ty())));
+        }
     }
     let mut run = vec![
         Stmt::when_else(&load, vec![Stmt::set(&hold_full, &one)], vec![Stmt::when(&done, vec![Stmt::set(&hold_full, &zero)])]),
@@ -1393,6 +1482,12 @@ pub fn ctrl(p: &HwParams) -> Module {
     if let Some((push_q, _, complete)) = &gathered {
         run.push(Stmt::set(push_q, complete));
     }
+    if let Some((fresh, counter)) = &tot {
+        run.push(Stmt::when(&done, vec![Stmt::set(fresh, &zero)]));
+        if let Some((_, st)) = counter {
+            run.push(st.clone());
+        }
+    }
     b.always(&clk, vec![Stmt::when_else(&rst, reset, run)]);
     b.comment("last flags travel with the steps and rows; they need no reset (qualified by the valid bits)");
     let mut flags = match &serial {
@@ -1401,8 +1496,9 @@ pub fn ctrl(p: &HwParams) -> Module {
             let mut st = vec![Stmt::when(&fire, vec![Stmt::set(&l[0], &a_last)])];
             if top > 0 {
                 st.extend(shift_chain(&l[0], &l[1..top], &l[top]));
-                if top > 1 {
-                    st.extend(shift_chain(e1, &e[1..top - 1], &e[top - 1]));
+                let etop = if p.running_totals { top } else { top - 1 };
+                if etop > 0 {
+                    st.extend(shift_chain(e1, &e[1..etop], &e[etop]));
                 }
             }
             st
@@ -1578,6 +1674,57 @@ pub fn select(p: &HwParams) -> Module {
     m
 }
 
+/// The running totals' difference unit ([`HwParams::running_totals`]): the tile's sum of a PE is its
+/// running total at the end of the tile minus the same PE's total at the end of the previous tile.
+/// The previous totals are a memory of [`HwParams::delta_items`] words (block RAM), read when an item
+/// is issued (D1) and overwritten with the new total a cycle later (D2), so a word is never read in the
+/// cycle it is written. Per column the unit first captures the column's value at the issue (the hold
+/// registers shift then); after a shared unit's select register the value is already held. The first
+/// tile after reset has no previous totals (`fresh_i`). The difference wraps in `acc_bits` like the
+/// accumulator, so it is exact whenever the tile's sum fits.
+pub fn delta(p: &HwParams) -> Module {
+    let (aw, n) = (p.acc_bits, p.delta_items());
+    let capture = !p.shared_output;
+    let mut m = Module::new(&p.module("delta"));
+    m.doc(&format!("Running totals to tile sums: total minus the same PE's total one tile earlier ({n} per tile{})", if capture { ", one column" } else { "" }));
+    let clk = m.input("clk_i", Ty::bit(), "clock");
+    let issue = m.input("issue_i", Ty::bit(), "an item is issued this cycle");
+    let ib = clog2(u64::from(n));
+    let addr = (n > 1).then(|| m.input("item_i", Ty::u(ib), "its index within the tile"));
+    let fresh = m.input("fresh_i", Ty::bit(), "it belongs to the first tile after reset: no previous total");
+    let acc = m.input("acc_i", Ty::s(aw), if capture { "running total, at the issue" } else { "running total, a cycle after the issue" });
+    let acc_o = m.output_reg("acc_o", Ty::s(aw), "the tile's sum (D2)");
+    let b = &mut m.body;
+    let v1 = b.reg("v1_q", Ty::bit(), "D1 holds an item");
+    let f1 = b.reg("f1_q", Ty::bit(), "");
+    let prev = b.reg("prev_q", Ty::u(aw), if n > 1 { "the item's previous total (D1)" } else { "the previous total" });
+    let mut d1 = vec![Stmt::set(&v1, &issue), Stmt::set(&f1, &fresh)];
+    let x = if capture {
+        let cap = b.reg("cap_q", Ty::s(aw), "the issued total (D1)");
+        d1.push(Stmt::when(&issue, vec![Stmt::set(&cap, &acc)]));
+        cap
+    } else {
+        acc.clone()
+    };
+    let mut d2 = Vec::new();
+    match &addr {
+        Some(addr) => {
+            let mem = b.memory("tot_mem", aw, n, "each item's total at the end of the previous tile");
+            let a1 = b.reg("a1_q", Ty::u(ib), "");
+            d1.push(Stmt::set(&a1, addr));
+            d1.push(Stmt::when(&issue, vec![Stmt::set(&prev, &mem.word(addr))]));
+            d2.push(Stmt::when(&v1, vec![Stmt::set(&mem.word(&a1), &x.as_unsigned())]));
+        }
+        // one item per tile: a register
+        None => d2.push(Stmt::when(&v1, vec![Stmt::set(&prev, &x.as_unsigned())])),
+    }
+    b.always(&clk, d1);
+    let diff = b.net("diff", &x.sub(&prev.as_signed()), "wraps like the accumulator");
+    d2.push(Stmt::set(&acc_o, &Expr::mux(&f1, &x, &diff)));
+    b.always(&clk, d2);
+    m
+}
+
 /// `n` registers after `e`, named `<name>_d1_q ..`, their assignments appended to `st`; returns the last
 /// (or `e` when `n` is 0).
 fn delay(b: &mut Body, name: &str, e: &Expr, n: u32, st: &mut Vec<Stmt>) -> Expr {
@@ -1659,6 +1806,23 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         conns.push(("col_next_i", col_next.clone().expect("parameter memories read the next column")));
     }
     b.instance(&units.params, "u_params", &conns);
+    // running totals: the item the difference units get, its index, and whether it has a previous total
+    let tot = p.running_totals.then(|| {
+        let items = p.delta_items();
+        (
+            b.wire("item_v", Ty::bit(), "a running total is issued"),
+            (items > 1).then(|| b.wire("item", Ty::u(clog2(u64::from(items))), "its index within the tile")),
+            b.wire("fresh", Ty::bit(), "the first tile after reset: no previous totals"),
+        )
+    });
+    let tot_conns = |acc_i: Expr, acc_o: Expr| -> Vec<(&'static str, Expr)> {
+        let (v, item, fresh) = tot.clone().expect("running totals");
+        let mut c = vec![("clk_i", clk.clone()), ("issue_i", v), ("fresh_i", fresh), ("acc_i", acc_i), ("acc_o", acc_o)];
+        if let Some(i) = item {
+            c.push(("item_i", i));
+        }
+        c
+    };
     b.instance(
         &units.ctrl,
         "u_ctrl",
@@ -1684,6 +1848,9 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         .chain(neg.clone().map(|f| ("neg_o", f)))
         .chain(load.clone().map(|l| ("load_o", l)))
         .chain(std::iter::once(("shift_o", drain_shift.clone())))
+        .chain(tot.iter().flat_map(|(v, item, fresh)| {
+            [Some(("item_v_o", v.clone())), item.clone().map(|i| ("item_o", i)), Some(("fresh_o", fresh.clone()))].into_iter().flatten()
+        }))
         .collect::<Vec<_>>(),
     );
     b.instance(
@@ -1747,7 +1914,14 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
                 b.instance(comb, "u_combine", &[("clk_i", clk.clone()), ("d_i", sel), ("scale_i", scales), ("acc_o", acc.clone())]);
                 acc
             }
-            None => sel,
+            None => match &units.delta {
+                Some(delta) => {
+                    let acc = b.wire("tile_acc", Ty::s(aw), "the tile's sum of the selected PE (D2)");
+                    b.instance(delta, "u_delta", &tot_conns(sel, acc.clone()));
+                    acc
+                }
+                None => sel,
+            },
         };
         let code = b.wire("code", Ty::u(ob), "the shared unit's output code");
         // each output stage takes its parameters with its value: after the combination (with bases),
@@ -1781,7 +1955,14 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
                     b.instance(comb, "u_combine", &conns);
                     acc
                 }
-                _ => part(&col, aw),
+                _ => match &units.delta {
+                    Some(delta) => {
+                        let acc = b.wire("tile_acc", Ty::s(aw), "the tile's sum of the issued PE (D2)");
+                        b.instance(delta, "u_delta", &tot_conns(part(&col, aw).as_signed(), acc.clone()));
+                        acc
+                    }
+                    None => part(&col, aw),
+                },
             };
             out_stage(b, &units.out, &clk, acc, per, part(&row, ob), "");
         });
@@ -1843,6 +2024,8 @@ pub struct Units {
     pub select: Option<Module>,
     /// Basis combination (bases only).
     pub combine: Option<Module>,
+    /// Running totals to tile sums ([`HwParams::running_totals`] only).
+    pub delta: Option<Module>,
 }
 
 /// Build every module of the design; returns the modules in dependency order (leaves first, top last).
@@ -1853,13 +2036,15 @@ pub fn design(p: &HwParams) -> Vec<Module> {
     let out = if p.thresholds { OutStage::Thresholds(thresh(p)) } else { OutStage::Multiply { pact: pact(p), requant: requant(p) } };
     let select = p.shared_output.then(|| select(p));
     let combine = p.bases.is_some().then(|| combine(p));
-    let units = Units { pe, rowsum, array, out, params: params(p), ctrl: ctrl(p), outbuf: outbuf(p), select, combine };
+    let delta = p.running_totals.then(|| delta(p));
+    let units = Units { pe, rowsum, array, out, params: params(p), ctrl: ctrl(p), outbuf: outbuf(p), select, combine, delta };
     let top = top(p, &units);
     let mut mods = vec![units.pe];
     mods.extend(units.rowsum);
     mods.push(units.array);
     mods.extend(units.select);
     mods.extend(units.combine);
+    mods.extend(units.delta);
     match units.out {
         OutStage::Multiply { pact, requant } => mods.extend([pact, requant]),
         OutStage::Thresholds(t) => mods.push(t),

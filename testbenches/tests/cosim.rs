@@ -214,6 +214,33 @@ fn without_input_registers() {
     check_all("no-input-regs", cfgs, &[1, 2], StimulusOptions { layers: 2, tiles: 5, max_steps: 24, abort: true });
 }
 
+/// Running totals (`running_totals = true`): accumulators never cleared, the drain subtracts each PE's
+/// previous total. One output unit per column and shared, one row and one column (the one-item
+/// register form), products, odd weights, XNOR, codebook levels, bit-serial activations, thresholds,
+/// W8A8, with and without input registers.
+#[test]
+fn running_totals() {
+    use EncodingName::*;
+    let base = RawConfig { rows: 3, cols: 2, lanes: 4, max_depth: 64, running_totals: true, ..RawConfig::default() };
+    let per_col = OutputUnitsName::PerColumn;
+    let cfgs = vec![
+        base.clone(),
+        RawConfig { output_units: per_col, ..base.clone() },
+        RawConfig { rows: 1, cols: 1, ..base.clone() },
+        RawConfig { rows: 1, cols: 3, output_units: per_col, ..base.clone() },
+        RawConfig { rows: 4, cols: 3, weight_encoding: Odd, weight_bits: 3, act_encoding: Int, ..base.clone() },
+        RawConfig { lanes: 16, weight_bits: 1, weight_encoding: Odd, act_bits: 1, act_encoding: Odd, output_units: per_col, tree_levels_per_stage: 1, ..base.clone() },
+        RawConfig { lanes: 32, weight_bits: 1, weight_encoding: Odd, act_bits: 1, act_encoding: Odd, input_registers: false, ..base.clone() },
+        RawConfig { weight_bits: 2, act_bits: 2, input_registers: false, ..base.clone() },
+        RawConfig { weight_bits: 2, weight_encoding: Codebook, act_encoding: Int, output_units: per_col, ..base.clone() },
+        RawConfig { lanes: 2, act_serial: true, act_bits: 3, ..base.clone() },
+        RawConfig { lanes: 1, act_serial: true, act_encoding: Int, act_bits: 4, output_units: per_col, ..base.clone() },
+        // wide products and a deep tile: the totals wrap many times over a run
+        RawConfig { lanes: 2, weight_bits: 8, act_bits: 8, max_depth: 512, ..base },
+    ];
+    check_all("running-totals", cfgs, &[1, 2, 3], StimulusOptions { layers: 2, tiles: 6, max_steps: 24, abort: true });
+}
+
 /// A seeded random sweep over the whole configuration space (within a size that simulates quickly).
 #[test]
 fn random_config_sweep() {
