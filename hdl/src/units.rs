@@ -150,10 +150,11 @@ impl HwParams {
         self.acc_bits + self.mult_bits
     }
     /// Register stages from the hold register to the output register: bias sum, clip, product,
-    /// rounding sum, saturation (5); or input, compare, count (3) with thresholds; after the basis
-    /// combination ([`COMBINE_STAGES`]) with bases.
+    /// rounding sum, saturation (5); or input, compare, count (3) with thresholds (no input register
+    /// after a shared select, [`HwParams::thresh_input_regs`]); after the basis combination
+    /// ([`COMBINE_STAGES`]) with bases, or the running totals' difference ([`HwParams::delta_stages`]).
     pub fn drain_stages(&self) -> u32 {
-        let unit = if self.thresholds { 3 + u32::from(self.thresh_split()) } else { 5 + u32::from(self.mult_split()) };
+        let unit = if self.thresholds { 2 + u32::from(self.thresh_input_regs()) + u32::from(self.thresh_split()) } else { 5 + u32::from(self.mult_split()) };
         let combine = if self.bases.is_some() { COMBINE_STAGES } else { 0 };
         // a shared unit first selects the column's value and parameters (one register stage)
         unit + combine + self.delta_stages() + u32::from(self.shared_output)
@@ -181,6 +182,13 @@ impl HwParams {
     /// their sum) when the multiplier has 8 bits or more.
     pub fn mult_split(&self) -> bool {
         !self.thresholds && self.mult_bits >= 8
+    }
+    /// The threshold stage registers its inputs (P1) before comparing. Not after a shared unit's
+    /// select: the select (or difference) register already holds the value beside the unit, and the
+    /// thresholds come from registers too, so another stage would only add flip-flops (on iCE40 a logic
+    /// cell each).
+    pub fn thresh_input_regs(&self) -> bool {
+        !self.shared_output
     }
     /// The threshold stage compares in two halves (a register between the halves' comparisons and
     /// their combination) when a threshold has 10 bits or more.
@@ -1161,23 +1169,34 @@ pub fn thresh(p: &HwParams) -> Module {
     let t = m.input("t_i", Ty::u(n * tw), "thresholds T_1..T_n, T_k at [(k-1)*TW +: TW]");
     let code_o = m.output_reg("code_o", Ty::u(ob), "output code");
     let b = &mut m.body;
-    let acc_q = b.reg("acc_q", Ty::s(aw), "");
-    let t_q = b.reg("t_q", Ty::u(n * tw), "");
-    b.always(&clk, vec![Stmt::set(&acc_q, &acc), Stmt::set(&t_q, &t)]);
-    let (acc, t) = (acc_q, t_q);
+    let p1 = p.thresh_input_regs();
+    let (acc, t) = if p1 {
+        let acc_q = b.reg("acc_q", Ty::s(aw), "");
+        let t_q = b.reg("t_q", Ty::u(n * tw), "");
+        b.always(&clk, vec![Stmt::set(&acc_q, &acc), Stmt::set(&t_q, &t)]);
+        (acc_q, t_q)
+    } else {
+        (acc, t)
+    };
+    // stage names: P1 is the input register when there is one
+    let stage = |k: u32| format!("P{}", k - u32::from(!p1));
     let acc_x = b.net("acc_x", &acc.resize(tw), "");
-    let ge_q = b.reg("ge_q", Ty::u(n), if p.thresh_split() { "acc >= T_k (P3)" } else { "acc >= T_k (P2)" });
+    let ge_q = b.reg("ge_q", Ty::u(n), &format!("acc >= T_k ({})", stage(if p.thresh_split() { 3 } else { 2 })));
     if p.thresh_split() {
         // a signed comparison is the unsigned comparison of offset-binary values (sign bit inverted);
         // compared in two halves: ge = hi > t_hi || (hi == t_hi && lo >= t_lo)
-        b.comment("P1: register the accumulator and thresholds; P2: compare the halves; P3: combine; P4: count");
+        if p1 {
+            b.comment("P1: register the accumulator and thresholds; P2: compare the halves; P3: combine; P4: count");
+        } else {
+            b.comment("the inputs are registers (the shared unit's select): P1: compare the halves; P2: combine; P3: count");
+        }
         let lw = tw / 2;
         let flip = |e: &Expr| Expr::concat(&[e.bit(tw - 1).not(), e.slice(tw - 2, 0)]);
         let a_ob = b.net("acc_ob", &flip(&acc_x), "offset binary");
         let (a_hi, a_lo) = (a_ob.slice(tw - 1, lw), a_ob.slice(lw - 1, 0));
-        let gt_q = b.reg("hi_gt_q", Ty::u(n), "high half of acc > high half of T_k (P2)");
-        let eq_q = b.reg("hi_eq_q", Ty::u(n), "high halves equal (P2)");
-        let lo_q = b.reg("lo_ge_q", Ty::u(n), "low half of acc >= low half of T_k (P2)");
+        let gt_q = b.reg("hi_gt_q", Ty::u(n), &format!("high half of acc > high half of T_k ({})", stage(2)));
+        let eq_q = b.reg("hi_eq_q", Ty::u(n), &format!("high halves equal ({})", stage(2)));
+        let lo_q = b.reg("lo_ge_q", Ty::u(n), &format!("low half of acc >= low half of T_k ({})", stage(2)));
         let (mut gts, mut eqs, mut los) = (Vec::new(), Vec::new(), Vec::new());
         for k in 0..n {
             let raw = b.net(&format!("t{}", k + 1), &t.slice(k * tw + tw - 1, k * tw), "");
@@ -1196,7 +1215,11 @@ pub fn thresh(p: &HwParams) -> Module {
         b.always(&clk, vec![Stmt::set(&gt_q, &Expr::concat(&gts)), Stmt::set(&eq_q, &Expr::concat(&eqs)), Stmt::set(&lo_q, &Expr::concat(&los))]);
         b.always(&clk, vec![Stmt::set(&ge_q, &gt_q.or(&eq_q.and(&lo_q)))]);
     } else {
-        b.comment("P1: register the accumulator and thresholds; P2: compare; P3: count");
+        if p1 {
+            b.comment("P1: register the accumulator and thresholds; P2: compare; P3: count");
+        } else {
+            b.comment("the inputs are registers (the shared unit's select): P1: compare; P2: count");
+        }
         let mut cmps = Vec::new();
         for k in 0..n {
             let tk = b.net(&format!("t{}", k + 1), &t.slice(k * tw + tw - 1, k * tw).as_signed(), "");
