@@ -1409,8 +1409,8 @@ pub fn ctrl(p: &HwParams) -> Module {
     let one_w = Expr::lit(1, Ty::u(ow));
     let occ_up = b.net("occ_up", &occ.add(&one_w), "");
     let occ_dn = b.net("occ_dn", &occ.sub(&one_w), "");
-    let (row_last, row_stmts) = if rb == 0 {
-        (Expr::lit(1, Ty::bit()), Vec::new())
+    let (row_last, row_stmts, row_reg) = if rb == 0 {
+        (Expr::lit(1, Ty::bit()), Vec::new(), None)
     } else {
         let row = b.reg("row_q", Ty::u(rb), "next row to issue");
         let last = b.net("row_last", &row.eq(&Expr::lit(i128::from(rows - 1), Ty::u(rb))), "");
@@ -1418,7 +1418,7 @@ pub fn ctrl(p: &HwParams) -> Module {
             &shift,
             vec![Stmt::set(&row, &Expr::mux(&last, &Expr::zero(Ty::u(rb)), &row.add(&Expr::lit(1, Ty::u(rb)))))],
         )];
-        (last, st)
+        (last, st, Some(row))
     };
     let done = b.net("drain_done", &shift.land(&row_last), "the last row of the tile is issued");
     // running totals: which item the difference unit gets, and whether the tile is the first after reset
@@ -1430,7 +1430,7 @@ pub fn ctrl(p: &HwParams) -> Module {
         let counter = item_o.as_ref().map(|item_o| {
             if cbw == 0 {
                 // one item per row: the row counter
-                b.assign(item_o, &Expr::sig("row_q", Ty::u(ib)));
+                b.assign(item_o, row_reg.as_ref().expect("several rows have a row counter"));
                 None
             } else {
                 let item = b.reg("item_q", Ty::u(ib), "index of the next value issued within the tile");
@@ -1453,8 +1453,8 @@ pub fn ctrl(p: &HwParams) -> Module {
     if load_next.is_some() {
         reset.push(Stmt::set(&load, &zero));
     }
-    if rb > 0 {
-        reset.push(Stmt::set(&Expr::sig("row_q", Ty::u(rb)), &Expr::zero(Ty::u(rb))));
+    if let Some(row) = &row_reg {
+        reset.push(Stmt::set(row, &Expr::zero(Ty::u(rb))));
     }
     reset.extend(col_reset);
     if let Some((push_q, _, _)) = &gathered {
