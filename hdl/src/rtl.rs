@@ -417,8 +417,8 @@ impl Body {
         Expr::sig(name, ty)
     }
     /// Declare a memory `reg [width-1:0] name [0:depth-1]`, unsigned words, written and read in clocked
-    /// processes through [`Mem::word`]. It carries Yosys's `no_rw_check`: the design never reads a word
-    /// in the cycle it is written, so a block RAM needs no read-during-write bypass. It also asks for
+    /// processes through [`Mem::word`]. It carries Yosys's `no_rw_check`: the design never uses a word
+    /// read in the cycle it is written, so a block RAM needs no read-during-write bypass. It also asks for
     /// block RAM (`ram_style = "block"`): our memories are small, and Yosys would otherwise build the
     /// smallest in flip-flops and multiplexers, the logic a large array runs short of, while block RAM
     /// is otherwise unused on both families.

@@ -169,6 +169,13 @@ impl HwParams {
             (true, false) => 2,
         }
     }
+    /// The difference unit reads its memory a cycle ahead, at the index of the next value to be
+    /// issued, and registers the word again, so the memory's read register (slow on ECP5: 5.8 ns)
+    /// feeds only a register. With 3 or more values per tile; with 2 the next index can be the word
+    /// being written, so that memory is read at the issue itself.
+    pub fn delta_read_ahead(&self) -> bool {
+        self.delta_items() >= 3
+    }
     /// Values a tile drains through one difference unit, each with its own previous total: `rows`
     /// per column, or `rows * cols` through a shared unit.
     pub fn delta_items(&self) -> u32 {
@@ -1269,7 +1276,13 @@ pub fn ctrl(p: &HwParams) -> Module {
     let tot_o = p.running_totals.then(|| {
         (
             m.output("item_v_o", Ty::bit(), "running totals: a value is issued to the difference unit"),
-            (items > 1).then(|| m.output("item_o", Ty::u(ib), "its index within the tile")),
+            (items > 1).then(|| {
+                if p.delta_read_ahead() {
+                    m.output("item_next_o", Ty::u(ib), "the index within the tile of the next value issued: item_o of the next cycle")
+                } else {
+                    m.output("item_o", Ty::u(ib), "its index within the tile")
+                }
+            }),
             m.output("fresh_o", Ty::bit(), "it belongs to the first tile after reset"),
         )
     });
@@ -1428,16 +1441,21 @@ pub fn ctrl(p: &HwParams) -> Module {
         let fresh = b.reg("fresh_q", Ty::bit(), "no tile has drained since reset: no previous totals");
         b.assign(fresh_o, &fresh);
         let counter = item_o.as_ref().map(|item_o| {
-            if cbw == 0 {
-                // one item per row: the row counter
-                b.assign(item_o, row_reg.as_ref().expect("several rows have a row counter"));
-                None
+            // one item per row (the row counter), or per value (a counter of its own)
+            let (item, last, counter) = if cbw == 0 {
+                (row_reg.clone().expect("several rows have a row counter"), row_last.clone(), None)
             } else {
                 let item = b.reg("item_q", Ty::u(ib), "index of the next value issued within the tile");
+                let last = b.net("item_last", &item.eq(&Expr::lit(i128::from(items - 1), Ty::u(ib))), "");
+                (item.clone(), last, Some(item))
+            };
+            let next = Expr::mux(&last, &Expr::zero(Ty::u(ib)), &item.add(&Expr::lit(1, Ty::u(ib))));
+            if p.delta_read_ahead() {
+                b.assign(item_o, &Expr::mux(&rst, &Expr::zero(Ty::u(ib)), &Expr::mux(&per_item, &next, &item)));
+            } else {
                 b.assign(item_o, &item);
-                let last = item.eq(&Expr::lit(i128::from(items - 1), Ty::u(ib)));
-                Some((item.clone(), Stmt::when(&issue, vec![Stmt::set(&item, &Expr::mux(&last, &Expr::zero(Ty::u(ib)), &item.add(&Expr::lit(1, Ty::u(ib)))))])))
             }
+            counter.map(|c| (c.clone(), Stmt::when(&issue, vec![Stmt::set(&c, &next)])))
         });
         (fresh, counter.flatten())
     });
@@ -1713,7 +1731,14 @@ pub fn delta(p: &HwParams) -> Module {
     let clk = m.input("clk_i", Ty::bit(), "clock");
     let issue = m.input("issue_i", Ty::bit(), "an item is issued this cycle");
     let ib = clog2(u64::from(n));
-    let addr = (n > 1).then(|| m.input("item_i", Ty::u(ib), "its index within the tile"));
+    let ahead = p.delta_read_ahead();
+    let addr = (n > 1).then(|| {
+        if ahead {
+            m.input("item_next_i", Ty::u(ib), "index within the tile of the next item to be issued (this one's, if none is)")
+        } else {
+            m.input("item_i", Ty::u(ib), "its index within the tile")
+        }
+    });
     let fresh = m.input("fresh_i", Ty::bit(), "it belongs to the first tile after reset: no previous total");
     let acc = m.input("acc_i", Ty::s(aw), if capture { "running total, at the issue" } else { "running total, a cycle after the issue" });
     let acc_o = m.output_reg("acc_o", Ty::s(aw), "the tile's sum (D2)");
@@ -1734,8 +1759,19 @@ pub fn delta(p: &HwParams) -> Module {
         Some(addr) => {
             let mem = b.memory("tot_mem", aw, n, "each item's total at the end of the previous tile");
             let a1 = b.reg("a1_q", Ty::u(ib), "");
-            d1.push(Stmt::set(&a1, addr));
-            d1.push(Stmt::when(&issue, vec![Stmt::set(&prev, &mem.word(addr))]));
+            if ahead {
+                // the word of the item issued this cycle was read in the cycle before; a word is read
+                // at least two cycles after it was written (the next index is never the one the
+                // previous issue is writing, with 3 or more items)
+                let cur = b.reg("cur_q", Ty::u(ib), "index of the item issued this cycle, if one is");
+                let rd = b.reg("rd_q", Ty::u(aw), "its previous total, read a cycle ahead");
+                b.always(&clk, vec![Stmt::set(&cur, addr), Stmt::set(&rd, &mem.word(addr))]);
+                d1.push(Stmt::set(&a1, &cur));
+                d1.push(Stmt::when(&issue, vec![Stmt::set(&prev, &rd)]));
+            } else {
+                d1.push(Stmt::set(&a1, addr));
+                d1.push(Stmt::when(&issue, vec![Stmt::set(&prev, &mem.word(addr))]));
+            }
             d2.push(Stmt::when(&v1, vec![Stmt::set(&mem.word(&a1), &x.as_unsigned())]));
         }
         // one item per tile: a register
@@ -1832,17 +1868,19 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
     // running totals: the item the difference units get, its index, and whether it has a previous total
     let tot = p.running_totals.then(|| {
         let items = p.delta_items();
+        let item = if p.delta_read_ahead() { ("item_next", "the index of the next one issued") } else { ("item", "its index within the tile") };
         (
             b.wire("item_v", Ty::bit(), "a running total is issued"),
-            (items > 1).then(|| b.wire("item", Ty::u(clog2(u64::from(items))), "its index within the tile")),
+            (items > 1).then(|| b.wire(item.0, Ty::u(clog2(u64::from(items))), item.1)),
             b.wire("fresh", Ty::bit(), "the first tile after reset: no previous totals"),
         )
     });
+    let (item_out, item_in) = if p.delta_read_ahead() { ("item_next_o", "item_next_i") } else { ("item_o", "item_i") };
     let tot_conns = |acc_i: Expr, acc_o: Expr| -> Vec<(&'static str, Expr)> {
         let (v, item, fresh) = tot.clone().expect("running totals");
         let mut c = vec![("clk_i", clk.clone()), ("issue_i", v), ("fresh_i", fresh), ("acc_i", acc_i), ("acc_o", acc_o)];
         if let Some(i) = item {
-            c.push(("item_i", i));
+            c.push((item_in, i));
         }
         c
     };
@@ -1872,7 +1910,7 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
         .chain(load.clone().map(|l| ("load_o", l)))
         .chain(std::iter::once(("shift_o", drain_shift.clone())))
         .chain(tot.iter().flat_map(|(v, item, fresh)| {
-            [Some(("item_v_o", v.clone())), item.clone().map(|i| ("item_o", i)), Some(("fresh_o", fresh.clone()))].into_iter().flatten()
+            [Some(("item_v_o", v.clone())), item.clone().map(|i| (item_out, i)), Some(("fresh_o", fresh.clone()))].into_iter().flatten()
         }))
         .collect::<Vec<_>>(),
     );

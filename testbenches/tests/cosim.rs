@@ -216,7 +216,7 @@ fn without_input_registers() {
 
 /// Running totals (`running_totals = true`): accumulators never cleared, the drain subtracts each PE's
 /// previous total. One output unit per column and shared, one row and one column (the one-item
-/// register form), products, odd weights, XNOR, codebook levels, bit-serial activations, thresholds,
+/// register form), two items per tile (the memory read at the issue), more (read a cycle ahead), products, odd weights, XNOR, codebook levels, bit-serial activations, thresholds,
 /// W8A8, with and without input registers.
 #[test]
 fn running_totals() {
@@ -228,6 +228,9 @@ fn running_totals() {
         RawConfig { output_units: per_col, ..base.clone() },
         RawConfig { rows: 1, cols: 1, ..base.clone() },
         RawConfig { rows: 1, cols: 3, output_units: per_col, ..base.clone() },
+        // two values per tile through a difference unit: its memory is read at the issue
+        RawConfig { rows: 2, output_units: per_col, ..base.clone() },
+        RawConfig { rows: 1, cols: 2, ..base.clone() },
         RawConfig { rows: 4, cols: 3, weight_encoding: Odd, weight_bits: 3, act_encoding: Int, ..base.clone() },
         RawConfig { lanes: 16, weight_bits: 1, weight_encoding: Odd, act_bits: 1, act_encoding: Odd, output_units: per_col, tree_levels_per_stage: 1, ..base.clone() },
         RawConfig { lanes: 32, weight_bits: 1, weight_encoding: Odd, act_bits: 1, act_encoding: Odd, input_registers: false, ..base.clone() },
