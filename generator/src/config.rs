@@ -78,6 +78,11 @@ pub struct RawConfig {
     /// feeds only its own register) for one or two drain stages. Needs `double_buffer`; not with
     /// `acc_saturate` or `bases`.
     pub running_totals: bool,
+    /// Each PE registers its own copy of its activations and weights: one more cycle of latency and
+    /// `lanes * (act_bits + weight_bits)` flip-flops per PE, so that the broadcast of an input to a
+    /// row's or a column's PEs is a register-to-register path. For fmax on ECP5, where flip-flops
+    /// are plentiful beside the LUTs; on iCE40 each of them takes a logic cell.
+    pub pe_input_regs: bool,
     /// Output units: `per_column` (one clip/requantize unit per column, a tile drains in `rows` cycles)
     /// or `shared` (one unit for all columns, a tile drains in `rows * cols` cycles; much smaller when
     /// the requantization multiplier is wide).
@@ -131,6 +136,7 @@ impl Default for RawConfig {
             tree_levels_per_stage: 2,
             input_registers: true,
             running_totals: false,
+            pe_input_regs: false,
         }
     }
 }
@@ -619,6 +625,7 @@ impl Config {
             tree_levels: self.tree_levels_per_stage,
             input_regs: self.input_registers,
             running_totals: self.running_totals,
+            pe_input_regs: self.pe_input_regs,
         }
     }
 

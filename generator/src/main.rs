@@ -153,6 +153,11 @@ struct ConfigFlags {
     /// Not with --no-double-buffer, --acc-saturate or bases.
     #[arg(long)]
     running_totals: bool,
+    /// Each PE registers its own copy of its inputs (one more cycle of latency, lanes * (act-bits +
+    /// weight-bits) flip-flops per PE): broadcasts along rows and columns become register-to-register
+    /// paths. For fmax on ECP5 (with --running-totals); costs logic cells on iCE40.
+    #[arg(long)]
+    pe_input_regs: bool,
 }
 
 impl ConfigFlags {
@@ -188,6 +193,9 @@ impl ConfigFlags {
         }
         if self.running_totals {
             raw.running_totals = true;
+        }
+        if self.pe_input_regs {
+            raw.pe_input_regs = true;
         }
         if self.no_double_buffer {
             raw.double_buffer = false;

@@ -86,6 +86,8 @@ fn bit_serial_activations_need_integer_activations() {
     let rt = Config::new(RawConfig { running_totals: true, output_units: qmac::config::OutputUnitsName::PerColumn, ..RawConfig::default() }).unwrap();
     let pc = Config::new(RawConfig { output_units: qmac::config::OutputUnitsName::PerColumn, ..RawConfig::default() }).unwrap();
     assert_eq!(rt.latency(), pc.latency() + 1 + 2, "per column: load + capture + difference");
+    let copies = Config::new(RawConfig { pe_input_regs: true, ..RawConfig::default() }).unwrap();
+    assert_eq!(copies.latency(), Config::default().latency() + 1, "a PE's own input registers are one stage");
     let e = err(RawConfig { act_serial: true, input_registers: false, ..RawConfig::default() });
     assert!(e.contains("`input_registers` = false") && e.contains("act_serial"), "{e}");
     // without input registers the latency is one cycle shorter

@@ -387,7 +387,7 @@ enum Item {
     Mem { name: String, width: u32, depth: u32, doc: String },
     Net { name: String, rhs: Expr, doc: String },
     Assign(Expr, Expr),
-    Always { clk: String, body: Vec<Stmt> },
+    Always { clk: String, body: Vec<Stmt>, keep: bool },
     Inst { module: String, name: String, conns: Vec<(String, String)> },
     For { var: String, count: u32, label: String, body: Vec<Item> },
 }
@@ -444,7 +444,14 @@ impl Body {
     /// A clocked process `always @(posedge clk) begin body end`.
     pub fn always(&mut self, clk: &Expr, body: Vec<Stmt>) {
         assert_eq!(clk.ty, Ty::bit());
-        self.items.push(Item::Always { clk: clk.text.clone(), body });
+        self.items.push(Item::Always { clk: clk.text.clone(), body, keep: false });
+    }
+    /// [`Body::always`] with Yosys's `keep` on the process, so that its flip-flops are never merged
+    /// with identical ones elsewhere (Yosys' `opt_merge` merges registers with the same inputs). For
+    /// copies of a broadcast signal that are meant to be local to their users.
+    pub fn always_kept(&mut self, clk: &Expr, body: Vec<Stmt>) {
+        assert_eq!(clk.ty, Ty::bit());
+        self.items.push(Item::Always { clk: clk.text.clone(), body, keep: true });
     }
     /// An instance of `module` with every port connected by name, type-checked against its ports.
     pub fn instance(&mut self, module: &Module, name: &str, conns: &[(&str, Expr)]) {
@@ -624,8 +631,9 @@ fn print_items(s: &mut String, items: &[Item], depth: usize) {
             Item::Assign(l, r) => {
                 let _ = writeln!(s, "{ind}assign {} = {};", l.text, strip_outer(&r.text));
             }
-            Item::Always { clk, body } => {
-                let _ = writeln!(s, "{ind}always @(posedge {clk}) begin");
+            Item::Always { clk, body, keep } => {
+                let attr = if *keep { "(* keep *) " } else { "" };
+                let _ = writeln!(s, "{ind}{attr}always @(posedge {clk}) begin");
                 print_stmts(s, body, depth + 1);
                 let _ = writeln!(s, "{ind}end");
             }

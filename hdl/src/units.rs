@@ -81,6 +81,10 @@ pub struct HwParams {
     /// of the previous tile (kept in a memory, [`delta`]). Saves the clear and lets the accumulator's
     /// adder feed only its own register. With hold registers, without saturation or bases.
     pub running_totals: bool,
+    /// Each PE registers its own copy of its activation and weight inputs (one more stage), so a
+    /// broadcast along a row or column is a register-to-register path and each PE's products start
+    /// from registers beside it.
+    pub pe_input_regs: bool,
 }
 
 /// Multi-basis binary arithmetic: weights with `weight` bases and activations with `act` bases, each
@@ -301,9 +305,9 @@ impl HwParams {
     pub fn compute_stages(&self) -> u32 {
         if self.serial && self.lanes == 1 {
             // bit-serial, one lane: the input registers feed the accumulator directly
-            return 2;
+            return 2 + u32::from(self.pe_input_regs);
         }
-        2 + u32::from(self.input_regs) + self.tree_stages()
+        2 + u32::from(self.input_regs) + u32::from(self.pe_input_regs) + self.tree_stages()
     }
     /// Bit-serial activations: the range of the shifted weight values a PE adds, `w * 2^k` for bits
     /// `k < act_bits`, and `-w * 2^(act_bits - 1)` for the sign bit of two's complement activations.
@@ -435,6 +439,7 @@ pub fn pe(p: &HwParams) -> Module {
     m.doc(&format!("Processing element: {l} lanes of {wb}-bit {} weights x {ab}-bit {} activations, {kind:?} lane arithmetic,", p.weight_enc.name(), p.act_enc.name()));
     m.doc(&format!("a {aw}-bit{} accumulator and a hold register that shifts the finished sum down the column.", if p.acc_saturate { " saturating" } else { "" }));
     m.doc(&format!("Stages: lane products (S2), adder tree (S3..S{}), accumulate (S{}).", 2 + p.tree_stages(), 3 + p.tree_stages()));
+    pe_inputs_doc(&mut m, p);
     let clk = m.input("clk_i", Ty::bit(), "clock");
     let a = m.input("a_i", Ty::u(l * ab), "activation codes, lane l at [l*AB +: AB]");
     let w = m.input("w_i", Ty::u(l * wb), "weight codes, lane l at [l*WB +: WB]");
@@ -442,6 +447,7 @@ pub fn pe(p: &HwParams) -> Module {
     let acc_en = m.input("acc_en_i", Ty::bit(), "a valid dot product is in dot_q: accumulate it");
     let ports = AccPorts::new(&mut m, p);
     let b = &mut m.body;
+    let (a, w) = pe_inputs(b, p, &clk, &a, &w);
 
     // S2: lane products
     let mut s2 = Vec::new();
@@ -616,12 +622,14 @@ fn pe_serial(p: &HwParams) -> Module {
     } else {
         m.doc(&format!("Stages: selected weights (S2), adder tree (S3..S{}), accumulate (S{}).", 2 + p.tree_stages(), 3 + p.tree_stages()));
     }
+    pe_inputs_doc(&mut m, p);
     let clk = m.input("clk_i", Ty::bit(), "clock");
     let a = m.input("a_i", Ty::u(l), "this cycle's activation bit of each lane");
     let w = m.input("w_i", Ty::u(l * sw), "shifted weight values of this bit, lane l at [l*SW +: SW]");
     let acc_en = m.input("acc_en_i", Ty::bit(), "a valid bit plane is in the PE: accumulate it");
     let ports = AccPorts::new(&mut m, p);
     let b = &mut m.body;
+    let (a, w) = pe_inputs(b, p, &clk, &a, &w);
     let (lo, hi) = p.serial_weight_range();
     if l == 1 {
         let ws = b.net("w0_val", &w.as_signed(), "");
@@ -655,6 +663,27 @@ fn pe_serial(p: &HwParams) -> Module {
     b.comment("S4: accumulate, hold");
     accumulate_and_hold(b, p, &clk, &dot_q, &acc_en, &ports);
     m
+}
+
+/// The stage note of a PE with its own input registers.
+fn pe_inputs_doc(m: &mut Module, p: &HwParams) {
+    if p.pe_input_regs {
+        m.doc("Every stage is one cycle later than its number: the PE first registers its own copy of its inputs (S1b).");
+    }
+}
+
+/// The PE's activation and weight inputs as its lane logic sees them: the ports themselves, or with
+/// [`HwParams::pe_input_regs`] this PE's own registered copy (S1b). The copies are `keep`: Yosys
+/// would otherwise merge the identical registers of a row's or a column's PEs back into one.
+fn pe_inputs(b: &mut Body, p: &HwParams, clk: &Expr, a: &Expr, w: &Expr) -> (Expr, Expr) {
+    if !p.pe_input_regs {
+        return (a.clone(), w.clone());
+    }
+    b.comment("S1b: this PE's own copy of its broadcast inputs");
+    let a_r = b.reg("a_r", a.ty(), "activations, registered beside this PE");
+    let w_r = b.reg("w_r", w.ty(), "weights, registered beside this PE");
+    b.always_kept(clk, vec![Stmt::set(&a_r, a), Stmt::set(&w_r, w)]);
+    (a_r, w_r)
 }
 
 /// Count the agreeing signs of `same` (one bit per lane) two lanes at a time into registered 2-bit
@@ -704,6 +733,7 @@ fn pe_bases(p: &HwParams, bs: Bases) -> Module {
     m.doc(&format!("Processing element: {l} lanes of {kw}-basis binary weights x {ka}-basis binary activations; per basis pair"));
     m.doc(&format!("(p = i * {ka} + j) an XNOR/popcount and a {cw}-bit count of +-1 products; a hold register with all {np} counts."));
     m.doc(&format!("Stages: sign agreements (S2), popcount trees (S3..S{}), accumulate (S{}).", 2 + p.tree_stages(), 3 + p.tree_stages()));
+    pe_inputs_doc(&mut m, p);
     let clk = m.input("clk_i", Ty::bit(), "clock");
     let a = m.input("a_i", Ty::u(l * ka), "activation sign bits, lane l basis j at [l*KA + j]");
     let w = m.input("w_i", Ty::u(l * kw), "weight sign bits, lane l basis i at [l*KW + i]");
@@ -714,6 +744,7 @@ fn pe_bases(p: &HwParams, bs: Bases) -> Module {
     let hold_i = m.input("hold_i", Ty::u(hw), "hold register of the row above");
     let hold_o = m.output_reg("hold_o", Ty::u(hw), "hold register, towards row 0; pair p at [p*CW +: CW]");
     let b = &mut m.body;
+    let (a, w) = pe_inputs(b, p, &clk, &a, &w);
     b.comment("S2: per basis pair, XNOR of the sign planes (1 means the product is +1), counted in pairs");
     let mut s2 = Vec::new();
     let mut pair_terms = Vec::new();
@@ -810,10 +841,11 @@ pub fn rowsum(p: &HwParams) -> Module {
     let sum_s = if root.ty().signed { sum_q.clone() } else { sum_q.to_signed_value() };
     let corr_q = corr_o;
     let sum_w = b.net("sum_w", &sum_s.resize(dw), "");
-    // aligned with the PE's adder tree: extra register stages when the tree has them
+    // aligned with the PE's adder tree: extra register stages when the tree has them, and one for the
+    // PE's own input registers
     let mut prev = sum_w.shl(wb).sub(&sum_w);
     let mut st = vec![Stmt::set(&sum_q, &root)];
-    for i in 1..p.tree_stages() {
+    for i in 1..p.tree_stages() + u32::from(p.pe_input_regs) {
         let d = b.reg(&format!("corr_d{i}_q"), Ty::s(dw), "");
         st.push(Stmt::set(&d, &prev));
         prev = d;
@@ -1400,7 +1432,17 @@ pub fn ctrl(p: &HwParams) -> Module {
     if let (Some(sel_o), Some(col)) = (&sel_o, &col_stmts) {
         b.assign(sel_o, col);
     }
-    b.assign(&shift_o, &shift);
+    // A shared unit over several columns issues a started row's remaining columns without waiting, so
+    // the shift at its last column is known a cycle ahead: the hold registers' shift enable, which
+    // reaches every PE, comes from a register instead of the issue logic.
+    let shift_q = (cbw > 0 && p.cols >= 2).then(|| {
+        let q = b.reg("shift_q", Ty::bit(), "row_done, a cycle ahead: a row's last column always issues");
+        b.assign(&shift_o, &q);
+        q
+    });
+    if shift_q.is_none() {
+        b.assign(&shift_o, &shift);
+    }
     let ds = p.drain_stages();
     let dv: Vec<Expr> = (1..=ds).map(|i| b.reg(&format!("dv{i}_q"), Ty::bit(), if i == 1 { "P1 holds a row" } else { "" })).collect();
     let dl: Vec<Expr> = (1..=ds).map(|i| b.reg(&format!("dl{i}_q"), Ty::bit(), if i == 1 { "P1 row is the last of its tile" } else { "" })).collect();
@@ -1478,6 +1520,9 @@ pub fn ctrl(p: &HwParams) -> Module {
     if let Some((push_q, _, _)) = &gathered {
         reset.push(Stmt::set(push_q, &zero));
     }
+    if let Some(q) = &shift_q {
+        reset.push(Stmt::set(q, &zero));
+    }
     if let Some((fresh, counter)) = &tot {
         reset.push(Stmt::set(fresh, &one));
         if let Some((item, _)) = counter {
@@ -1515,6 +1560,10 @@ pub fn ctrl(p: &HwParams) -> Module {
     if let Some(col) = &col_stmts {
         let next = Expr::mux(&col_last, &Expr::zero(Ty::u(cbw)), &col.add(&Expr::lit(1, Ty::u(cbw))));
         run.push(Stmt::when(&issue, vec![Stmt::set(col, &next)]));
+        if let Some(q) = &shift_q {
+            // issuing the last column but one: the last one issues in the next cycle
+            run.push(Stmt::set(q, &issue.land(&col.eq(&Expr::lit(i128::from(p.cols - 2), Ty::u(cbw))))));
+        }
         if let Some(o) = &sel_next_o {
             let n = Expr::mux(&rst, &Expr::zero(Ty::u(cbw)), &Expr::mux(&issue, &next, col));
             b.assign(o, &n);

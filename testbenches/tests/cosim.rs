@@ -244,6 +244,23 @@ fn running_totals() {
     check_all("running-totals", cfgs, &[1, 2, 3], StimulusOptions { layers: 2, tiles: 6, max_steps: 24, abort: true });
 }
 
+/// PEs with their own copy of their inputs (`pe_input_regs = true`): every PE kind, bit-serial with one
+/// lane and several, with running totals and without input registers.
+#[test]
+fn pe_input_copies() {
+    use EncodingName::*;
+    let base = RawConfig { rows: 3, cols: 3, lanes: 4, max_depth: 64, pe_input_regs: true, ..RawConfig::default() };
+    let cfgs = vec![
+        RawConfig { running_totals: true, ..base.clone() },
+        RawConfig { weight_encoding: Odd, weight_bits: 3, output_units: OutputUnitsName::PerColumn, ..base.clone() },
+        RawConfig { lanes: 16, weight_bits: 1, weight_encoding: Odd, act_bits: 1, act_encoding: Odd, input_registers: false, ..base.clone() },
+        RawConfig { weight_bits: 2, weight_encoding: Bases, act_bits: 2, act_encoding: Bases, ..base.clone() },
+        RawConfig { lanes: 1, act_serial: true, act_bits: 4, running_totals: true, ..base.clone() },
+        RawConfig { lanes: 3, act_serial: true, act_encoding: Int, act_bits: 3, ..base },
+    ];
+    check_all("pe-copies", cfgs, &[1, 2], StimulusOptions { layers: 2, tiles: 5, max_steps: 24, abort: true });
+}
+
 /// A seeded random sweep over the whole configuration space (within a size that simulates quickly).
 #[test]
 fn random_config_sweep() {
