@@ -443,15 +443,17 @@ impl Body {
     }
     /// A clocked process `always @(posedge clk) begin body end`.
     pub fn always(&mut self, clk: &Expr, body: Vec<Stmt>) {
-        assert_eq!(clk.ty, Ty::bit());
-        self.items.push(Item::Always { clk: clk.text.clone(), body, keep: false });
+        self.process(clk, body, false);
     }
     /// [`Body::always`] with Yosys's `keep` on the process, so that its flip-flops are never merged
     /// with identical ones elsewhere (Yosys' `opt_merge` merges registers with the same inputs). For
     /// copies of a broadcast signal that are meant to be local to their users.
     pub fn always_kept(&mut self, clk: &Expr, body: Vec<Stmt>) {
+        self.process(clk, body, true);
+    }
+    fn process(&mut self, clk: &Expr, body: Vec<Stmt>, keep: bool) {
         assert_eq!(clk.ty, Ty::bit());
-        self.items.push(Item::Always { clk: clk.text.clone(), body, keep: true });
+        self.items.push(Item::Always { clk: clk.text.clone(), body, keep });
     }
     /// An instance of `module` with every port connected by name, type-checked against its ports.
     pub fn instance(&mut self, module: &Module, name: &str, conns: &[(&str, Expr)]) {

@@ -569,24 +569,16 @@ fn accumulate_and_hold(b: &mut Body, p: &HwParams, clk: &Expr, dot_v: &Expr, acc
         b.net("acc_nxt", &base.add(&dot_v.resize(aw)), "")
     };
     let AccPorts { clr, load, shift, hold_i, hold_o } = ports;
+    // running totals: the accumulator is cleared only on reset, and the hold register takes it a cycle
+    // after the tile's last step, so the adder feeds only the accumulator
+    assert!(!(p.running_totals && p.acc_saturate), "running totals wrap; a saturating accumulator cannot");
+    let finished = if p.running_totals { &acc_q } else { &acc_nxt };
     match load {
-        // running totals: the accumulator is cleared only on reset, and the hold register takes it a
-        // cycle after the tile's last step, so the adder feeds only the accumulator
-        Some(load) if p.running_totals => {
-            assert!(!p.acc_saturate, "running totals wrap; a saturating accumulator cannot");
-            b.always(
-                clk,
-                vec![
-                    Stmt::when_else(clr, vec![Stmt::set(&acc_q, &Expr::zero(Ty::s(aw)))], vec![Stmt::when(acc_en, vec![Stmt::set(&acc_q, &acc_nxt)])]),
-                    Stmt::when_else(load, vec![Stmt::set(hold_o, &acc_q)], vec![Stmt::when(shift, vec![Stmt::set(hold_o, hold_i)])]),
-                ],
-            )
-        }
         Some(load) => b.always(
             clk,
             vec![
                 Stmt::when_else(clr, vec![Stmt::set(&acc_q, &Expr::zero(Ty::s(aw)))], vec![Stmt::when(acc_en, vec![Stmt::set(&acc_q, &acc_nxt)])]),
-                Stmt::when_else(load, vec![Stmt::set(hold_o, &acc_nxt)], vec![Stmt::when(shift, vec![Stmt::set(hold_o, hold_i)])]),
+                Stmt::when_else(load, vec![Stmt::set(hold_o, finished)], vec![Stmt::when(shift, vec![Stmt::set(hold_o, hold_i)])]),
             ],
         ),
         None => {
@@ -1219,16 +1211,13 @@ pub fn thresh(p: &HwParams) -> Module {
     };
     // stage names: P1 is the input register when there is one
     let stage = |k: u32| format!("P{}", k - u32::from(!p1));
+    let inputs = if p1 { "P1: register the accumulator and thresholds; " } else { "the inputs are registers (the shared unit's select): " };
     let acc_x = b.net("acc_x", &acc.resize(tw), "");
     let ge_q = b.reg("ge_q", Ty::u(n), &format!("acc >= T_k ({})", stage(if p.thresh_split() { 3 } else { 2 })));
     if p.thresh_split() {
         // a signed comparison is the unsigned comparison of offset-binary values (sign bit inverted);
         // compared in two halves: ge = hi > t_hi || (hi == t_hi && lo >= t_lo)
-        if p1 {
-            b.comment("P1: register the accumulator and thresholds; P2: compare the halves; P3: combine; P4: count");
-        } else {
-            b.comment("the inputs are registers (the shared unit's select): P1: compare the halves; P2: combine; P3: count");
-        }
+        b.comment(&format!("{inputs}{}: compare the halves; {}: combine; {}: count", stage(2), stage(3), stage(4)));
         let lw = tw / 2;
         let flip = |e: &Expr| Expr::concat(&[e.bit(tw - 1).not(), e.slice(tw - 2, 0)]);
         let a_ob = b.net("acc_ob", &flip(&acc_x), "offset binary");
@@ -1254,11 +1243,7 @@ pub fn thresh(p: &HwParams) -> Module {
         b.always(&clk, vec![Stmt::set(&gt_q, &Expr::concat(&gts)), Stmt::set(&eq_q, &Expr::concat(&eqs)), Stmt::set(&lo_q, &Expr::concat(&los))]);
         b.always(&clk, vec![Stmt::set(&ge_q, &gt_q.or(&eq_q.and(&lo_q)))]);
     } else {
-        if p1 {
-            b.comment("P1: register the accumulator and thresholds; P2: compare; P3: count");
-        } else {
-            b.comment("the inputs are registers (the shared unit's select): P1: compare; P2: count");
-        }
+        b.comment(&format!("{inputs}{}: compare; {}: count", stage(2), stage(3)));
         let mut cmps = Vec::new();
         for k in 0..n {
             let tk = b.net(&format!("t{}", k + 1), &t.slice(k * tw + tw - 1, k * tw).as_signed(), "");
@@ -1392,13 +1377,13 @@ pub fn ctrl(p: &HwParams) -> Module {
     };
     match &load_o {
         // running totals are never cleared between tiles
-        Some(load_o) if p.running_totals => {
+        Some(load_o) if !p.running_totals => {
             b.assign(load_o, &load);
-            b.assign(&clr_o, &rst);
+            b.assign(&clr_o, &rst.lor(&load));
         }
         Some(load_o) => {
             b.assign(load_o, &load);
-            b.assign(&clr_o, &rst.lor(&load));
+            b.assign(&clr_o, &rst);
         }
         None => b.assign(&clr_o, &rst),
     }
@@ -1766,9 +1751,10 @@ pub fn select(p: &HwParams) -> Module {
 
 /// The running totals' difference unit ([`HwParams::running_totals`]): the tile's sum of a PE is its
 /// running total at the end of the tile minus the same PE's total at the end of the previous tile.
-/// The previous totals are a memory of [`HwParams::delta_items`] words (block RAM), read when an item
-/// is issued (D1) and overwritten with the new total a cycle later (D2), so a word is never read in the
-/// cycle it is written. Per column the unit first captures the column's value at the issue (the hold
+/// The previous totals are a memory of [`HwParams::delta_items`] words (block RAM), read for an item
+/// when it is issued (D1; a cycle ahead and registered again, [`HwParams::delta_read_ahead`]) and
+/// overwritten with the new total a cycle after the issue (D2), so a word is used only in a later
+/// cycle than its write. Per column the unit first captures the column's value at the issue (the hold
 /// registers shift then); after a shared unit's select register the value is already held. The first
 /// tile after reset has no previous totals (`fresh_i`). The difference wraps in `acc_bits` like the
 /// accumulator, so it is exact whenever the tile's sum fits.

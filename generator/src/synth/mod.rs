@@ -293,8 +293,9 @@ pub fn median_and_best(runs: &[SeedRun]) -> (usize, usize) {
     let mut order: Vec<usize> = (0..runs.len()).collect();
     order.sort_by(|&a, &b| runs[a].fmax_mhz.total_cmp(&runs[b].fmax_mhz).then(runs[a].seed.cmp(&runs[b].seed)));
     let median = order[(runs.len() - 1) / 2];
+    // ordered by fmax, then seed: the first run with the highest fmax has the lowest seed among them
     let top = runs[order[runs.len() - 1]].fmax_mhz;
-    let best = order.iter().copied().filter(|&i| runs[i].fmax_mhz == top).min_by_key(|&i| runs[i].seed).expect("a run");
+    let best = *order.iter().find(|&&i| runs[i].fmax_mhz == top).expect("a run");
     (median, best)
 }
 
