@@ -65,7 +65,15 @@ pub fn check_config(dir: &Path, cfg: &Config, seeds: &[u64], stimulus: StimulusO
 
 /// Check many configurations in parallel (bounded by the shared pool) and fail with every failure
 /// listed. `dirs` are named `<group>/<index>-<short name>`.
+///
+/// With `QMAC_DUMP_CONFIGS=<dir>` set, nothing is checked: each configuration is written as
+/// `<dir>/<group>/<index>-<short name>.toml` ([`minimal_toml`]) for `scripts/emitted-tree.sh`, which
+/// generates every design of the matrix with two commits and compares them.
 pub fn check_all(group: &str, cfgs: Vec<RawConfig>, seeds: &[u64], stimulus: StimulusOptions) {
+    if let Some(dir) = std::env::var_os("QMAC_DUMP_CONFIGS") {
+        write_configs(&Path::new(&dir).join(group), &cfgs);
+        return;
+    }
     let base = work_dir(group);
     let cfgs: Vec<Config> = cfgs.into_iter().map(|r| Config::new(r.clone()).unwrap_or_else(|e| panic!("test config {r:?} invalid: {e}"))).collect();
     let results: Vec<Result<String, String>> = std::thread::scope(|s| {
@@ -84,4 +92,28 @@ pub fn check_all(group: &str, cfgs: Vec<RawConfig>, seeds: &[u64], stimulus: Sti
         eprintln!("ok {r}");
     }
     assert!(failures.is_empty(), "{} of {} configurations failed:\n{}", failures.len(), results.len(), failures.iter().map(|f| f.as_str()).collect::<Vec<_>>().join("\n"));
+}
+
+/// A configuration as TOML with only the fields that differ from [`RawConfig::default`], so that a
+/// `qmac` built from an older commit (which may lack newer fields) reads it as the same design.
+pub fn minimal_toml(raw: &RawConfig) -> String {
+    let table = |r: &RawConfig| match toml::Value::try_from(r).expect("a config serialises") {
+        toml::Value::Table(t) => t,
+        _ => unreachable!("a config is a table"),
+    };
+    let default = table(&RawConfig::default());
+    let mut own = table(raw);
+    own.retain(|k, v| default.get(k) != Some(v));
+    toml::to_string(&own).expect("a table serialises")
+}
+
+/// Write each valid configuration to `<dir>/<index>-<short name>.toml` ([`minimal_toml`]); panics on
+/// an invalid one or an I/O error (a test tool).
+pub fn write_configs(dir: &Path, cfgs: &[RawConfig]) {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for (i, r) in cfgs.iter().enumerate() {
+        let cfg = Config::new(r.clone()).unwrap_or_else(|e| panic!("config {r:?} invalid: {e}"));
+        let path = dir.join(format!("{i:03}-{}.toml", cfg.short_name()));
+        std::fs::write(&path, minimal_toml(r)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
 }
