@@ -373,20 +373,21 @@ impl Net {
         })
     }
 
-    /// Every trainable variable, in a fixed order.
-    pub(crate) fn vars(&self) -> Vec<Var> {
+    /// Every trainable variable in a fixed order, with its weight decay (`decay` for the
+    /// weights, 0 for everything else).
+    pub(crate) fn vars(&self, decay: f64) -> Vec<(Var, f64)> {
         let mut v = Vec::new();
         for (i, w) in self.weights.iter().enumerate() {
             if let Some(w) = w {
-                v.push(w.w.clone());
-                v.push(w.b.clone());
-                v.extend(w.levels.clone());
+                v.push((w.w.clone(), decay));
+                v.push((w.b.clone(), 0.0));
+                v.extend(w.levels.clone().map(|l| (l, 0.0)));
             }
             if let (Some(bn), false) = (&self.bn[i], self.folded) {
-                v.push(bn.gamma.clone());
-                v.push(bn.beta.clone());
+                v.push((bn.gamma.clone(), 0.0));
+                v.push((bn.beta.clone(), 0.0));
             }
-            v.extend(self.acts[i].alpha.clone());
+            v.extend(self.acts[i].alpha.clone().map(|a| (a, 0.0)));
         }
         v
     }

@@ -1,4 +1,5 @@
-//! Adam (Kingma and Ba), written out over candle variables.
+//! Adam (Kingma and Ba) with decoupled weight decay (AdamW, Loshchilov and Hutter), written out
+//! over candle variables.
 
 use candle_core::{Tensor, Var};
 
@@ -10,6 +11,8 @@ const EPS: f64 = 1e-8;
 
 pub(crate) struct Adam {
     vars: Vec<Var>,
+    /// Decoupled weight decay (AdamW) per variable: 0 for biases, clips, levels and batch norm.
+    decay: Vec<f64>,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
     step: i32,
@@ -17,7 +20,8 @@ pub(crate) struct Adam {
 }
 
 impl Adam {
-    pub(crate) fn new(vars: Vec<Var>, lr: f64) -> Result<Self, TrainError> {
+    pub(crate) fn new(vars: Vec<(Var, f64)>, lr: f64) -> Result<Self, TrainError> {
+        let (vars, decay): (Vec<Var>, Vec<f64>) = vars.into_iter().unzip();
         let m = vars
             .iter()
             .map(|v| v.zeros_like())
@@ -25,6 +29,7 @@ impl Adam {
         let v = m.clone();
         Ok(Adam {
             vars,
+            decay,
             m,
             v,
             step: 0,
@@ -49,7 +54,12 @@ impl Adam {
             let mhat = (&self.m[i] / c1)?;
             let vhat = (&self.v[i] / c2)?;
             let update = (mhat / (vhat.sqrt()? + EPS)?)? * self.lr;
-            var.set(&(var.as_tensor() - update?)?)?;
+            let p = if self.decay[i] > 0.0 {
+                (var.as_tensor() * (1.0 - self.lr * self.decay[i]))?
+            } else {
+                var.as_tensor().clone()
+            };
+            var.set(&(p - update?)?)?;
         }
         Ok(())
     }

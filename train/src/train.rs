@@ -33,6 +33,8 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Adam's learning rate in quantization-aware training (cosine decay to 0 over the phase).
     pub qat_lr: f64,
+    /// Decoupled weight decay of the dense and conv2d weights (AdamW), both phases.
+    pub weight_decay: f64,
     /// L2 regularisation of the PACT clips: `alpha_decay * sum alpha^2` is added to the loss.
     pub alpha_decay: f64,
     /// Bits of the network input's PACT codes (its clip is the largest training value).
@@ -46,11 +48,12 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             seed: 1,
-            float_epochs: 40,
-            qat_epochs: 30,
+            float_epochs: 60,
+            qat_epochs: 120,
             batch: 32,
             lr: 2e-3,
-            qat_lr: 5e-4,
+            qat_lr: 1e-2,
+            weight_decay: 0.05,
             alpha_decay: 1e-4,
             input_bits: 8,
             rounding: Rounding::HalfEven,
@@ -79,6 +82,13 @@ impl TrainConfig {
         }
         if !(self.qat_lr.is_finite() && self.qat_lr > 0.0) {
             return bad("qat_lr", self.qat_lr.to_string(), "finite and > 0");
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(
+                "weight_decay",
+                self.weight_decay.to_string(),
+                "finite and >= 0",
+            );
         }
         if !(self.alpha_decay.is_finite() && self.alpha_decay >= 0.0) {
             return bad(
@@ -325,7 +335,7 @@ fn run_phase(
             Mode::Quant { train: false },
         ),
     };
-    let mut adam = Adam::new(net.vars(), lr)?;
+    let mut adam = Adam::new(net.vars(config.weight_decay), lr)?;
     let alphas = net.alphas();
     for epoch in 1..=epochs {
         // cosine decay from lr to 0 over the phase, one value per epoch
