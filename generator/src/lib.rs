@@ -10,6 +10,7 @@
 pub mod config;
 pub mod emit;
 pub mod flow;
+pub mod net;
 pub mod quantize;
 pub mod reference;
 pub mod rng;

@@ -16,6 +16,8 @@ use std::time::Instant;
 ///   qmac generate --weight-bits 2 --act-bits 4 --rows 8 --cols 8 -o build/w2a4
 ///   qmac sim build/w2a4
 ///   qmac run                 (the whole job on the built-in default configuration)
+///   qmac net quantize --model mlp.toml --weights mlp.npz --calib train.npz -o build/mlp
+///   qmac net sim build/mlp --data test.npz      (a whole network through the RTL)
 #[derive(Parser, Debug)]
 #[command(name = "qmac", version, verbatim_doc_comment)]
 struct Cli {
@@ -55,6 +57,11 @@ enum Cmd {
     /// Quantize a trained layer's float tensors (safetensors, .npy, .npz) into the array's integer
     /// parameters, with a quantization-error report per scheme; see docs/quantize.md.
     Quantize(qmac::quantize::cli::QuantizeArgs),
+    /// Whole networks: `qmac net quantize` (calibrate and quantize a trained network described in
+    /// TOML) and `qmac net sim` (run a data set through every layer in the generated array, bit-exact,
+    /// with accuracy and cycles); see docs/network.md.
+    #[command(subcommand)]
+    Net(qmac::net::cli::NetCmd),
     /// Compare the quantization schemes (uniform, SAWB, learnable levels, ls-1/ls-2/ls-T/gf-k with PACT
     /// or binary activations) on a seeded sample layer: weight, activation and layer-output error, and
     /// with --target the LUT4 per MAC and fmax of each scheme's array at one shape (docs/quantize.md).
@@ -331,6 +338,7 @@ fn main() -> Result<()> {
             }
         },
         Cmd::Quantize(a) => qmac::quantize::cli::run_quantize(&a),
+        Cmd::Net(c) => qmac::net::cli::run_net(&c),
         Cmd::Run(a) => {
             let cfg = a.cfg.resolve()?;
             let n = if a.no_synth { 3 } else { 4 };

@@ -173,14 +173,19 @@ fn runtime_cache() -> Result<PathBuf, SimError> {
     std::fs::metadata(&v).and_then(|m| m.modified()).ok().hash(&mut h);
     cxxflags().hash(&mut h);
     std::env::var("CXX").ok().hash(&mut h);
-    let base = match std::env::var_os("QMAC_CACHE_DIR") {
+    Ok(cache_dir().join(format!("verilator-runtime-{:016x}", h.finish())))
+}
+
+/// qmac's cache directory: `$QMAC_CACHE_DIR`, else `$XDG_CACHE_HOME/qmac`, else `~/.cache/qmac`, else
+/// `qmac-cache` in the system's temporary directory.
+pub fn cache_dir() -> PathBuf {
+    match std::env::var_os("QMAC_CACHE_DIR") {
         Some(d) => PathBuf::from(d),
         None => match std::env::var_os("XDG_CACHE_HOME").or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache").into_os_string())) {
             Some(d) => PathBuf::from(d).join("qmac"),
             None => std::env::temp_dir().join("qmac-cache"),
         },
-    };
-    Ok(base.join(format!("verilator-runtime-{:016x}", h.finish())))
+    }
 }
 
 fn seed_runtime(cache: &Path, obj: &Path) {
@@ -226,10 +231,22 @@ pub fn run(exe: &Path, vectors: &Path, seed: u64, stall_pct: u32, log: &Path) ->
 
 /// [`run`], streaming the vector file `repeat` times (for speed measurements).
 pub fn run_repeated(exe: &Path, vectors: &Path, seed: u64, stall_pct: u32, repeat: u32, log: &Path) -> Result<SimReport, SimError> {
+    run_testbench(exe, vectors, seed, stall_pct, repeat, None, log)
+}
+
+/// [`run`], with every output row the design sent written to `dump` (hexadecimal, one line per row,
+/// in the order received; the testbench writes a row before it compares it).
+pub fn run_dump(exe: &Path, vectors: &Path, seed: u64, stall_pct: u32, dump: &Path, log: &Path) -> Result<SimReport, SimError> {
+    run_testbench(exe, vectors, seed, stall_pct, 1, Some(dump), log)
+}
+
+fn run_testbench(exe: &Path, vectors: &Path, seed: u64, stall_pct: u32, repeat: u32, dump: Option<&Path>, log: &Path) -> Result<SimReport, SimError> {
     let mut c = Command::new(exe);
-    c.arg(vectors)
-        .args(["--seed", &seed.to_string(), "--stall", &stall_pct.to_string(), "--repeat", &repeat.to_string()])
-        .arg("+verilator+rand+reset+2")
+    c.arg(vectors).args(["--seed", &seed.to_string(), "--stall", &stall_pct.to_string(), "--repeat", &repeat.to_string()]);
+    if let Some(d) = dump {
+        c.arg("--dump").arg(d);
+    }
+    c.arg("+verilator+rand+reset+2")
         .arg(format!("+verilator+seed+{}", 1 + seed % 1_000_000));
     let out = match tools::run(c, "testbench", "simulation", log) {
         Ok((out, _)) => out,

@@ -183,6 +183,24 @@ pub fn pack_hex(codes: impl IntoIterator<Item = u128>, bits: u32) -> String {
     s
 }
 
+/// The inverse of [`pack_hex`]: `count` codes of `bits` bits from hexadecimal text, element 0 in the
+/// least significant bits; `None` if the text is not hexadecimal or holds set bits past the codes.
+pub fn unpack_hex(hex: &str, count: usize, bits: u32) -> Option<Vec<u64>> {
+    let mut out = vec![0u64; count];
+    for (d, ch) in hex.trim().chars().rev().enumerate() {
+        let nib = ch.to_digit(16)?;
+        for b in 0..4 {
+            if nib >> b & 1 == 0 {
+                continue;
+            }
+            let pos = d * 4 + b;
+            let (i, j) = (pos / bits as usize, pos % bits as usize);
+            *out.get_mut(i)? |= 1 << j;
+        }
+    }
+    Some(out)
+}
+
 /// The vector file for `layers`, with the expected outputs from the reference model.
 pub fn render(cfg: &Config, layers: &[Layer]) -> Result<String, ParamError> {
     let mut s = String::new();
@@ -240,6 +258,16 @@ mod tests {
         // 3 codes of 3 bits (9 bits -> 3 hex digits): 7, 0, 1 -> 0b001_000_111 = 0x047
         assert_eq!(pack_hex([7u128, 0, 1], 3), "047");
         assert_eq!(pack_hex([1u128; 70], 1), format!("3f{}", "f".repeat(16)));
+    }
+
+    #[test]
+    fn unpack_hex_inverts_pack_hex() {
+        let codes = [5u64, 0, 15, 9, 1];
+        assert_eq!(unpack_hex(&pack_hex(codes.iter().map(|&c| u128::from(c)), 4), 5, 4), Some(codes.to_vec()));
+        assert_eq!(unpack_hex("047", 3, 3), Some(vec![7, 0, 1]));
+        // a set bit past the last code, and a non-hex digit
+        assert_eq!(unpack_hex("200", 3, 3), None);
+        assert_eq!(unpack_hex("0g", 2, 4), None);
     }
 
     #[test]

@@ -7,8 +7,9 @@
 // against the derived value (and that no tile is faster than it), and resets the design in the middle of
 // a stream to check that no stale or duplicated output survives a reset.
 //
-// Usage: tb <vectors> [--seed N] [--stall PCT] [--max-cycles N] [--repeat N]
-// (--repeat streams the whole vector file N times, for speed measurements.)
+// Usage: tb <vectors> [--seed N] [--stall PCT] [--max-cycles N] [--repeat N] [--dump FILE]
+// (--repeat streams the whole vector file N times, for speed measurements; --dump writes every output
+// row the design sent, in hexadecimal, one line per row in the order received, before it is compared.)
 // Prints one line `qmac-tb: PASS ...` or `qmac-tb: FAIL ...` (with the first mismatch) and exits 0 or 1.
 
 #include "Vdut.h"
@@ -106,11 +107,13 @@ int main(int argc, char** argv) {
     int stall = 30;
     uint64_t max_cycles = 2000000000ULL;
     int repeat = 1;
+    const char* dump_path = nullptr;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!std::strcmp(argv[i], "--seed")) seed = std::strtoull(argv[i + 1], nullptr, 10);
         else if (!std::strcmp(argv[i], "--stall")) stall = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--max-cycles")) max_cycles = std::strtoull(argv[i + 1], nullptr, 10);
         else if (!std::strcmp(argv[i], "--repeat")) repeat = std::atoi(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--dump")) dump_path = argv[i + 1];
         else if (argv[i][0] == '+') --i;  // +verilator+... options go to Verilator
         else die(std::string("unknown option ") + argv[i]);
     }
@@ -155,6 +158,9 @@ int main(int argc, char** argv) {
         else die("bad vector file token " + tok);
     }
 
+    FILE* dump = nullptr;
+    if (dump_path && !(dump = std::fopen(dump_path, "w"))) die(std::string("cannot write ") + dump_path);
+
     VerilatedContext ctx;
     ctx.commandArgs(argc, argv);
     Vdut dut(&ctx);
@@ -192,6 +198,7 @@ int main(int argc, char** argv) {
         Expect e = expect.front(); expect.pop_front();
         progress = cycle;
         Bits got = get(dut.y_data_o, yw);
+        if (dump) std::fprintf(dump, "%s\n", to_hex(got, yw).c_str());
         if (got != e.y || static_cast<bool>(dut.y_last_o) != e.last) {
             std::string col_msg;
             for (int c = 0; c < cols && col_msg.empty(); ++c) {
@@ -327,6 +334,7 @@ int main(int argc, char** argv) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     (void)last_fire_cycle;
     dut.final();
+    if (dump && std::fclose(dump) != 0) die(std::string("cannot write ") + dump_path);
     std::printf("qmac-tb: PASS tiles=%d rows=%ld resets=%ld cycles=%llu latency=%d seed=%llu stall=%d seconds=%.3f\n", tiles * repeat, received,
                 resets, static_cast<unsigned long long>(cycle), latency, static_cast<unsigned long long>(seed), stall, secs);
     return 0;

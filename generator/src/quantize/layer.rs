@@ -188,55 +188,7 @@ pub fn layer_vectors(q: &QuantizedLayer, inputs: &[f32], shape: &[usize]) -> Res
         return Err(shape_err("no input vectors".into()));
     }
 
-    // tiles
-    let (rows, cols, lanes) = (cfg.rows as usize, cfg.cols as usize, cfg.lanes as usize);
-    let steps = cfg.max_steps() as usize;
-    let params = q.params();
-    let zero = ChannelParams { bias: 0, alpha: 0, mult: 0, shift: 0 };
-    let mut layers = Vec::new();
-    let mut codes = vec![0u64; patches * out];
-    for group in 0..out.div_ceil(cols) {
-        let ch = |c: usize| group * cols + c;
-        let gparams: Vec<ChannelParams> = (0..cols).map(|c| if ch(c) < out { params[ch(c)] } else { zero }).collect();
-        let table = q.table(group);
-        let mut items = Vec::new();
-        for block in 0..patches.div_ceil(rows) {
-            let row = |r: usize| block * rows + r;
-            let tile: Vec<Step> = (0..steps)
-                .map(|s| {
-                    let mut a = vec![0u64; rows * lanes];
-                    let mut w = vec![0u64; cols * lanes];
-                    for l in 0..lanes {
-                        let kk = s * lanes + l;
-                        if kk >= k {
-                            continue;
-                        }
-                        for r in 0..rows {
-                            if row(r) < patches {
-                                a[r * lanes + l] = a_rows[row(r) * k + kk];
-                            }
-                        }
-                        for c in 0..cols {
-                            if ch(c) < out {
-                                w[c * lanes + l] = q.weights.codes[ch(c)][kk];
-                            }
-                        }
-                    }
-                    Step { a, w }
-                })
-                .collect();
-            let y = tile_outputs_table(&cfg, &tile, &gparams, &table);
-            for r in 0..rows {
-                for c in 0..cols {
-                    if row(r) < patches && ch(c) < out {
-                        codes[row(r) * out + ch(c)] = y[r * cols + c];
-                    }
-                }
-            }
-            items.push(Item::Tile(tile));
-        }
-        layers.push(Layer { params: gparams, table, items });
-    }
+    let (layers, codes) = gemm_layers(q, &cfg, &a_rows, patches, cfg.max_steps() as usize);
 
     // float references
     let mut float_output = vec![0.0f64; patches * out];
@@ -274,4 +226,63 @@ pub fn layer_vectors(q: &QuantizedLayer, inputs: &[f32], shape: &[usize]) -> Res
     let dequant: Vec<f64> = codes.iter().enumerate().map(|(i, &c)| c as f64 * q.output.scales[i % out]).collect();
     let error = OutputError { vs_float: stats(&clipped, &dequant), codes_vs_float: CodeAgreement::of(&codes, &float_codes), codes_vs_quantized: CodeAgreement::of(&codes, &quant_codes) };
     Ok(LayerVectors { config: cfg, layers, patches, out_channels: out, out_hw, input_codes: a_rows, codes, float_output, float_codes, error })
+}
+
+/// The array's tiles for GEMM rows `a_rows` (`[patches][K]` input codes) of the quantized layer `q`, on
+/// the array `cfg` (the layer's own configuration, or a larger one that serves several layers), with
+/// `steps` steps per tile (at least `K / lanes` rounded up; the layer's own `max_depth / lanes` with
+/// binary activations, whose bias takes off exactly that many padded elements): one [`Layer`] per
+/// group of `cols` output channels (see the module docs), and the array's output codes `[patches][out]`
+/// from the reference model.
+pub fn gemm_layers(q: &QuantizedLayer, cfg: &Config, a_rows: &[u64], patches: usize, steps: usize) -> (Vec<Layer>, Vec<u64>) {
+    let (out, k) = (q.geometry.out_channels, q.geometry.k);
+    let (rows, cols, lanes) = (cfg.rows as usize, cfg.cols as usize, cfg.lanes as usize);
+    let params = q.params();
+    let zero = ChannelParams { bias: 0, alpha: 0, mult: 0, shift: 0 };
+    let mut layers = Vec::new();
+    let mut codes = vec![0u64; patches * out];
+    for group in 0..out.div_ceil(cols) {
+        let ch = |c: usize| group * cols + c;
+        let gparams: Vec<ChannelParams> = (0..cols).map(|c| if ch(c) < out { params[ch(c)] } else { zero }).collect();
+        let table = q.table(group);
+        let mut items = Vec::new();
+        for block in 0..patches.div_ceil(rows) {
+            let row = |r: usize| block * rows + r;
+            let tile: Vec<Step> = (0..steps)
+                .map(|s| {
+                    let mut a = vec![0u64; rows * lanes];
+                    let mut w = vec![0u64; cols * lanes];
+                    for l in 0..lanes {
+                        let kk = s * lanes + l;
+                        if kk >= k {
+                            continue;
+                        }
+                        for r in 0..rows {
+                            if row(r) < patches {
+                                a[r * lanes + l] = a_rows[row(r) * k + kk];
+                            }
+                        }
+                        for c in 0..cols {
+                            if ch(c) < out {
+                                w[c * lanes + l] = q.weights.codes[ch(c)][kk];
+                            }
+                        }
+                    }
+                    Step { a, w }
+                })
+                .collect();
+            let y = tile_outputs_table(cfg, &tile, &gparams, &table);
+            for r in 0..rows {
+                for c in 0..cols {
+                    if row(r) < patches && ch(c) < out {
+                        codes[row(r) * out + ch(c)] = y[r * cols + c];
+                    }
+                }
+            }
+            items.push(Item::Tile(tile));
+        }
+        layers.push(Layer { params: gparams, table, items });
+    }
+
+    (layers, codes)
 }

@@ -73,7 +73,7 @@ mod tensors;
 mod weights;
 
 pub use import::{im2col, read_tensor, tensor_names, ConvGeometry};
-pub use layer::{layer_vectors, CodeAgreement, LayerVectors, OutputError};
+pub use layer::{gemm_layers, layer_vectors, CodeAgreement, LayerVectors, OutputError};
 pub use channels::quantize_layer;
 pub use levels::{codebook, fixed_levels};
 pub use lsq::{calibrate_input_scales, encode_bases, pair_scales};
@@ -207,17 +207,25 @@ fn quant_err(what: impl Into<String>) -> impl FnOnce(QuantError) -> QuantizeErro
 /// over `out`, so a failure leaves nothing half written. An existing `out` is replaced only if it is
 /// empty or holds a `quantized.json`.
 pub fn write_dir(out: &Path, files: &[(&str, String)]) -> Result<(), QuantizeError> {
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| QuantizeError::Io { path: p, source }
-    };
     if out.exists() {
         let ours = out.join("quantized.json").is_file();
-        let empty = out.is_dir() && std::fs::read_dir(out).map_err(io(out))?.next().is_none();
+        let empty = out.is_dir() && std::fs::read_dir(out).map_err(|source| QuantizeError::Io { path: out.to_path_buf(), source })?.next().is_none();
         if !ours && !empty {
             return Err(QuantizeError::NotAQuantizeDir(out.to_path_buf()));
         }
     }
+    let files: Vec<(String, Vec<u8>)> = files.iter().map(|(n, t)| (n.to_string(), t.as_bytes().to_vec())).collect();
+    replace_dir(out, &files)
+}
+
+/// Write `files` (paths relative to `out`, subdirectories made as needed) into a temporary sibling
+/// directory, then replace `out` with it: a failure leaves nothing half written. The caller has checked
+/// that `out` may be replaced.
+pub fn replace_dir(out: &Path, files: &[(String, Vec<u8>)]) -> Result<(), QuantizeError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| QuantizeError::Io { path: p, source }
+    };
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -230,9 +238,12 @@ pub fn write_dir(out: &Path, files: &[(&str, String)]) -> Result<(), QuantizeErr
     }
     let result = (|| {
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        for (rel, text) in files {
+        for (rel, data) in files {
             let path = tmp.join(rel);
-            std::fs::write(&path, text).map_err(io(&path))?;
+            if let Some(d) = path.parent() {
+                std::fs::create_dir_all(d).map_err(io(d))?;
+            }
+            std::fs::write(&path, data).map_err(io(&path))?;
         }
         Ok(())
     })();
