@@ -531,6 +531,71 @@ impl QuantizedNet {
         argmax(logits, self.classes())
     }
 
+    /// Check that the stages fit together (a `network.json` edited by hand must not make the run
+    /// panic): shapes chain from the input, every compute stage's geometry, weights, parameters, scales
+    /// and clips have the sizes its shapes imply, and the float network matches.
+    pub fn check(&self) -> Result<(), String> {
+        let mut cur = self.network.input;
+        if self.stages.is_empty() || self.stages.len() != self.float.len() || self.input.bits == 0 || self.input.bits > 8 || !(self.input.alpha > 0.0 && self.input.scale > 0.0) {
+            return Err("the stages or the input quantizer are malformed".into());
+        }
+        for (i, (s, f)) in self.stages.iter().zip(&self.float).enumerate() {
+            let (input, output) = match s {
+                QStage::Compute(c) => (c.input, c.output),
+                QStage::MaxPool { input, output, .. } | QStage::Flatten { input, output, .. } => (*input, *output),
+            };
+            let fail = |what: &str| Err(format!("stage {i}: {what}"));
+            if input != cur || f.output() != output {
+                return fail("its shapes do not chain with the stage before or the float network");
+            }
+            match (s, f) {
+                (QStage::Compute(c), Stage::Compute(fc)) => {
+                    let l = &c.layer;
+                    l.config().map_err(|e| format!("stage {i}: {e}"))?;
+                    let k = match (c.conv, input, output) {
+                        (None, Shape::Flat(n), Shape::Flat(_)) => n,
+                        (Some(p), Shape::Image([ch, h, w]), Shape::Image([_, oh, ow])) if p.kernel[0] <= h + 2 * p.padding[0] && p.kernel[1] <= w + 2 * p.padding[1] && p.stride[0] > 0 && p.stride[1] > 0 && (h + 2 * p.padding[0] - p.kernel[0]) / p.stride[0] + 1 == oh && (w + 2 * p.padding[1] - p.kernel[1]) / p.stride[1] + 1 == ow => ch * p.kernel[0] * p.kernel[1],
+                        _ => return fail("its convolution geometry does not fit its shapes"),
+                    };
+                    let out = output.channels();
+                    let sizes_ok = l.geometry.k == k
+                        && l.geometry.out_channels == out
+                        && l.weights.codes.len() == out
+                        && l.weights.codes.iter().all(|r| r.len() == k && r.iter().all(|&v| v < 1 << l.config.weight_bits.min(63)))
+                        && l.channels.len() == out
+                        && l.output.scales.len() == out
+                        && c.in_scales.len() == input.channels()
+                        && (l.weights.scales.len() == 1 || l.weights.scales.len() == out)
+                        && fc.weight.len() == out * k
+                        && fc.bias.len() == out
+                        && fc.out_channels() == out
+                        && l.config.max_depth as usize >= k
+                        && l.config.lanes > 0
+                        && l.config.max_depth % l.config.lanes == 0;
+                    if !sizes_ok {
+                        return fail("its weights, parameters or scales do not have the sizes its shapes imply");
+                    }
+                    match c.mode {
+                        OutputMode::Pact if c.clips.len() == out => {}
+                        OutputMode::Logits if c.clips.len() == 2 && i + 1 == self.stages.len() => {}
+                        _ => return fail("its output mode or clips are malformed"),
+                    }
+                    if l.is_bases() {
+                        return fail("binary activations are not supported between network layers");
+                    }
+                }
+                (QStage::MaxPool { size, stride, .. }, Stage::MaxPool { .. }) => match (input, output) {
+                    (Shape::Image([c, h, w]), Shape::Image([c2, oh, ow])) if c == c2 && size.iter().chain(stride).all(|&v| v > 0) && size[0] <= h && size[1] <= w && (h - size[0]) / stride[0] + 1 == oh && (w - size[1]) / stride[1] + 1 == ow => {}
+                    _ => return fail("its pooling geometry does not fit its shapes"),
+                },
+                (QStage::Flatten { .. }, Stage::Flatten { .. }) if input.len() == output.len() && matches!(output, Shape::Flat(_)) => {}
+                _ => return fail("it differs from the float network's stage"),
+            }
+            cur = output;
+        }
+        Ok(())
+    }
+
     /// `network.json` text.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("network serialises") + "\n"
@@ -556,9 +621,7 @@ impl QuantizedNet {
                 super::format::cap(&q.format)
             )));
         }
-        for c in q.computes() {
-            c.layer.config()?;
-        }
+        q.check().map_err(bad)?;
         q.hardware()?;
         Ok(q)
     }
