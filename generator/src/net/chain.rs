@@ -20,7 +20,7 @@
 use super::calibrate::{by_channel, clips, logit_range};
 use super::float::{argmax, forward};
 use super::format::{Network, OutputMode, Shape};
-use super::lower::{gemm_rows, max_pool, to_channel_major, Compute, ConvParams, Stage};
+use super::lower::{gemm_rows, max_pool_batch, to_channel_major, Compute, ConvParams, Stage};
 use super::NetError;
 use crate::config::{Config, RawConfig};
 use crate::quantize::{
@@ -485,26 +485,7 @@ impl QuantizedNet {
                     ci += 1;
                     next
                 }
-                QStage::MaxPool {
-                    size,
-                    stride,
-                    input,
-                    output,
-                    ..
-                } => {
-                    let len = input.len();
-                    (0..n)
-                        .flat_map(|i| {
-                            max_pool(
-                                &cur[i * len..(i + 1) * len],
-                                *input,
-                                *size,
-                                *stride,
-                                *output,
-                            )
-                        })
-                        .collect()
-                }
+                QStage::MaxPool { size, stride, input, output, .. } => max_pool_batch(&cur, n, *input, *size, *stride, *output),
                 QStage::Flatten { .. } => cur,
             };
         }

@@ -203,40 +203,25 @@ fn read_ints<R: std::io::Read>(
     Ok(v)
 }
 
-/// An `.npy` file of unsigned 8-bit codes with `shape`.
-pub fn npy_u8(shape: &[usize], codes: &[u64]) -> Vec<u8> {
+/// An `.npy` file of `values` with `shape`, in the element type `T`.
+fn npy<T: npyz::AutoSerialize>(shape: &[usize], values: impl Iterator<Item = T>) -> Vec<u8> {
     use npyz::WriterBuilder;
     let mut buf = Vec::new();
     {
         let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-        let mut w = npyz::WriteOptions::<u8>::new()
-            .default_dtype()
-            .shape(&shape)
-            .writer(&mut buf)
-            .begin_nd()
-            .expect("writing to memory");
-        w.extend(codes.iter().map(|&c| c as u8))
-            .expect("writing to memory");
+        let mut w = npyz::WriteOptions::<T>::new().default_dtype().shape(&shape).writer(&mut buf).begin_nd().expect("writing to memory");
+        w.extend(values).expect("writing to memory");
         w.finish().expect("writing to memory");
     }
     buf
 }
 
+/// An `.npy` file of unsigned 8-bit codes with `shape`.
+pub fn npy_u8(shape: &[usize], codes: &[u64]) -> Vec<u8> {
+    npy(shape, codes.iter().map(|&c| c as u8))
+}
+
 /// An `.npy` file of `f32` values with `shape`.
 pub fn npy_f32(shape: &[usize], v: &[f64]) -> Vec<u8> {
-    use npyz::WriterBuilder;
-    let mut buf = Vec::new();
-    {
-        let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-        let mut w = npyz::WriteOptions::<f32>::new()
-            .default_dtype()
-            .shape(&shape)
-            .writer(&mut buf)
-            .begin_nd()
-            .expect("writing to memory");
-        w.extend(v.iter().map(|&c| c as f32))
-            .expect("writing to memory");
-        w.finish().expect("writing to memory");
-    }
-    buf
+    npy(shape, v.iter().map(|&c| c as f32))
 }

@@ -1,7 +1,7 @@
 //! The float network: the lowered stages on float inputs, in `f64`. It gives the float accuracy and the
 //! activations the PACT clips are calibrated on.
 
-use super::lower::{gemm_rows, max_pool, to_channel_major, Stage};
+use super::lower::{gemm_rows, max_pool_batch, to_channel_major, Stage};
 
 /// What [`forward`] computes for `n` samples.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,26 +44,7 @@ pub fn forward(stages: &[Stage], x: &[f32], n: usize) -> FloatRun {
                     y
                 }
             }
-            Stage::MaxPool {
-                size,
-                stride,
-                input,
-                output,
-                ..
-            } => {
-                let len = input.len();
-                (0..n)
-                    .flat_map(|i| {
-                        max_pool(
-                            &cur[i * len..(i + 1) * len],
-                            *input,
-                            *size,
-                            *stride,
-                            *output,
-                        )
-                    })
-                    .collect()
-            }
+            Stage::MaxPool { size, stride, input, output, .. } => max_pool_batch(&cur, n, *input, *size, *stride, *output),
             Stage::Flatten { .. } => cur,
         };
     }

@@ -266,6 +266,12 @@ pub fn lower(net: &Network, weights: &Path) -> Result<Vec<Stage>, NetError> {
     Ok(stages)
 }
 
+/// [`max_pool`] of each of `n` samples.
+pub fn max_pool_batch<T: Copy + PartialOrd>(x: &[T], n: usize, input: Shape, size: [usize; 2], stride: [usize; 2], output: Shape) -> Vec<T> {
+    let len = input.len();
+    (0..n).flat_map(|i| max_pool(&x[i * len..(i + 1) * len], input, size, stride, output)).collect()
+}
+
 /// Max pooling of one sample's channel-major values `[C][H][W]` (any ordered type: codes or floats).
 pub fn max_pool<T: Copy + PartialOrd>(
     x: &[T],
