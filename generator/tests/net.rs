@@ -246,16 +246,15 @@ fn small_network_runs_bit_exact_through_the_rtl() {
     // against the float network's activations clipped to the calibrated clips (the two 4-bit layers;
     // the binary-weight layer's error is far larger by nature)
     let fl = float::forward(&q.float, &xt, n);
-    for i in 0..2 {
-        let c = q.computes()[i];
+    for (i, (c, codes)) in q.computes().into_iter().zip(&expect).take(2).enumerate() {
         let per = c.output.per_channel();
         let out_ch = c.layer.geometry.out_channels;
         let mut err = 0.0;
-        for (j, (&f, &code)) in fl.pre[i].iter().zip(&expect[i]).enumerate() {
+        for (j, (&f, &code)) in fl.pre[i].iter().zip(codes).enumerate() {
             let ch = (j / per) % out_ch;
             err += (f.clamp(0.0, c.clips[ch]) - c.out_scales()[ch] * code as f64).abs() / c.clips[ch];
         }
-        err /= expect[i].len() as f64;
+        err /= codes.len() as f64;
         eprintln!("layer {}: mean abs error {err:.4} of the clip", c.name);
         assert!(err < 0.08, "layer {}: mean abs error {err} of the clip", c.name);
     }
