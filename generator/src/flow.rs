@@ -1,6 +1,7 @@
 //! The user-level flows behind the CLI: generate, check, simulate.
 
 use crate::config::Config;
+use crate::corners::{self, CornerCounts};
 use crate::emit;
 use crate::sim::{self, BuildInfo, BuildOptions, SimError, SimReport};
 use crate::vectors::{random_layers, render, StimulusOptions};
@@ -35,6 +36,8 @@ pub struct SimOutcome {
     pub build_time: Duration,
     /// The vector file used.
     pub vectors: PathBuf,
+    /// How often the stimulus hit each corner class (directed and random stimulus together).
+    pub corners: CornerCounts,
 }
 
 /// The validated configuration stored in a build directory.
@@ -85,15 +88,24 @@ pub fn check_up_to_date(dir: &Path, cfg: &Config) -> Result<(), SimError> {
 pub fn simulate(dir: &Path, opts: &SimOptions) -> Result<SimOutcome, SimError> {
     let cfg = load_build_config(dir)?;
     check_up_to_date(dir, &cfg)?;
+    simulate_rtl(dir, &cfg, opts)
+}
+
+/// [`simulate`] without the check that the RTL is what this generator makes from `cfg`: the stimulus is
+/// the random layers of `opts` followed by the directed corner layers ([`corners::corner_layers`]).
+/// For tests that co-simulate deliberately altered RTL.
+pub fn simulate_rtl(dir: &Path, cfg: &Config, opts: &SimOptions) -> Result<SimOutcome, SimError> {
     let info = sim::build_info(dir)?;
-    let layers = random_layers(&cfg, opts.seed, &opts.stimulus);
-    let text = render(&cfg, &layers).expect("random parameters fit the configuration");
+    let mut layers = random_layers(cfg, opts.seed, &opts.stimulus);
+    layers.extend(corners::corner_layers(cfg, opts.seed));
+    let corners = corners::count(cfg, &layers);
+    let text = render(cfg, &layers).expect("random and directed parameters fit the configuration");
     let vectors = info.dir.join(format!("sim/vectors-seed{}.txt", opts.seed));
     std::fs::create_dir_all(info.dir.join("sim")).map_err(|source| SimError::Io { path: info.dir.join("sim"), source })?;
     std::fs::write(&vectors, text).map_err(|source| SimError::Io { path: vectors.clone(), source })?;
     let (exe, build_time) = ensure_model(&info, &opts.build)?;
     let report = sim::run(&exe, &vectors, opts.seed, opts.stall_pct, &info.dir.join(format!("logs/sim-seed{}.log", opts.seed)))?;
-    Ok(SimOutcome { report, build_time, vectors })
+    Ok(SimOutcome { report, build_time, vectors, corners })
 }
 
 /// Generate a build directory.
@@ -191,15 +203,18 @@ pub fn simulate_layer(dir: &Path, inputs: &Path, name: Option<&str>, opts: &SimO
     use crate::quantize::{layer::layer_vectors, read_tensor, QuantizedLayer};
     let q = QuantizedLayer::load(dir)?;
     let (x, shape) = read_tensor(inputs, name)?;
-    let lv = layer_vectors(&q, &x, &shape)?;
+    let mut lv = layer_vectors(&q, &x, &shape)?;
     let hw = dir.join("hw");
     emit::write(&lv.config, &hw)?;
     let info = sim::build_info(&hw)?;
+    // the real data first, then the directed corners with their own parameters
+    lv.layers.extend(corners::corner_layers(&lv.config, opts.seed));
+    let corners = corners::count(&lv.config, &lv.layers);
     let text = render(&lv.config, &lv.layers)?;
     let vectors = info.dir.join("sim/inputs-vectors.txt");
     std::fs::create_dir_all(info.dir.join("sim"))?;
     std::fs::write(&vectors, text)?;
     let (exe, build_time) = ensure_model(&info, &opts.build)?;
     let report = sim::run(&exe, &vectors, opts.seed, opts.stall_pct, &info.dir.join("logs/sim-inputs.log"))?;
-    Ok(LayerSimOutcome { codes: lv.codes.len(), sim: SimOutcome { report, build_time, vectors }, hw_dir: hw, error: lv.error })
+    Ok(LayerSimOutcome { codes: lv.codes.len(), sim: SimOutcome { report, build_time, vectors, corners }, hw_dir: hw, error: lv.error })
 }

@@ -4,10 +4,12 @@
 //! - [`reference`]: the bit-exact software model of the array.
 //! - [`emit`]: writing a build directory (Verilog, filelist, manifest).
 //! - [`vectors`]: test stimulus and expected outputs from the reference.
+//! - [`corners`]: directed corner stimulus for every co-simulation, and its hit counts.
 //! - [`sim`]: Verilator builds and co-simulation.
 //! - [`schemes`]: the quantization schemes compared (error and hardware cost).
 
 pub mod config;
+pub mod corners;
 pub mod emit;
 pub mod flow;
 pub mod net;

@@ -40,9 +40,12 @@ enum Cmd {
     },
     /// Co-simulate a build directory in Verilator against the reference model.
     ///
-    /// Writes random stimulus and the reference's expected outputs, builds the Verilator model with the
-    /// self-checking testbench (reused when up to date), and runs it with random valid/ready stalls on
-    /// every stream and a reset in the middle of a stream. Prints PASS or the first mismatch.
+    /// Writes random stimulus, then directed corner stimulus (exact rounding ties, the clip level +-1,
+    /// the first saturating value, the accumulator's extremes, thresholds +-1), and the reference's
+    /// expected outputs; builds the Verilator model with the self-checking testbench (reused when up to
+    /// date), and runs it with random valid/ready stalls on every stream and a reset in the middle of a
+    /// stream. Prints PASS or the first mismatch, and how often each corner class was hit (n/a: the
+    /// design cannot reach it).
     Sim(SimArgs),
     /// The whole job on the built-in default configuration (or --config): generate, lint and check,
     /// simulate against the reference, synthesise (default target ecp5-85k), and print a summary.
@@ -315,6 +318,7 @@ fn simulate(dir: &Path, opts: &SimOptions) -> Result<()> {
     let t0 = Instant::now();
     let o = flow::simulate(dir, opts)?;
     println!("sim: {} (model build {:.1} s, total {:.1} s)", o.report.summary.trim_start_matches("qmac-tb: "), o.build_time.as_secs_f64(), t0.elapsed().as_secs_f64());
+    println!("corners hit: {}", o.corners);
     Ok(())
 }
 
@@ -333,6 +337,7 @@ fn main() -> Result<()> {
                 step("generating the layer's array and simulating it on the given inputs");
                 let o = flow::simulate_layer(&a.dir, inputs, a.inputs_name.as_deref(), &a.stim.options())?;
                 println!("sim: {} output codes of real data bit-exact in the RTL ({}); array in {}", o.codes, o.sim.report.summary.trim_start_matches("qmac-tb: "), o.hw_dir.display());
+                println!("corners hit: {}", o.sim.corners);
                 println!("layer error vs float: {:?}", o.error);
                 Ok(())
             }

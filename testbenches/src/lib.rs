@@ -27,7 +27,8 @@ fn pool() -> &'static Pool {
     })
 }
 
-fn with_slot<T>(f: impl FnOnce() -> T) -> T {
+/// Run `f` (a tool run) holding one of the pool's slots.
+pub fn with_slot<T>(f: impl FnOnce() -> T) -> T {
     let p = pool();
     let mut free = p.free.lock().unwrap();
     while *free == 0 {
@@ -58,7 +59,12 @@ pub fn check_config(dir: &Path, cfg: &Config, seeds: &[u64], stimulus: StimulusO
     for &seed in seeds {
         let opts = SimOptions { seed, stimulus, ..SimOptions::default() };
         let o = with_slot(|| flow::simulate(dir, &opts)).map_err(|e| fail(&format!("sim seed {seed}"), &e))?;
-        summary.push(o.report.summary);
+        // every corner class the design can reach must have been driven
+        let missed = o.corners.missed();
+        if !missed.is_empty() {
+            return Err(fail(&format!("sim seed {seed}"), &format!("corner classes never hit: {missed:?} ({})", o.corners)));
+        }
+        summary.push(format!("{} [corners: {}]", o.report.summary, o.corners));
     }
     Ok(format!("{name}: {}", summary.join("; ")))
 }

@@ -5,7 +5,7 @@
 use qmac::config::{EncodingName, OutputUnitsName, RawConfig, RequantName, RoundingName};
 use qmac::rng::Rng;
 use qmac::vectors::StimulusOptions;
-use qmac_testbenches::check_all;
+use qmac_testbenches::{check_all, with_slot, work_dir};
 
 fn small(wb: u32, we: EncodingName, ab: u32, ae: EncodingName) -> RawConfig {
     RawConfig {
@@ -290,4 +290,30 @@ fn random_config_sweep() {
         })
         .collect();
     check_all("random", cfgs, &[7, 8], StimulusOptions { layers: 2, tiles: 5, max_steps: 16, abort: true });
+}
+
+/// The directed corners catch a requantizer that rounds ties the wrong way: with the emitted rounding
+/// flipped from half_even to half_up (the tie bit `q_low[0]` replaced by 1), the default `qmac sim`
+/// stimulus fails, where random stimulus alone had no exact tie with an even quotient. The same
+/// design unaltered passes first.
+#[test]
+fn flipped_rounding_mode_fails_the_default_simulation() {
+    use qmac::config::Config;
+    use qmac::flow::{self, SimOptions};
+    let cfg = Config::new(RawConfig { rows: 2, cols: 2, lanes: 2, max_depth: 64, ..RawConfig::default() }).unwrap();
+    assert_eq!(cfg.rounding, RoundingName::HalfEven);
+    let dir = work_dir("mutation-rounding");
+    flow::generate(&cfg, &dir).unwrap();
+    let opts = SimOptions::default();
+    let ok = with_slot(|| flow::simulate_rtl(&dir, &cfg, &opts)).unwrap();
+    assert!(ok.report.summary.contains("PASS"), "{}", ok.report.summary);
+    assert!(ok.corners.get(qmac::corners::Corner::TieEven).unwrap() > 0, "{}", ok.corners);
+    let requant = dir.join("rtl/qmac_requant.v");
+    let text = std::fs::read_to_string(&requant).unwrap();
+    let flipped = text.replace("(sticky || q_low[0])", "(sticky || 1'b1)");
+    assert_ne!(flipped, text, "the tie term of the emitted requantizer has moved");
+    std::fs::write(&requant, flipped).unwrap();
+    let e = with_slot(|| flow::simulate_rtl(&dir, &cfg, &opts)).expect_err("half_up rounding in a half_even design must fail");
+    let e = e.to_string();
+    assert!(e.contains("mismatch"), "{e}");
 }
