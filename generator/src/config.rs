@@ -235,7 +235,7 @@ fn enc_name(e: EncodingName) -> &'static str {
 }
 
 fn invalid(field: &'static str, value: impl fmt::Display, allowed: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { field, value: value.to_string(), allowed: allowed.into() }
+    ConfigError::Invalid { field, value: crate::limits::capped(&value.to_string()).into_owned(), allowed: allowed.into() }
 }
 
 fn in_range(field: &'static str, v: u32, lo: u32, hi: u32) -> Result<(), ConfigError> {
@@ -381,13 +381,13 @@ impl Config {
 
     /// Parse and validate TOML text.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_string(), message: e.to_string().trim().to_string() })?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_string(), message: crate::limits::capped_lines(e.to_string().trim()) })?;
         Config::new(raw)
     }
 
     /// Read, parse and validate a TOML file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        let text = crate::limits::read_text(path, crate::limits::MAX_TOML_BYTES).map_err(|e| ConfigError::Read { path: path.display().to_string(), message: e.to_string() })?;
         Config::from_toml(&text, &path.display().to_string())
     }
 

@@ -6,12 +6,14 @@
 //! - [`vectors`]: test stimulus and expected outputs from the reference.
 //! - [`corners`]: directed corner stimulus for every co-simulation, and its hit counts.
 //! - [`sim`]: Verilator builds and co-simulation.
+//! - [`limits`]: size bounds on every file read, and capped quoting of values in messages.
 //! - [`schemes`]: the quantization schemes compared (error and hardware cost).
 
 pub mod config;
 pub mod corners;
 pub mod emit;
 pub mod flow;
+pub mod limits;
 pub mod net;
 pub mod quantize;
 pub mod reference;

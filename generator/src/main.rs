@@ -174,8 +174,8 @@ impl ConfigFlags {
     fn resolve(&self) -> Result<Config> {
         let mut raw = match &self.config {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config {}", p.display()))?;
-                toml::from_str::<RawConfig>(&text).map_err(|e| anyhow::anyhow!("cannot parse config {}: {}", p.display(), e.to_string().trim()))?
+                let text = qmac::limits::read_text(p, qmac::limits::MAX_TOML_BYTES).with_context(|| format!("cannot read config {}", p.display()))?;
+                toml::from_str::<RawConfig>(&text).map_err(|e| anyhow::anyhow!("cannot parse config {}: {}", p.display(), qmac::limits::capped_lines(e.to_string().trim())))?
             }
             None => RawConfig::default(),
         };

@@ -7,7 +7,10 @@
 //! | `.safetensors` | `F32`, `F16`, `BF16`, `F64` (little endian, C order, as the format defines) |
 //! | `.npy`, `.npz` | `<f4`/`>f4`, `<f8`/`>f8`, `<f2`/`>f2`, C or Fortran order (Fortran is transposed to C order) |
 //!
-//! Any other dtype is an error that names it. `F64` values are rounded to the nearest `f32`.
+//! Any other dtype is an error that names it. `F64` values are rounded to the nearest `f32`; a finite
+//! value beyond the `f32` range is an error. Declared sizes (header length, shape, data bytes, an
+//! `.npz` entry's uncompressed size) are checked against the bytes present before anything is
+//! allocated for them, and the data must fill the declared shape exactly.
 
 use super::QuantizeError;
 use crate::quantize::spec::ConvSpec;
@@ -43,18 +46,35 @@ fn format_err(path: &Path, message: impl std::fmt::Display) -> QuantizeError {
     QuantizeError::Format { path: path.to_path_buf(), message: message.to_string() }
 }
 
+/// Largest `.safetensors` or `.npy` file read (the whole file is read, never more than its length;
+/// every declared size inside is checked against it): 4 GiB.
+pub const MAX_TENSOR_FILE: u64 = 4 << 30;
+
+fn read_safetensors_file(path: &Path) -> Result<Vec<u8>, QuantizeError> {
+    crate::limits::read_bytes(path, MAX_TENSOR_FILE).map_err(io_err(path))
+}
+
+fn open_npz(path: &Path) -> Result<npyz::npz::NpzArchive<std::io::BufReader<std::fs::File>>, QuantizeError> {
+    let meta = std::fs::metadata(path).map_err(io_err(path))?;
+    if !meta.is_file() {
+        return Err(format_err(path, "not a regular file"));
+    }
+    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    npyz::npz::NpzArchive::new(std::io::BufReader::new(file)).map_err(|e| format_err(path, format!("not a valid .npz file: {e}")))
+}
+
 /// The names of the tensors in a `.safetensors` or `.npz` file (sorted), or `[""]` for a `.npy` file.
 pub fn tensor_names(path: &Path) -> Result<Vec<String>, QuantizeError> {
     match kind_of(path)? {
         Kind::Safetensors => {
-            let bytes = std::fs::read(path).map_err(io_err(path))?;
-            let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format_err(path, e))?;
+            let bytes = read_safetensors_file(path)?;
+            let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format_err(path, format!("not a valid safetensors file: {e}")))?;
             let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
             names.sort();
             Ok(names)
         }
         Kind::Npz => {
-            let npz = npyz::npz::NpzArchive::open(path).map_err(io_err(path))?;
+            let npz = open_npz(path)?;
             let mut names: Vec<String> = npz.array_names().map(String::from).collect();
             names.sort();
             Ok(names)
@@ -68,30 +88,59 @@ pub fn tensor_names(path: &Path) -> Result<Vec<String>, QuantizeError> {
 /// * `.safetensors` and `.npz`: `name` selects the tensor; it may be `None` only if the file holds
 ///   exactly one. A missing name is an error that lists the tensors in the file.
 /// * `.npy`: one array per file; `name` is ignored.
+///
+/// Every declared size is checked before anything is allocated for it: the header's length against
+/// the file, the shape's element count (no overflow) times the dtype's size against the data bytes
+/// really there (exactly: short and over-long data are both errors), and the data against
+/// [`crate::limits::MAX_TENSOR_BYTES`]. A finite `F64`/`<f8` value beyond the `f32` range is an
+/// error, not an infinity.
 pub fn read_tensor(path: &Path, name: Option<&str>) -> Result<(Vec<f32>, Vec<usize>), QuantizeError> {
     match kind_of(path)? {
         Kind::Safetensors => {
-            let bytes = std::fs::read(path).map_err(io_err(path))?;
+            let bytes = read_safetensors_file(path)?;
             let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format_err(path, format!("not a valid safetensors file: {e}")))?;
             let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
             names.sort();
             let name = pick_name(path, name, &names)?;
             let view = st.tensor(&name).map_err(|e| format_err(path, e))?;
+            let shape = view.shape().to_vec();
+            let size = match view.dtype() {
+                safetensors::Dtype::F32 => 4,
+                safetensors::Dtype::F64 => 8,
+                safetensors::Dtype::F16 | safetensors::Dtype::BF16 => 2,
+                other => return Err(QuantizeError::Dtype { path: path.to_path_buf(), name, dtype: format!("{other:?}"), allowed: "F32, F16, BF16, F64" }),
+            };
+            let shape64: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+            check_data_size(path, &name, &shape64, &format!("{:?}", view.dtype()), size, view.data().len())?;
             let values = safetensors_f32(path, &name, view.dtype(), view.data())?;
-            Ok((values, view.shape().to_vec()))
+            Ok((values, shape))
         }
         Kind::Npy => {
-            let file = std::fs::File::open(path).map_err(io_err(path))?;
-            let npy = NpyFile::new(std::io::BufReader::new(file)).map_err(|e| format_err(path, format!("not a valid .npy file: {e}")))?;
-            npy_f32(path, "", npy)
+            let bytes = crate::limits::read_bytes(path, MAX_TENSOR_FILE).map_err(io_err(path))?;
+            npy_from_bytes(path, "", &bytes)
         }
         Kind::Npz => {
-            let mut npz = npyz::npz::NpzArchive::open(path).map_err(|e| format_err(path, format!("not a valid .npz file: {e}")))?;
+            let mut npz = open_npz(path)?;
             let mut names: Vec<String> = npz.array_names().map(String::from).collect();
             names.sort();
             let name = pick_name(path, name, &names)?;
-            let npy = npz.by_name(&name).map_err(|e| format_err(path, e))?.ok_or_else(|| missing(path, &name, &names))?;
-            npy_f32(path, &name, npy)
+            let entry = npyz::npz::file_name_from_array_name(&name);
+            let mut zf = match npz.zip_archive().by_name(&entry) {
+                Ok(f) => f,
+                Err(npyz::zip::result::ZipError::FileNotFound) => return Err(missing(path, &name, &names)),
+                Err(e) => return Err(format_err(path, format!("entry `{entry}`: {e}"))),
+            };
+            let size = zf.size();
+            let limit = crate::limits::MAX_TENSOR_BYTES + (1 << 20);
+            if size > limit {
+                return Err(format_err(path, format!("entry `{entry}` declares {size} bytes uncompressed; allowed at most {limit} bytes")));
+            }
+            let mut bytes = Vec::new();
+            (&mut zf).take(size + 1).read_to_end(&mut bytes).map_err(|e| format_err(path, format!("cannot read entry `{entry}`: {e}")))?;
+            if bytes.len() as u64 != size {
+                return Err(format_err(path, format!("entry `{entry}` declares {size} bytes uncompressed but holds {}", bytes.len())));
+            }
+            npy_from_bytes(path, &name, &bytes)
         }
     }
 }
@@ -117,12 +166,49 @@ fn pick_name(path: &Path, name: Option<&str>, names: &[String]) -> Result<String
     }
 }
 
+fn tensor_label(name: &str) -> String {
+    if name.is_empty() {
+        "the array".into()
+    } else {
+        format!("tensor `{}`", crate::limits::capped(name))
+    }
+}
+
+/// The declared shape's element count times `size` bytes must be exactly the `data` bytes present, and
+/// the values (as `f32`) at most [`crate::limits::MAX_TENSOR_BYTES`].
+fn check_data_size(path: &Path, name: &str, shape: &[u64], dtype: &str, size: u64, data: usize) -> Result<u64, QuantizeError> {
+    let what = tensor_label(name);
+    let shape_text = crate::limits::capped(&format!("{shape:?}")).into_owned();
+    let n = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+    let Some(n) = n else {
+        return Err(format_err(path, format!("{what}: `shape` = {shape_text} declares more than 2^64 elements; allowed: a shape whose {data} data bytes hold exactly its elements")));
+    };
+    let need = n.checked_mul(size).filter(|&b| b <= crate::limits::MAX_TENSOR_BYTES && n.saturating_mul(4) <= crate::limits::MAX_TENSOR_BYTES);
+    let Some(need) = need else {
+        return Err(format_err(path, format!("{what}: `shape` = {shape_text} declares {n} {dtype} values; allowed at most {} bytes of values", crate::limits::MAX_TENSOR_BYTES)));
+    };
+    if need != data as u64 {
+        let how = if (data as u64) < need { "short" } else { "too long" };
+        return Err(format_err(path, format!("{what}: data {how}: `shape` = {shape_text} of {dtype} declares {n} values = {need} bytes, but the file holds {data} data bytes; allowed: exactly {need}")));
+    }
+    Ok(n)
+}
+
+/// An `f64` value as `f32`: a finite value beyond the `f32` range is an error naming it.
+fn narrow(path: &Path, name: &str, i: usize, v: f64) -> Result<f32, QuantizeError> {
+    let f = v as f32;
+    if f.is_infinite() && v.is_finite() {
+        return Err(format_err(path, format!("{}: value {i} is {v:e}, outside the float32 range; allowed |x| <= {:e}", tensor_label(name), f32::MAX)));
+    }
+    Ok(f)
+}
+
 fn safetensors_f32(path: &Path, name: &str, dtype: safetensors::Dtype, data: &[u8]) -> Result<Vec<f32>, QuantizeError> {
     use safetensors::Dtype;
     let chunks = |n: usize| data.chunks_exact(n);
     Ok(match dtype {
         Dtype::F32 => chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        Dtype::F64 => chunks(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32).collect(),
+        Dtype::F64 => chunks(8).enumerate().map(|(i, b)| narrow(path, name, i, f64::from_le_bytes(b.try_into().expect("8 bytes")))).collect::<Result<_, _>>()?,
         Dtype::F16 => chunks(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         Dtype::BF16 => chunks(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         other => {
@@ -131,21 +217,40 @@ fn safetensors_f32(path: &Path, name: &str, dtype: safetensors::Dtype, data: &[u
     })
 }
 
-fn npy_f32<R: Read>(path: &Path, name: &str, npy: NpyFile<R>) -> Result<(Vec<f32>, Vec<usize>), QuantizeError> {
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let order = npy.order();
-    let dtype = npy.dtype();
+/// Parse a whole `.npy` file held in `bytes`: the preamble and header length are checked against the
+/// bytes before the header is parsed, the data size against the shape before the values are.
+fn npy_from_bytes(path: &Path, name: &str, bytes: &[u8]) -> Result<(Vec<f32>, Vec<usize>), QuantizeError> {
+    let what = tensor_label(name);
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(format_err(path, format!("{what}: not a .npy array (no \\x93NUMPY magic in its first 6 of {} bytes)", bytes.len())));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u64::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10u64),
+        2 | 3 if bytes.len() >= 12 => (u64::from(u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]])), 12),
+        v => return Err(format_err(path, format!("{what}: .npy format version {v}.{} is not supported; allowed: 1.0, 2.0, 3.0", bytes[7]))),
+    };
+    let end = start + header_len;
+    if end > bytes.len() as u64 {
+        return Err(format_err(path, format!("{what}: the .npy header declares {header_len} bytes, but only {} bytes follow the preamble", bytes.len() as u64 - start)));
+    }
+    let header = npyz::NpyHeader::from_reader(&bytes[..end as usize]).map_err(|e| format_err(path, format!("{what}: not a valid .npy header: {e}")))?;
+    let data = &bytes[end as usize..];
+    let dtype = header.dtype();
     let bad = |d: &DType| QuantizeError::Dtype { path: path.to_path_buf(), name: name.to_string(), dtype: d.descr(), allowed: "float32 (<f4), float64 (<f8), float16 (<f2)" };
     let size = match &dtype {
-        DType::Plain(t) if t.type_char() == TypeChar::Float => t.size_field(),
+        DType::Plain(t) if t.type_char() == TypeChar::Float && matches!(t.size_field(), 2 | 4 | 8) => t.size_field(),
         d => return Err(bad(d)),
     };
-    let read = |e: std::io::Error| format_err(path, format!("cannot read array {name:?}: {e}"));
+    let shape64 = header.shape().to_vec();
+    check_data_size(path, name, &shape64, &dtype.descr(), size as u64, data.len())?;
+    let shape: Vec<usize> = shape64.iter().map(|&d| d as usize).collect();
+    let order = header.order();
+    let npy = NpyFile::with_header(header, data);
+    let read = |e: std::io::Error| format_err(path, format!("{what}: cannot read the values: {e}"));
     let values: Vec<f32> = match size {
         4 => npy.into_vec::<f32>().map_err(read)?,
-        8 => npy.into_vec::<f64>().map_err(read)?.into_iter().map(|v| v as f32).collect(),
-        2 => npy.into_vec::<half::f16>().map_err(read)?.into_iter().map(|v| v.to_f32()).collect(),
-        _ => return Err(bad(&dtype)),
+        8 => npy.into_vec::<f64>().map_err(read)?.into_iter().enumerate().map(|(i, v)| narrow(path, name, i, v)).collect::<Result<_, _>>()?,
+        _ => npy.into_vec::<half::f16>().map_err(read)?.into_iter().map(|v| v.to_f32()).collect(),
     };
     let values = if order == Order::Fortran && shape.len() > 1 { fortran_to_c(&values, &shape) } else { values };
     Ok((values, shape))
@@ -197,7 +302,7 @@ impl ConvGeometry {
 
     /// GEMM depth: `in_channels * kh * kw`.
     pub fn k(&self) -> usize {
-        self.in_channels * self.kernel[0] * self.kernel[1]
+        self.in_channels.saturating_mul(self.kernel[0]).saturating_mul(self.kernel[1])
     }
 
     /// Output height and width for an `h x w` input, or `None` if the kernel does not fit.

@@ -145,8 +145,9 @@ pub fn layer_vectors(q: &QuantizedLayer, inputs: &[f32], shape: &[usize]) -> Res
     let geo = &q.geometry;
     let (out, k) = (geo.out_channels, geo.k);
     let shape_err = |what: String| QuantizeError::Shape { what };
+    let shape_text = crate::limits::capped(&format!("{shape:?}")).into_owned();
     if inputs.len() != shape.iter().product::<usize>() {
-        return Err(shape_err(format!("inputs have {} values but shape {shape:?}", inputs.len())));
+        return Err(shape_err(format!("inputs have {} values but shape {shape_text}", inputs.len())));
     }
     let rounding = q.rounding();
     let bases = q.is_bases();
@@ -164,7 +165,7 @@ pub fn layer_vectors(q: &QuantizedLayer, inputs: &[f32], shape: &[usize]) -> Res
                 _ => false,
             };
             if !ok {
-                return Err(shape_err(format!("inputs of shape {shape:?} do not fit a fully connected layer with {k} inputs; allowed [N, {k}] or [{k}]")));
+                return Err(shape_err(format!("inputs of shape {shape_text} do not fit a fully connected layer with {k} inputs; allowed [N, {k}] or [{k}]")));
             }
             (inputs.to_vec(), codes_in, inputs.len() / k, None)
         }
@@ -172,10 +173,17 @@ pub fn layer_vectors(q: &QuantizedLayer, inputs: &[f32], shape: &[usize]) -> Res
             let (n, c, h, w) = match shape {
                 [n, c, h, w] => (*n, *c, *h, *w),
                 [c, h, w] => (1, *c, *h, *w),
-                _ => return Err(shape_err(format!("inputs of shape {shape:?} do not fit a convolution; allowed [N, C, H, W] or [C, H, W]"))),
+                _ => return Err(shape_err(format!("inputs of shape {shape_text} do not fit a convolution; allowed [N, C, H, W] or [C, H, W]"))),
             };
             if c != g.in_channels || n == 0 {
-                return Err(shape_err(format!("inputs of shape {shape:?} have {c} channels; the convolution has {} input channels", g.in_channels)));
+                return Err(shape_err(format!("inputs of shape {shape_text} have {c} channels; the convolution has {} input channels", g.in_channels)));
+            }
+            if let Some([oh, ow]) = g.output_size(h, w) {
+                let values = [n, oh, ow, k].iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
+                let max = crate::limits::MAX_TENSOR_BYTES / 8;
+                if values.is_none_or(|v| v > max) {
+                    return Err(shape_err(format!("inputs of shape {shape_text} give {n} x {oh} x {ow} output pixels of K = {k} codes each (im2col); allowed at most {max} codes")));
+                }
             }
             let too_small = || shape_err(format!("inputs of {h}x{w} pixels are smaller than the {}x{} kernel (dilation {:?}, padding {:?})", g.kernel[0], g.kernel[1], g.dilation, g.padding));
             let (x_rows, hw) = super::im2col(inputs, n, h, w, g, 0.0f32).ok_or_else(too_small)?;

@@ -70,6 +70,7 @@ mod lsq;
 mod pact;
 mod quantized;
 mod tensors;
+mod validate;
 mod weights;
 
 pub use import::{im2col, read_tensor, tensor_names, ConvGeometry};
@@ -90,7 +91,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum QuantizeError {
     /// A spec field has a value outside what is allowed.
-    #[error("spec field `{field}` = {value} is invalid: {allowed}")]
+    #[error("spec field `{field}` = {} is invalid: {allowed}", crate::limits::capped(.value))]
     Spec {
         /// The field, as a dotted path (`weights.bits`).
         field: String,
@@ -116,7 +117,7 @@ pub enum QuantizeError {
         source: std::io::Error,
     },
     /// A tensor file is malformed or of an unknown kind.
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {}", path.display(), crate::limits::capped_lines(.message))]
     Format {
         /// The file.
         path: PathBuf,
@@ -124,7 +125,7 @@ pub enum QuantizeError {
         message: String,
     },
     /// A named tensor is not in the file.
-    #[error("tensor `{name}` not found in {}; the file has: {available}", path.display())]
+    #[error("tensor `{}` not found in {}; the file has: {}", crate::limits::capped(.name), path.display(), crate::limits::capped_lines(.available))]
     MissingTensor {
         /// The file.
         path: PathBuf,
@@ -134,7 +135,7 @@ pub enum QuantizeError {
         available: String,
     },
     /// No tensor name was given and the file has several.
-    #[error("{} holds several tensors ({available}); name the one to use", path.display())]
+    #[error("{} holds several tensors ({}); name the one to use", path.display(), crate::limits::capped_lines(.available))]
     AmbiguousTensor {
         /// The file.
         path: PathBuf,
@@ -142,7 +143,7 @@ pub enum QuantizeError {
         available: String,
     },
     /// A tensor's element type cannot be converted to `f32`.
-    #[error("{}: tensor `{name}` has dtype {dtype}, which is not supported; allowed: {allowed}", path.display())]
+    #[error("{}: tensor `{}` has dtype {}, which is not supported; allowed: {allowed}", path.display(), crate::limits::capped(.name), crate::limits::capped(.dtype))]
     Dtype {
         /// The file.
         path: PathBuf,
@@ -185,7 +186,7 @@ pub enum QuantizeError {
     #[error("output directory {} exists and is not a qmac quantize directory (no quantized.json) and not empty; refusing to replace it", .0.display())]
     NotAQuantizeDir(PathBuf),
     /// `quantized.json` has another format.
-    #[error("{}: not a {FORMAT} file: {message}", path.display())]
+    #[error("{}: not a valid {FORMAT} file: {message}", path.display())]
     BadQuantized {
         /// The file.
         path: PathBuf,

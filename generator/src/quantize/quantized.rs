@@ -303,15 +303,14 @@ impl QuantizedLayer {
         self.spec.rounding.into()
     }
 
-    /// Read `quantized.json` (`path` is the file or the directory holding it).
+    /// Read `quantized.json` (`path` is the file or the directory holding it) and check it as strictly
+    /// as a configuration (`validate.rs`): every length, code and parameter against the configuration it
+    /// carries.
     pub fn load(path: &Path) -> Result<QuantizedLayer, QuantizeError> {
         let file = if path.is_dir() { path.join("quantized.json") } else { path.to_path_buf() };
-        let text = std::fs::read_to_string(&file).map_err(|source| QuantizeError::Io { path: file.clone(), source })?;
-        let q: QuantizedLayer = serde_json::from_str(&text).map_err(|e| QuantizeError::BadQuantized { path: file.clone(), message: e.to_string() })?;
-        if q.format != FORMAT {
-            return Err(QuantizeError::BadQuantized { path: file, message: format!("format is {:?}", q.format) });
-        }
-        q.config()?;
+        let text = crate::limits::read_text(&file, crate::limits::MAX_QUANTIZED_BYTES).map_err(|source| QuantizeError::Io { path: file.clone(), source })?;
+        let q: QuantizedLayer = serde_json::from_str(&text).map_err(|e| QuantizeError::BadQuantized { path: file.clone(), message: crate::limits::capped_lines(&e.to_string()) })?;
+        super::validate::validate(&q, &file)?;
         Ok(q)
     }
 

@@ -447,14 +447,14 @@ fn check_alpha(field: &str, a: &AlphaSpec, per_channel_ok: bool) -> Result<(), Q
 impl Spec {
     /// Parse TOML text (`origin` names it in errors) and validate it.
     pub fn from_toml(text: &str, origin: &str) -> Result<Spec, QuantizeError> {
-        let spec: Spec = toml::from_str(text).map_err(|e| QuantizeError::SpecParse { path: origin.to_string(), message: e.to_string().trim().to_string() })?;
+        let spec: Spec = toml::from_str(text).map_err(|e| QuantizeError::SpecParse { path: origin.to_string(), message: crate::limits::capped_lines(e.to_string().trim()) })?;
         spec.validate()?;
         Ok(spec)
     }
 
     /// Read, parse and validate a spec file.
     pub fn from_file(path: &Path) -> Result<Spec, QuantizeError> {
-        let text = std::fs::read_to_string(path).map_err(|source| QuantizeError::Io { path: path.to_path_buf(), source })?;
+        let text = crate::limits::read_text(path, crate::limits::MAX_TOML_BYTES).map_err(|source| QuantizeError::Io { path: path.to_path_buf(), source })?;
         Spec::from_toml(&text, &path.display().to_string())
     }
 

@@ -85,20 +85,20 @@ pub(super) fn geometry(spec: &Spec, shape: &[usize]) -> Result<Geometry, Quantiz
     let (out, k, conv, order) = match spec.weights.layout {
         LayoutName::Fc => {
             if shape.len() != 2 {
-                return Err(shape_err(format!("weight tensor `{name}` has shape {shape:?}; weights.layout = \"fc\" needs 2 dimensions [out][in]")));
+                return Err(shape_err(format!("weight tensor `{name}` has shape {}; weights.layout = \"fc\" needs 2 dimensions [out][in]", crate::limits::capped(&format!("{shape:?}")))));
             }
             (shape[0], shape[1], None, FC_K_ORDER)
         }
         LayoutName::Conv => {
             if shape.len() != 4 {
-                return Err(shape_err(format!("weight tensor `{name}` has shape {shape:?}; weights.layout = \"conv\" needs 4 dimensions [out][in][kh][kw]")));
+                return Err(shape_err(format!("weight tensor `{name}` has shape {}; weights.layout = \"conv\" needs 4 dimensions [out][in][kh][kw]", crate::limits::capped(&format!("{shape:?}")))));
             }
             let g = ConvGeometry::new(shape[1], [shape[2], shape[3]], &spec.conv_geometry());
             (shape[0], g.k(), Some(g), CONV_K_ORDER)
         }
     };
     if out == 0 || k == 0 {
-        return Err(shape_err(format!("weight tensor `{name}` has shape {shape:?}: no elements")));
+        return Err(shape_err(format!("weight tensor `{name}` has shape {}: no elements", crate::limits::capped(&format!("{shape:?}")))));
     }
     Ok(Geometry { layout: spec.weights.layout, out_channels: out, k, weight_shape: shape.to_vec(), conv, k_order: order.into() })
 }
