@@ -154,11 +154,6 @@ impl CornerCounts {
     pub fn missed(&self) -> Vec<Corner> {
         Corner::ALL.into_iter().filter(|&c| self.get(c) == Some(0)).collect()
     }
-
-    /// The counts as a JSON object (`null` for n/a).
-    pub fn to_json(&self) -> serde_json::Value {
-        Corner::ALL.iter().map(|&c| (c.name().to_string(), self.get(c).map_or(serde_json::Value::Null, serde_json::Value::from))).collect::<serde_json::Map<_, _>>().into()
-    }
 }
 
 impl fmt::Display for CornerCounts {
