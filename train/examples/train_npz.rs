@@ -90,6 +90,7 @@ fn main() {
             "batch" => cfg.batch = v.parse().unwrap(),
             "seed" => cfg.seed = v.parse().unwrap(),
             "input_bits" => cfg.input_bits = v.parse().unwrap(),
+            "first_weight_bits" => cfg.first_weight_bits = Some(v.parse().unwrap()),
             "weight_decay" => cfg.weight_decay = v.parse().unwrap(),
             "alpha_decay" => cfg.alpha_decay = v.parse().unwrap(),
             _ => panic!("unknown setting {k}"),

@@ -298,6 +298,7 @@ pub(crate) struct Net {
     scheme: Option<Scheme>,
     input_alpha: f64,
     input_bits: u32,
+    first_weight_bits: Option<u32>,
     rounding: Rounding,
 }
 
@@ -315,6 +316,7 @@ impl Net {
         spec: &ModelSpec,
         rng: &mut Rng,
         input_bits: u32,
+        first_weight_bits: Option<u32>,
         rounding: Rounding,
     ) -> Result<Self, TrainError> {
         let shapes = spec.shapes()?;
@@ -369,6 +371,7 @@ impl Net {
             scheme: None,
             input_alpha: 1.0,
             input_bits,
+            first_weight_bits,
             rounding,
         })
     }
@@ -415,8 +418,8 @@ impl Net {
         Ok(match layer {
             Layer::Dense { .. } | Layer::Conv2d { .. } => {
                 let wv = self.weights[i].as_ref().expect("weight layer has weights");
-                let w = match (mode, &self.scheme) {
-                    (Mode::Quant { .. }, Some(s)) => match s.weights {
+                let w = match (mode, self.weight_quant(i)) {
+                    (Mode::Quant { .. }, Some(q)) => match q {
                         WeightQuant::Levels { bits } => {
                             let table = wv.levels.as_ref().expect("levels initialised before QAT");
                             ops::levels::quantize(wv.w.as_tensor(), table.as_tensor(), bits)?
@@ -545,8 +548,13 @@ impl Net {
         } else {
             1.0
         };
-        for wv in self.weights.iter_mut().flatten() {
-            if let WeightQuant::Levels { bits } = scheme.weights {
+        self.scheme = Some(scheme.clone());
+        for i in 0..self.weights.len() {
+            let q = self.weight_quant(i);
+            let Some(wv) = self.weights[i].as_mut() else {
+                continue;
+            };
+            if let Some(WeightQuant::Levels { bits }) = q {
                 let t = LevelTable::fit(bits, &ops::host(wv.w.as_tensor())?)?;
                 let lv: Vec<f32> = t.levels().iter().map(|&l| l as f32).collect();
                 wv.levels = Some(var(lv, &[1 << bits])?);
@@ -563,6 +571,40 @@ impl Net {
         }
         self.scheme = Some(scheme.clone());
         Ok(())
+    }
+
+    /// The weight quantizer of layer `i` in quantized mode: the scheme's, with the first weight
+    /// layer's bits overridden by `first_weight_bits`: plain uniform there (max-abs scale per
+    /// channel), except for level tables. SAWB's coefficients are fits over large tensors; on a
+    /// first convolution of 9 weights per channel its 8-bit clip cuts off most of them.
+    fn weight_quant(&self, i: usize) -> Option<WeightQuant> {
+        let q = self.scheme.as_ref()?.weights;
+        let first = self.weights.iter().position(Option::is_some);
+        Some(match (self.first_weight_bits, first == Some(i)) {
+            (Some(bits), true) => match q {
+                WeightQuant::Levels { .. } => WeightQuant::Levels { bits },
+                _ => WeightQuant::Uniform { bits },
+            },
+            _ => q,
+        })
+    }
+
+    /// The weights of layer `i` as the quantized forward pass uses them (dequantized), or `None`
+    /// for a layer without weights or a network without a scheme.
+    pub(crate) fn quantized_weights(&self, i: usize) -> Result<Option<Vec<f32>>, TrainError> {
+        let (Some(wv), Some(q)) = (
+            self.weights.get(i).and_then(Option::as_ref),
+            self.weight_quant(i),
+        ) else {
+            return Ok(None);
+        };
+        let w = match (q, &wv.levels) {
+            (WeightQuant::Levels { bits }, Some(t)) => {
+                ops::levels::quantize(wv.w.as_tensor(), t.as_tensor(), bits)?
+            }
+            _ => ops::weights::quantize(wv.w.as_tensor(), q, self.rounding)?,
+        };
+        Ok(Some(ops::host(&w)?))
     }
 
     /// The trained parameters of every layer.

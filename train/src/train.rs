@@ -39,6 +39,9 @@ pub struct TrainConfig {
     pub alpha_decay: f64,
     /// Bits of the network input's PACT codes (its clip is the largest training value).
     pub input_bits: u32,
+    /// Weight bits of the first dense or conv2d layer, if not the scheme's: the first layer at 8
+    /// bits, as is common. Plain uniform weights there (a level table for `levels` schemes).
+    pub first_weight_bits: Option<u32>,
     /// Rounding of every quantizer.
     #[serde(serialize_with = "rounding_name")]
     pub rounding: Rounding,
@@ -56,6 +59,7 @@ impl Default for TrainConfig {
             weight_decay: 0.05,
             alpha_decay: 1e-4,
             input_bits: 8,
+            first_weight_bits: None,
             rounding: Rounding::HalfEven,
         }
     }
@@ -96,6 +100,9 @@ impl TrainConfig {
                 self.alpha_decay.to_string(),
                 "finite and >= 0",
             );
+        }
+        if let Some(b) = self.first_weight_bits.filter(|b| !(2..=8).contains(b)) {
+            return bad("first_weight_bits", b.to_string(), "2..=8");
         }
         if !(1..=8).contains(&self.input_bits) {
             return bad("input_bits", self.input_bits.to_string(), "1..=8");
@@ -186,6 +193,12 @@ impl Trained {
         self.net.export()
     }
 
+    /// The weights of layer `layer` as the quantized network computes with them (dequantized
+    /// codes), or `None` for a layer without weights or a float-only training.
+    pub fn quantized_weights(&self, layer: usize) -> Result<Option<Vec<f32>>, TrainError> {
+        self.net.quantized_weights(layer)
+    }
+
     /// The network input's PACT clip and bits (quantized networks).
     pub fn input_quantizer(&self) -> (f64, u32) {
         self.net.input_quantizer()
@@ -267,7 +280,13 @@ pub fn train(
         v.check_model(spec)?;
     }
     let mut rng = Rng::new(config.seed);
-    let mut net = Net::new(spec, &mut rng, config.input_bits, config.rounding)?;
+    let mut net = Net::new(
+        spec,
+        &mut rng,
+        config.input_bits,
+        config.first_weight_bits,
+        config.rounding,
+    )?;
     let mut log = TrainLog {
         scheme: scheme.map(|s| s.name.clone()),
         config: config.clone(),

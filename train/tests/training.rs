@@ -173,6 +173,68 @@ fn every_scheme_trains_and_exports() {
     }
 }
 
+/// `first_weight_bits` quantizes the first weight layer at its own bits (plain uniform there), the
+/// others at the scheme's: each layer's forward weights are arith's quantizer of its float weights.
+#[test]
+fn first_layer_bits_override() {
+    use qmac_arith::quant::{sawb, uniform, Granularity, Rounding};
+    let data = blobs(120, 4);
+    let scheme: Scheme = "binary-ls1".parse().unwrap();
+    let cfg = TrainConfig {
+        first_weight_bits: Some(8),
+        ..config(5)
+    };
+    let t = train(&mlp(), &data, None, Some(&scheme), &cfg, &mut |_| {}).unwrap();
+    let layers = t.layers().unwrap();
+    let LayerParams::Weights { weight, shape, .. } = &layers[0] else {
+        panic!("layer 0 has weights")
+    };
+    let g = Granularity::PerChannel {
+        axis0_len: shape[0],
+    };
+    let q0 = t.quantized_weights(0).unwrap().unwrap();
+    assert_eq!(
+        q0,
+        uniform::signed(weight, g, 8, Rounding::HalfEven)
+            .unwrap()
+            .dequantize()
+    );
+    let LayerParams::Weights { weight, shape, .. } = &layers[3] else {
+        panic!("layer 3 has weights")
+    };
+    let q3 = t.quantized_weights(3).unwrap().unwrap();
+    let g = Granularity::PerChannel {
+        axis0_len: shape[0],
+    };
+    assert_eq!(
+        q3,
+        sawb::quantize(weight, g, 1).unwrap().dequantize(),
+        "ls-1 is 1-bit SAWB (mean |w|)"
+    );
+    assert_eq!(
+        t.quantized_weights(1).unwrap(),
+        None,
+        "batch norm has no weights"
+    );
+    let e = train(
+        &mlp(),
+        &data,
+        None,
+        Some(&scheme),
+        &TrainConfig {
+            first_weight_bits: Some(1),
+            ..config(5)
+        },
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "training setting `first_weight_bits` = 1 is invalid: 2..=8"
+    );
+}
+
 /// Bad input: one error naming what is wrong.
 #[test]
 fn bad_input_is_one_clear_error() {
