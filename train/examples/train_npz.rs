@@ -4,7 +4,7 @@
 //! `cargo run --release -p qmac-train --example train_npz -- MODEL TRAIN.npz TEST.npz [SCHEME] [key=value ...]`
 //! with MODEL `mlp` (64-64-32-10), `mlp-bn` (the same with batch norm), `cnn` (two conv layers) or
 //! `bin` (64-128-10 with batch norm); settings `float_epochs`, `qat_epochs`, `lr`, `qat_lr`,
-//! `batch`, `seed`, `input_bits`.
+//! `batch`, `seed`, `weight_decay`, `alpha_decay`, `input_bits`, `first_weight_bits`.
 
 use std::path::Path;
 use std::time::Instant;
