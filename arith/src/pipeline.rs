@@ -44,7 +44,51 @@ pub fn requantize(x: u64, mult: u64, shift: u32, rounding: Rounding, out_bits: u
 
 /// The whole output pipeline of one channel: clip, then requantize.
 pub fn output_code(acc: i64, p: &ChannelParams, rounding: Rounding, out_bits: u32) -> u64 {
-    requantize(pact_clip(acc, p.bias, p.alpha), p.mult, p.shift, rounding, out_bits)
+    output_code_frac(acc, p, rounding, out_bits, 0)
+}
+
+/// The biased accumulator with a bias of `frac` fractional bits: `t = acc * 2^frac + bias`, exact. The
+/// bias (and everything after it: the clip level, the requantizer's input) is then in units of
+/// `2^-frac` accumulator units.
+pub fn biased(acc: i64, bias: i64, frac: u32) -> i128 {
+    (i128::from(acc) << frac) + i128::from(bias)
+}
+
+/// The output pipeline with a finer bias: `t = acc * 2^frac + bias`, `x = clamp(t, 0, alpha)`, then
+/// requantize `x` (so `alpha` is in the same `2^-frac` units as the bias, and `mult / 2^shift` maps
+/// those units to output steps). `frac = 0` is [`output_code`].
+pub fn output_code_frac(acc: i64, p: &ChannelParams, rounding: Rounding, out_bits: u32, frac: u32) -> u64 {
+    let x = biased(acc, p.bias, frac).clamp(0, i128::from(p.alpha)) as u64;
+    requantize(x, p.mult, p.shift, rounding, out_bits)
+}
+
+/// Most bases of a basis-coded output ([`bases_code`]).
+pub const MAX_OUT_BASES: u32 = 2;
+
+/// The binary-basis code (ls-1, ls-2, ls-T, gf-1, gf-2 activations of the next layer) of the
+/// pre-activation `t = acc * 2^frac + bias`, taken in units of the first basis scale `v_1`:
+/// `z = t * mult / 2^shift` (exact, a rational). The signs are the greedy residual signs of
+/// `arith::quant::lsq::quantize_with_scales` with `sign(0) = +1`:
+///
+/// ```text
+/// s_1 = +1 if z >= 0                  else -1
+/// s_2 = +1 if z - s_1 >= 0            else -1      (the residual after v_1 * s_1, with v_1 = 1)
+/// ```
+///
+/// bit `i` of the code is 1 for `s_(i+1) = +1`. Every test is an integer comparison,
+/// `t * mult >= c * 2^shift` with `c` in `{-1, 0, 1}`. The scale of the last basis never changes the
+/// code, so with at most 2 bases only `v_1` (through `mult / 2^shift`) is a parameter.
+/// `bases` is `1..=`[`MAX_OUT_BASES`].
+pub fn bases_code(acc: i64, p: &ChannelParams, frac: u32, bases: u32) -> u64 {
+    assert!((1..=MAX_OUT_BASES).contains(&bases), "1..={MAX_OUT_BASES} output bases");
+    let tm = biased(acc, p.bias, frac) * i128::from(p.mult);
+    let unit = 1i128 << p.shift;
+    let s1 = tm >= 0;
+    if bases == 1 {
+        return u64::from(s1);
+    }
+    let s2 = tm >= if s1 { unit } else { -unit };
+    u64::from(s1) | u64::from(s2) << 1
 }
 
 /// One accumulation step with the accumulator held in `bits` bits: exact when the sum fits; when
@@ -67,6 +111,48 @@ pub fn accumulate(acc: i64, dot: i64, bits: u32, saturate: bool) -> i64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Invariant: the basis code equals the greedy residual signs of the float encoder
+    /// (`quant::lsq::quantize_with_scales`) of the real pre-activation `x = t / 2^frac` with the first
+    /// basis scale `v_1 = 2^shift / mult / 2^frac`, for every accumulator value of a small range and
+    /// parameters whose values are exact in floating point.
+    #[test]
+    fn bases_code_is_the_greedy_residual_encoding() {
+        for frac in [0u32, 3] {
+            for (bias, mult, shift) in [(0i64, 1u64, 0u32), (5, 3, 2), (-17, 1, 4), (9, 5, 6), (-3, 2, 1)] {
+                let p = ChannelParams { bias, alpha: 0, mult, shift };
+                let v1 = 2f64.powi(shift as i32) / mult as f64 / 2f64.powi(frac as i32);
+                for acc in -300i64..=300 {
+                    let x = biased(acc, bias, frac) as f64 / 2f64.powi(frac as i32);
+                    for bases in 1..=2u32 {
+                        let scales = [v1, 0.37][..bases as usize].to_vec();
+                        let q = crate::quant::lsq::quantize_with_scales(&[x as f32], &scales).unwrap();
+                        let want: u64 = q.bases().iter().enumerate().map(|(i, b)| u64::from(b.signs()[0]) << i).sum();
+                        assert_eq!(bases_code(acc, &p, frac, bases), want, "acc {acc} bias {bias} mult {mult} shift {shift} frac {frac}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Invariant: a finer bias is the same pipeline on `acc * 2^frac + bias`: with every parameter
+    /// scaled by `2^frac` (bias and clip up, the shift up) the code is unchanged.
+    #[test]
+    fn finer_bias_scales_consistently() {
+        for acc in -50i64..200 {
+            for (bias, alpha, mult, shift) in [(7i64, 150u64, 3u64, 5u32), (-20, 90, 11, 6)] {
+                let p = ChannelParams { bias, alpha, mult, shift };
+                let want = output_code(acc, &p, Rounding::HalfEven, 4);
+                let f = ChannelParams { bias: bias * 8, alpha: alpha * 8, mult, shift: shift + 3 };
+                assert_eq!(output_code_frac(acc, &f, Rounding::HalfEven, 4, 3), want, "acc {acc}");
+                // and a bias between two accumulator units lands between the two integer biases' codes
+                let half = ChannelParams { bias: bias * 8 + 4, ..f };
+                let hi = output_code(acc, &ChannelParams { bias: bias + 1, ..p }, Rounding::HalfEven, 4);
+                let got = output_code_frac(acc, &half, Rounding::HalfEven, 4, 3);
+                assert!(want <= got && got <= hi, "acc {acc}: {want} <= {got} <= {hi}");
+            }
+        }
+    }
 
     #[test]
     fn clip_bounds() {

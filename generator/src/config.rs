@@ -2,9 +2,10 @@
 //! every derived value (widths, latency, parameter layout).
 
 use qmac_arith::code::{product_range, Encoding, MacKind};
+use qmac_arith::pipeline::MAX_OUT_BASES;
 use qmac_arith::round::Rounding;
 use qmac_arith::width::{clog2, signed_bits, unsigned_bits};
-use qmac_hdl::units::HwParams;
+use qmac_hdl::units::{HwParams, OutMode};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::ops::Deref;
@@ -39,8 +40,20 @@ pub struct RawConfig {
     /// Activation encoding: `unsigned` (PACT output), `int` (signed first layer), `odd`, or `bases`
     /// (multi-basis binary, as for weights).
     pub act_encoding: EncodingName,
-    /// Output code width (1..=8); defaults to `act_bits`, so the output feeds the next layer.
+    /// Output code width (1..=8); defaults to `act_bits`, so the output feeds the next layer. With
+    /// `out_mode = "bases"` the number of output bases (1..=2); with `"logits"` it is derived (the
+    /// logit width, [`Config::logit_bits`]) and any other value is an error.
     pub out_bits: Option<u32>,
+    /// What the output stage computes: `pact` (clipped and requantized PACT codes), `logits` (the
+    /// biased accumulator `acc * 2^bias_frac_bits + bias`, signed, unclipped: a last layer whose argmax
+    /// is exact), or `bases` (the binary-basis codes of the next layer's activations, the greedy
+    /// residual signs of the pre-activation, computed by thresholds).
+    #[serde(skip_serializing_if = "OutModeName::is_pact")]
+    pub out_mode: OutModeName,
+    /// Fractional bits of the bias (0..=16): the output stage computes `t = acc * 2^F + bias`, so the
+    /// bias (and the clip level, and the requantizer's input) is in units of `2^-F` accumulator units.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub bias_frac_bits: u32,
     /// Accumulator width; defaults to the width that cannot overflow at `max_depth`. Narrower only
     /// with `acc_saturate = true`.
     pub acc_bits: Option<u32>,
@@ -99,6 +112,40 @@ pub enum OutputUnitsName {
     Shared,
 }
 
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+/// What the output stage computes, as written in configuration files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum OutModeName {
+    /// Clipped, requantized PACT codes (`out_bits` unsigned).
+    #[default]
+    Pact,
+    /// The biased accumulator, signed and unclipped (the last layer's logits).
+    Logits,
+    /// Binary-basis codes of the next layer's activations (1 or 2 bases), by thresholds.
+    Bases,
+}
+
+impl OutModeName {
+    fn is_pact(&self) -> bool {
+        *self == OutModeName::Pact
+    }
+    /// The name as written in configuration files.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutModeName::Pact => "pact",
+            OutModeName::Logits => "logits",
+            OutModeName::Bases => "bases",
+        }
+    }
+}
+
+/// Largest `bias_frac_bits`.
+pub const MAX_BIAS_FRAC_BITS: u32 = 16;
+
 /// Output stage names as written in configuration files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -125,6 +172,8 @@ impl Default for RawConfig {
             act_bits: 4,
             act_encoding: EncodingName::Unsigned,
             out_bits: None,
+            out_mode: OutModeName::Pact,
+            bias_frac_bits: 0,
             acc_bits: None,
             acc_saturate: false,
             mult_bits: 16,
@@ -289,14 +338,30 @@ impl Config {
         in_range("lanes", raw.lanes, 1, 64)?;
         in_range("weight_bits", raw.weight_bits, 1, 8)?;
         in_range("act_bits", raw.act_bits, 1, 8)?;
-        if let Some(o) = raw.out_bits {
-            in_range("out_bits", o, 1, 8)?;
+        match (raw.out_mode, raw.out_bits) {
+            (OutModeName::Pact, Some(o)) => in_range("out_bits", o, 1, 8)?,
+            (OutModeName::Bases, o) => {
+                let o = o.unwrap_or(raw.act_bits);
+                if !(1..=MAX_OUT_BASES).contains(&o) {
+                    return Err(invalid("out_bits", o, format!("with out_mode = \"bases\" out_bits is the number of output bases, 1..={MAX_OUT_BASES} (ls-1, ls-2, ls-T, gf-1, gf-2)")));
+                }
+                if raw.requant == RequantName::Multiply {
+                    return Err(invalid("requant", "\"multiply\"", "with out_mode = \"bases\" the output stage is thresholds (\"auto\" or \"thresholds\")"));
+                }
+            }
+            (OutModeName::Logits, _) => {
+                if raw.requant != RequantName::Auto {
+                    return Err(invalid("requant", format!("\"{:?}\"", raw.requant).to_lowercase(), "with out_mode = \"logits\" there is no requantization: leave requant = \"auto\""));
+                }
+            }
+            (OutModeName::Pact, None) => {}
         }
+        in_range("bias_frac_bits", raw.bias_frac_bits, 0, MAX_BIAS_FRAC_BITS)?;
         in_range("mult_bits", raw.mult_bits, 1, 32)?;
         if raw.max_depth < raw.lanes || raw.max_depth > 1 << 24 {
             return Err(invalid("max_depth", raw.max_depth, format!("allowed lanes ({})..={}", raw.lanes, 1 << 24)));
         }
-        if raw.requant == RequantName::Thresholds && raw.out_bits.unwrap_or(raw.act_bits) > 2 {
+        if raw.requant == RequantName::Thresholds && raw.out_mode == OutModeName::Pact && raw.out_bits.unwrap_or(raw.act_bits) > 2 {
             return Err(invalid("requant", "\"thresholds\"", format!("thresholds need out_bits <= 2 (out_bits is {}); use \"multiply\" or \"auto\"", raw.out_bits.unwrap_or(raw.act_bits))));
         }
         if raw.weight_encoding == EncodingName::Unsigned {
@@ -372,9 +437,18 @@ impl Config {
         }
         // normalise: every derived default written out, so the stored config regenerates the design
         cfg.raw.acc_bits = Some(cfg.raw.acc_bits.unwrap_or(need));
+        if cfg.out_mode == OutModeName::Logits {
+            let lb = cfg.logit_bits();
+            if lb > 64 {
+                return Err(invalid("out_mode", "\"logits\"", format!("a logit is acc_bits + bias_frac_bits + 1 = {lb} bits; at most 64 are allowed")));
+            }
+            if let Some(o) = cfg.raw.out_bits.filter(|&o| o != lb) {
+                return Err(invalid("out_bits", o, format!("with out_mode = \"logits\" out_bits is the logit width acc_bits + bias_frac_bits + 1 = {lb}; leave it out")));
+            }
+        }
         cfg.raw.out_bits = Some(cfg.out_bits());
         if cfg.product_bits() > 96 {
-            return Err(invalid("mult_bits", cfg.raw.mult_bits, format!("acc_bits + mult_bits must be at most 96 (acc_bits is {})", cfg.acc_bits())));
+            return Err(invalid("mult_bits", cfg.raw.mult_bits, format!("acc_bits + bias_frac_bits + mult_bits must be at most 96 (acc_bits is {}, bias_frac_bits {})", cfg.acc_bits(), cfg.bias_frac_bits)));
         }
         Ok(cfg)
     }
@@ -421,9 +495,24 @@ impl Config {
     pub fn rounding_rule(&self) -> Rounding {
         self.raw.rounding.into()
     }
-    /// Output code width.
+    /// Width of one output on `y_data` per column: the code width (`out_bits`, the number of bases
+    /// with `out_mode = "bases"`), or with `out_mode = "logits"` the logit width
+    /// [`Config::logit_bits`].
     pub fn out_bits(&self) -> u32 {
+        if self.out_mode == OutModeName::Logits {
+            return self.logit_bits();
+        }
         self.raw.out_bits.unwrap_or(self.raw.act_bits)
+    }
+    /// Width of the biased accumulator `t = acc * 2^bias_frac_bits + bias` as a signed logit:
+    /// `acc_bits + bias_frac_bits + 1` (the sum of two values of `acc_bits + bias_frac_bits` bits).
+    pub fn logit_bits(&self) -> u32 {
+        self.biased_bits() + 1
+    }
+    /// Width of the bias and of the clip level `alpha` (and of the requantizer's input): the
+    /// accumulator's width plus the bias's fractional bits.
+    pub fn biased_bits(&self) -> u32 {
+        self.acc_bits() + self.bias_frac_bits
     }
     /// True for codebook weights.
     pub fn is_codebook(&self) -> bool {
@@ -529,9 +618,9 @@ impl Config {
     pub fn acc_saturates(&self) -> bool {
         self.raw.acc_saturate
     }
-    /// Width of the requantization product `x * mult`.
+    /// Width of the requantization product `x * mult` (`x` has [`Config::biased_bits`]).
     pub fn product_bits(&self) -> u32 {
-        self.acc_bits() + self.mult_bits
+        self.biased_bits() + self.mult_bits
     }
     /// Largest shift that the requantizer computes exactly: the product width.
     pub fn max_shift(&self) -> u32 {
@@ -554,8 +643,14 @@ impl Config {
     pub fn prm_data_bits(&self) -> u32 {
         self.hw_params().prm_data_bits
     }
-    /// True when the output stage compares against thresholds (see [`RawConfig::requant`]).
+    /// True when the output stage compares against thresholds (see [`RawConfig::requant`]): always for
+    /// basis-coded outputs, never for logits.
     pub fn uses_thresholds(&self) -> bool {
+        match self.out_mode {
+            OutModeName::Bases => return true,
+            OutModeName::Logits => return false,
+            OutModeName::Pact => {}
+        }
         match self.requant {
             RequantName::Auto => self.out_bits() <= 2,
             RequantName::Multiply => false,
@@ -626,6 +721,12 @@ impl Config {
             input_regs: self.input_registers,
             running_totals: self.running_totals,
             pe_input_regs: self.pe_input_regs,
+            bias_frac: self.bias_frac_bits,
+            out_mode: match self.out_mode {
+                OutModeName::Pact => OutMode::Pact,
+                OutModeName::Logits => OutMode::Logits,
+                OutModeName::Bases => OutMode::Bases,
+            },
         }
     }
 

@@ -1,7 +1,7 @@
 //! Writing a build directory: one Verilog file per module, `filelist.f`, `manifest.json` and the
 //! configuration, all or nothing.
 
-use crate::config::Config;
+use crate::config::{Config, OutModeName};
 use qmac_hdl::rtl::{Dir, Module};
 use qmac_hdl::units::design;
 use serde_json::json;
@@ -86,6 +86,12 @@ fn derived(cfg: &Config) -> Vec<(&'static str, String)> {
     }
     if cfg.table_entries() > 0 {
         d.push(("table_entries", cfg.table_entries().to_string()));
+    }
+    if cfg.bias_frac_bits > 0 {
+        d.push(("biased_bits", cfg.biased_bits().to_string()));
+    }
+    if cfg.out_mode == OutModeName::Logits {
+        d.push(("logit_bits", cfg.logit_bits().to_string()));
     }
     d
 }

@@ -1,6 +1,6 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use qmac::config::{Config, EncodingName, OutputUnitsName, RawConfig, RequantName, RoundingName};
+use qmac::config::{Config, EncodingName, OutModeName, OutputUnitsName, RawConfig, RequantName, RoundingName};
 use qmac::flow::{self, SimOptions};
 use qmac::vectors::StimulusOptions;
 use std::path::{Path, PathBuf};
@@ -123,6 +123,15 @@ struct ConfigFlags {
     /// Output code bits (1..=8); default: act bits.
     #[arg(long)]
     out_bits: Option<u32>,
+    /// What the output stage computes: pact (clipped PACT codes), logits (the signed biased
+    /// accumulator, unclipped: for a last layer, exact argmax), or bases (the next layer's binary-basis
+    /// activation codes, 1 or 2 bases = out-bits, by thresholds on the pre-activation).
+    #[arg(long, value_enum)]
+    out_mode: Option<OutModeName>,
+    /// Fractional bits of the bias (0..=16): the output stage adds the bias to acc * 2^F, so the bias,
+    /// clip level and requantizer input are in units of 2^-F accumulator units.
+    #[arg(long)]
+    bias_frac_bits: Option<u32>,
     /// Accumulator bits; default: exactly enough for max-depth.
     #[arg(long)]
     acc_bits: Option<u32>,
@@ -185,7 +194,7 @@ impl ConfigFlags {
         set!(prefix => module_prefix, rows => rows, cols => cols, lanes => lanes, max_depth => max_depth,
              weight_bits => weight_bits, weight_encoding => weight_encoding, level_bits => level_bits, act_bits => act_bits,
              act_encoding => act_encoding, mult_bits => mult_bits, rounding => rounding, requant => requant, output_units => output_units,
-             tree_levels_per_stage => tree_levels_per_stage);
+             tree_levels_per_stage => tree_levels_per_stage, out_mode => out_mode, bias_frac_bits => bias_frac_bits);
         if self.out_bits.is_some() {
             raw.out_bits = self.out_bits;
         }

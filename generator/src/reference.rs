@@ -13,8 +13,8 @@
 //! in which case it saturates after every step, as the hardware does. The functions of
 //! [`qmac_arith`] define each operation; this module only applies them to a tile.
 
-use crate::config::Config;
-use qmac_arith::pipeline::{accumulate, output_code, ChannelParams};
+use crate::config::{Config, OutModeName};
+use qmac_arith::pipeline::{accumulate, bases_code, biased, output_code_frac, ChannelParams};
 
 /// One reduction step of a tile: codes as unsigned bit patterns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,14 +55,20 @@ pub fn check_params(cfg: &Config, params: &[ChannelParams]) -> Result<(), ParamE
     if params.len() != cfg.cols as usize {
         return Err(ParamError::Count { got: params.len(), cols: cfg.cols });
     }
-    let aw = cfg.acc_bits();
+    // bias and alpha are in units of 2^-bias_frac_bits accumulator units
+    let aw = cfg.biased_bits();
     let (blo, bhi) = (-(1i128 << (aw - 1)), (1i128 << (aw - 1)) - 1);
+    let width = if cfg.bias_frac_bits > 0 { format!("acc_bits + bias_frac_bits = {aw}") } else { format!("acc_bits = {aw}") };
     for (channel, p) in params.iter().enumerate() {
         let range = |field, value: String, allowed: String| ParamError::Range { channel, field, value, allowed };
         if !(blo..=bhi).contains(&i128::from(p.bias)) {
-            return Err(range("bias", p.bias.to_string(), format!("{blo}..={bhi} (acc_bits = {aw})")));
+            return Err(range("bias", p.bias.to_string(), format!("{blo}..={bhi} ({width})")));
         }
-        if u128::from(p.alpha) >= 1u128 << aw {
+        // logits use the bias only; basis codes the bias, mult and shift
+        if cfg.out_mode == OutModeName::Logits {
+            continue;
+        }
+        if cfg.out_mode == OutModeName::Pact && u128::from(p.alpha) >= 1u128 << aw {
             return Err(range("alpha", p.alpha.to_string(), format!("0..={}", (1u128 << aw) - 1)));
         }
         if u128::from(p.mult) >= 1u128 << cfg.mult_bits {
@@ -75,41 +81,95 @@ pub fn check_params(cfg: &Config, params: &[ChannelParams]) -> Result<(), ParamE
     Ok(())
 }
 
-/// The thresholds of a channel: `T_k` is the smallest accumulator value whose output code is at least
-/// `k` (`k = 1..=2^out_bits - 1`), or one more than the largest accumulator value if no value reaches
-/// `k`. Because [`output_code`] is monotone in the accumulator, `#{k : acc >= T_k}` equals
-/// `output_code(acc)` for every accumulator value: the threshold output stage is exact.
-pub fn thresholds(cfg: &Config, p: &ChannelParams) -> Vec<i64> {
+/// The value one column of `y_data` carries for accumulator value `acc`, in the low
+/// [`Config::out_bits`] bits: the PACT code ([`output_code_frac`]), the basis code ([`bases_code`]), or
+/// the logit ([`logit`]) in two's complement.
+pub fn output_value(cfg: &Config, acc: i64, p: &ChannelParams) -> u64 {
+    match cfg.out_mode {
+        OutModeName::Pact => output_code_frac(acc, p, cfg.rounding_rule(), cfg.out_bits(), cfg.bias_frac_bits),
+        OutModeName::Bases => bases_code(acc, p, cfg.bias_frac_bits, cfg.out_bits()),
+        OutModeName::Logits => (logit(cfg, acc, p) as u64) & (u64::MAX >> (64 - cfg.out_bits())),
+    }
+}
+
+/// The logit of accumulator value `acc` (`out_mode = "logits"`): `acc * 2^bias_frac_bits + bias`,
+/// exact and unclipped; it fits [`Config::logit_bits`] signed bits.
+pub fn logit(cfg: &Config, acc: i64, p: &ChannelParams) -> i64 {
+    biased(acc, p.bias, cfg.bias_frac_bits) as i64
+}
+
+/// A logit as read from `y_data` (the low [`Config::logit_bits`] bits of one column): sign-extended.
+pub fn logit_of_bits(cfg: &Config, bits: u64) -> i64 {
+    let sh = 64 - cfg.logit_bits();
+    ((bits << sh) as i64) >> sh
+}
+
+/// The smallest accumulator value for which `holds` is true, for a predicate that is monotone
+/// (false, then true) over the accumulator range; one more than the largest value if it never holds.
+fn first_acc(cfg: &Config, holds: impl Fn(i64) -> bool) -> i64 {
     let aw = cfg.acc_bits();
     let (lo, hi) = (-(1i64 << (aw - 1)), (1i64 << (aw - 1)) - 1);
-    let rounding = cfg.rounding_rule();
-    let code = |acc: i64| output_code(acc, p, rounding, cfg.out_bits());
-    (1..(1u64 << cfg.out_bits()))
-        .map(|k| {
-            if code(hi) < k {
-                return hi + 1;
-            }
-            // smallest acc in lo..=hi with code(acc) >= k
-            let (mut a, mut b) = (lo, hi);
-            while a < b {
-                let mid = a + (b - a) / 2;
-                if code(mid) >= k {
-                    b = mid;
-                } else {
-                    a = mid + 1;
-                }
-            }
-            a
-        })
-        .collect()
+    if !holds(hi) {
+        return hi + 1;
+    }
+    let (mut a, mut b) = (lo, hi);
+    while a < b {
+        let mid = a + (b - a) / 2;
+        if holds(mid) {
+            b = mid;
+        } else {
+            a = mid + 1;
+        }
+    }
+    a
+}
+
+/// The thresholds of a channel (`2^out_bits - 1` of them), each the smallest accumulator value at
+/// which a monotone test becomes true (or one more than the largest accumulator value):
+///
+/// - PACT codes: `T_k` is where the output code reaches `k` (`k = 1..=2^out_bits - 1`). Because
+///   [`output_code_frac`] is monotone in the accumulator, `#{k : acc >= T_k}` equals the code for
+///   every accumulator value: the threshold output stage is exact.
+/// - Basis codes ([`bases_code`], `z = (acc * 2^F + bias) * mult / 2^shift`): one threshold per node
+///   of the sign decision tree, in heap order: `T_1` where `z >= 0` (basis 1), then with 2 bases `T_2`
+///   where `z >= -1` (basis 2 after `s_1 = -1`) and `T_3` where `z >= +1` (after `s_1 = +1`). The
+///   hardware takes bit 0 = `acc >= T_1` and bit 1 = `acc >= (bit 0 ? T_3 : T_2)`; each test is monotone
+///   in `acc` because `mult >= 0`.
+pub fn thresholds(cfg: &Config, p: &ChannelParams) -> Vec<i64> {
+    if cfg.out_mode == OutModeName::Bases {
+        let unit = 1i128 << p.shift;
+        let tm = |acc: i64| biased(acc, p.bias, cfg.bias_frac_bits) * i128::from(p.mult);
+        let nodes: &[i128] = if cfg.out_bits() == 1 { &[0] } else { &[0, -unit, unit] };
+        return nodes.iter().map(|&c| first_acc(cfg, |acc| tm(acc) >= c)).collect();
+    }
+    let code = |acc: i64| output_value(cfg, acc, p);
+    (1..(1u64 << cfg.out_bits())).map(|k| first_acc(cfg, |acc| code(acc) >= k)).collect()
+}
+
+/// The output of a threshold stage for accumulator value `acc`, from the comparisons with `t` (as
+/// the hardware computes it): the count of reached thresholds (PACT codes), or the walk down the sign
+/// decision tree (basis codes, see [`thresholds`]).
+pub fn threshold_output(cfg: &Config, t: &[i64], acc: i64) -> u64 {
+    if cfg.out_mode == OutModeName::Bases {
+        let b0 = acc >= t[0];
+        if t.len() == 1 {
+            return u64::from(b0);
+        }
+        let b1 = acc >= if b0 { t[2] } else { t[1] };
+        return u64::from(b0) | u64::from(b1) << 1;
+    }
+    t.iter().filter(|&&tk| acc >= tk).count() as u64
 }
 
 /// The parameter-interface writes that load `params`: `(address, data)` pairs, data in the low bits.
 /// With the threshold output stage the fields are the thresholds ([`thresholds`]).
 pub fn param_writes(cfg: &Config, params: &[ChannelParams]) -> Vec<(u64, u128)> {
     let aw = cfg.acc_bits();
-    let mask = (1u128 << aw) - 1;
+    let mask = (1u128 << cfg.biased_bits()) - 1;
     let mut out = Vec::new();
+    if cfg.out_mode == OutModeName::Logits {
+        return params.iter().enumerate().map(|(c, p)| (4 * c as u64, (p.bias as i128 as u128) & mask)).collect();
+    }
     if cfg.uses_thresholds() {
         let tmask = (1u128 << (aw + 1)) - 1;
         for (c, p) in params.iter().enumerate() {
@@ -224,7 +284,8 @@ pub fn tile_acc_table(cfg: &Config, steps: &[Step], table: &[i64]) -> Vec<i64> {
     acc
 }
 
-/// The output codes of a tile, row r column c at `r * cols + c`.
+/// The outputs of a tile, row r column c at `r * cols + c` ([`output_value`]: PACT codes, basis codes
+/// or logits in two's complement).
 pub fn tile_outputs(cfg: &Config, steps: &[Step], params: &[ChannelParams]) -> Vec<u64> {
     tile_outputs_table(cfg, steps, params, &[])
 }
@@ -233,14 +294,14 @@ pub fn tile_outputs(cfg: &Config, steps: &[Step], params: &[ChannelParams]) -> V
 /// for other encodings).
 pub fn tile_outputs_table(cfg: &Config, steps: &[Step], params: &[ChannelParams], table: &[i64]) -> Vec<u64> {
     let cols = cfg.cols as usize;
-    let rounding = cfg.rounding_rule();
-    tile_acc_table(cfg, steps, table).iter().enumerate().map(|(i, &a)| output_code(a, &params[i % cols], rounding, cfg.out_bits())).collect()
+    tile_acc_table(cfg, steps, table).iter().enumerate().map(|(i, &a)| output_value(cfg, a, &params[i % cols])).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{EncodingName, RawConfig};
+    use qmac_arith::pipeline::output_code;
 
     fn cfg(f: impl FnOnce(&mut RawConfig)) -> Config {
         let mut raw = RawConfig { rows: 1, cols: 1, lanes: 2, max_depth: 8, ..RawConfig::default() };
@@ -337,8 +398,128 @@ mod tests {
                 for acc in -(1i64 << (aw - 1))..(1i64 << (aw - 1)) {
                     let count = t.iter().filter(|&&tk| acc >= tk).count() as u64;
                     assert_eq!(count, output_code(acc, &p, c.rounding_rule(), out_bits), "acc {acc} params {p:?}");
+                    assert_eq!(threshold_output(&c, &t, acc), count);
                 }
             }
+        }
+    }
+
+    /// Invariant: with basis-coded outputs, the threshold stage's walk down the sign decision tree
+    /// ([`threshold_output`] on [`thresholds`]) equals the reference encoding [`bases_code`] (itself
+    /// the float greedy residual encoder's signs, `qmac_arith::pipeline` tests) for every accumulator
+    /// value of a small accumulator, random parameters, 1 and 2 bases and a finer bias.
+    #[test]
+    fn basis_thresholds_reproduce_the_basis_code() {
+        let mut rng = crate::rng::Rng::new(13);
+        for (bases, frac) in [(1, 0), (2, 0), (2, 3), (1, 2)] {
+            let c = cfg(|r| {
+                r.weight_bits = 2;
+                r.act_bits = 2;
+                r.out_mode = OutModeName::Bases;
+                r.out_bits = Some(bases);
+                r.bias_frac_bits = frac;
+            });
+            assert!(c.uses_thresholds());
+            let aw = c.acc_bits();
+            let mut seen = [false; 4];
+            for _ in 0..200 {
+                let p = crate::vectors::random_params(&c, &mut rng, 4)[0];
+                let t = thresholds(&c, &p);
+                assert_eq!(t.len(), (1 << bases) - 1);
+                for acc in -(1i64 << (aw - 1))..(1i64 << (aw - 1)) {
+                    let want = bases_code(acc, &p, frac, bases);
+                    seen[want as usize] = true;
+                    assert_eq!(threshold_output(&c, &t, acc), want, "acc {acc} params {p:?}");
+                    assert_eq!(output_value(&c, acc, &p), want);
+                }
+            }
+            assert!(seen.iter().take(1 << bases).all(|&s| s), "every code reached: {seen:?}");
+        }
+    }
+
+    /// Invariant: with a finer bias the PACT thresholds still reproduce the codes of
+    /// `output_code_frac` for every accumulator value.
+    #[test]
+    fn finer_bias_thresholds_reproduce_output_codes() {
+        let mut rng = crate::rng::Rng::new(17);
+        let c = cfg(|r| {
+            r.weight_bits = 2;
+            r.act_bits = 2;
+            r.bias_frac_bits = 4;
+        });
+        assert!(c.uses_thresholds());
+        for _ in 0..200 {
+            let p = crate::vectors::random_params(&c, &mut rng, 4)[0];
+            check_params(&c, std::slice::from_ref(&p)).unwrap();
+            let t = thresholds(&c, &p);
+            let aw = c.acc_bits();
+            for acc in -(1i64 << (aw - 1))..(1i64 << (aw - 1)) {
+                assert_eq!(threshold_output(&c, &t, acc), output_code_frac(acc, &p, c.rounding_rule(), 2, 4), "acc {acc} params {p:?}");
+            }
+        }
+    }
+
+    /// Logits are the exact biased accumulator: two's complement in `logit_bits` on the bus, read back
+    /// by `logit_of_bits`; only the bias is loaded.
+    #[test]
+    fn logits_are_the_biased_accumulator() {
+        let c = cfg(|r| {
+            r.out_mode = OutModeName::Logits;
+            r.bias_frac_bits = 2;
+        });
+        assert_eq!(c.out_bits(), c.acc_bits() + 3);
+        assert!(!c.uses_thresholds());
+        let p = ChannelParams { bias: -7, alpha: 0, mult: 0, shift: 0 };
+        let aw = c.acc_bits();
+        for acc in [-(1i64 << (aw - 1)), -3, 0, 1, (1i64 << (aw - 1)) - 1] {
+            let want = acc * 4 - 7;
+            assert_eq!(logit(&c, acc, &p), want);
+            let bits = output_value(&c, acc, &p);
+            assert!(bits < 1 << c.out_bits());
+            assert_eq!(logit_of_bits(&c, bits), want);
+        }
+        assert_eq!(param_writes(&c, &[p]), vec![(0, ((1u128 << (aw + 2)) - 7))]);
+        // the bias range is acc_bits + bias_frac_bits signed
+        let big = ChannelParams { bias: 1 << (aw + 1), ..p };
+        let e = check_params(&c, &[big]).unwrap_err().to_string();
+        assert!(e.contains("`bias`") && e.contains("acc_bits + bias_frac_bits"), "{e}");
+    }
+
+    /// One array for several layers (docs/interface.md): a W4A4 layer with 4-bit outputs gives the
+    /// same codes on a W8A8 array with 8-bit outputs and a deeper `max_depth` when its weight codes are
+    /// sign-extended, its activation codes zero-extended and its parameters keep the clipped top
+    /// below 16 (the only change a loader makes: a smaller multiplier where it rounds the top up).
+    #[test]
+    fn narrower_layers_run_on_a_wider_array() {
+        let narrow = cfg(|r| {
+            r.weight_bits = 4;
+            r.act_bits = 4;
+            r.cols = 3;
+            r.max_depth = 16;
+        });
+        let wide = cfg(|r| {
+            r.weight_bits = 8;
+            r.act_bits = 8;
+            r.cols = 3;
+            r.max_depth = 64;
+        });
+        let mut rng = crate::rng::Rng::new(23);
+        let top = |p: &ChannelParams| qmac_arith::pipeline::requantize(p.alpha, p.mult, p.shift, narrow.rounding_rule(), 8);
+        for _ in 0..50 {
+            let mut params = crate::vectors::random_params(&narrow, &mut rng, 8);
+            for p in &mut params {
+                while top(p) > 15 {
+                    p.mult -= 1;
+                }
+            }
+            let steps: Vec<Step> = (0..1 + rng.below(8)).map(|_| Step { a: (0..2).map(|_| rng.below(16)).collect(), w: (0..6).map(|_| rng.below(16)).collect() }).collect();
+            let widened: Vec<Step> = steps
+                .iter()
+                .map(|s| Step { a: s.a.clone(), w: s.w.iter().map(|&c| if c >= 8 { c | 0xf0 } else { c }).collect() })
+                .collect();
+            let want = tile_outputs(&narrow, &steps, &params);
+            assert_eq!(tile_outputs(&wide, &widened, &params), want, "params {params:?}");
+            assert!(want.iter().all(|&c| c <= 15));
         }
     }
 

@@ -85,20 +85,27 @@ fn random_step(cfg: &Config, rng: &mut Rng, corner: Option<bool>) -> Step {
 }
 
 /// Random per-channel parameters that put the clip level and scale where the accumulators of
-/// `steps`-step tiles land, so outputs spread over the code range, with exact ties reachable.
+/// `steps`-step tiles land, so outputs spread over the code range, with exact ties reachable. With
+/// `bias_frac_bits = F` the bias and clip level are in units of `2^-F` (their low bits random too);
+/// with basis-coded outputs `mult / 2^shift` puts the sign decisions (`z = 0, +-1`) in the same range.
 pub fn random_params(cfg: &Config, rng: &mut Rng, steps: u32) -> Vec<ChannelParams> {
     let aw = cfg.acc_bits();
+    let frac = cfg.bias_frac_bits;
     let (plo, phi) = cfg.product_range();
     let span = (phi - plo).max(1) as i128 * i128::from(steps.max(1)) * i128::from(cfg.lanes);
     let amax = (1i128 << aw) - 1;
     let bmax = (1i128 << (aw - 1)) - 1;
-    let n = (1u64 << cfg.out_bits()) - 1;
+    let n = (1u64 << cfg.out_bits().min(8)) - 1;
     (0..cfg.cols)
         .map(|_| {
             let typical = (span / 4).clamp(1, amax) as i64;
-            let alpha = rng.range_i64(1, typical) as u64;
+            // (no draw without fractional bits: the stimulus of existing designs stays the same)
+            let fine = |rng: &mut Rng, v: i64| if frac == 0 { v } else { (v << frac) | rng.below(1 << frac) as i64 };
+            let alpha = rng.range_i64(1, typical);
+            let alpha = fine(rng, alpha) as u64;
             let bias = rng.range_i64(-(typical / 2).min(bmax as i64), (typical / 2).min(bmax as i64));
-            let max_shift = cfg.max_shift().min(24);
+            let bias = fine(rng, bias);
+            let max_shift = cfg.max_shift().min(24 + frac);
             let shift = rng.below(u64::from(max_shift) + 1) as u32;
             let mmax = (1u128 << cfg.mult_bits) - 1;
             let ideal = (u128::from(n) << shift) / u128::from(alpha);

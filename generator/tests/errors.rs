@@ -212,3 +212,31 @@ fn sim_refuses_rtl_that_does_not_match_its_config() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("rtl/qmac_pe.v") && stderr.contains("regenerate it with `qmac generate --config"), "{stderr}");
 }
+
+#[test]
+fn output_modes_and_the_bias_fraction_are_validated() {
+    use qmac::config::{OutModeName, RequantName};
+    let e = err(RawConfig { bias_frac_bits: 17, ..RawConfig::default() });
+    assert_eq!(e, "config field `bias_frac_bits` = 17 is invalid: allowed 0..=16");
+    // basis-coded outputs: 1 or 2 bases (the default out_bits is act_bits = 4), by thresholds
+    let e = err(RawConfig { out_mode: OutModeName::Bases, ..RawConfig::default() });
+    assert!(e.contains("`out_bits` = 4") && e.contains("1..=2"), "{e}");
+    let e = err(RawConfig { out_mode: OutModeName::Bases, out_bits: Some(2), requant: RequantName::Multiply, ..RawConfig::default() });
+    assert!(e.contains("`requant` = \"multiply\"") && e.contains("thresholds"), "{e}");
+    // logits: no requantization, a derived width
+    let e = err(RawConfig { out_mode: OutModeName::Logits, requant: RequantName::Thresholds, ..RawConfig::default() });
+    assert!(e.contains("`requant` = \"thresholds\"") && e.contains("no requantization"), "{e}");
+    let e = err(RawConfig { out_mode: OutModeName::Logits, out_bits: Some(4), ..RawConfig::default() });
+    assert!(e.contains("`out_bits` = 4") && e.contains("logit width"), "{e}");
+    let e = err(RawConfig { acc_bits: Some(60), bias_frac_bits: 16, out_mode: OutModeName::Logits, ..RawConfig::default() });
+    assert!(e.contains("`out_mode` = \"logits\"") && e.contains("77 bits"), "{e}");
+    let e = err(RawConfig { acc_bits: Some(64), bias_frac_bits: 16, mult_bits: 32, ..RawConfig::default() });
+    assert!(e.contains("`mult_bits` = 32") && e.contains("bias_frac_bits"), "{e}");
+    // a logits config written out re-reads as itself; the default's TOML names neither new field
+    let c = Config::new(RawConfig { out_mode: OutModeName::Logits, bias_frac_bits: 3, ..RawConfig::default() }).unwrap();
+    assert_eq!(c.out_bits(), c.acc_bits() + 4);
+    assert_eq!(c.y_data_bits(), c.cols * (c.acc_bits() + 4));
+    assert_eq!(Config::from_toml(&c.to_toml(), "t").unwrap(), c);
+    let d = Config::default().to_toml();
+    assert!(!d.contains("out_mode") && !d.contains("bias_frac_bits"), "{d}");
+}

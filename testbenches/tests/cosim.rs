@@ -2,7 +2,7 @@
 //! stalls on every stream and a reset in the middle of a stream, plus `verilator --lint-only -Wall`
 //! and `yosys check -assert` of every configuration.
 
-use qmac::config::{EncodingName, OutputUnitsName, RawConfig, RequantName, RoundingName};
+use qmac::config::{EncodingName, OutModeName, OutputUnitsName, RawConfig, RequantName, RoundingName};
 use qmac::rng::Rng;
 use qmac::vectors::StimulusOptions;
 use qmac_testbenches::{check_all, with_slot, work_dir};
@@ -259,6 +259,31 @@ fn pe_input_copies() {
         RawConfig { lanes: 3, act_serial: true, act_encoding: Int, act_bits: 3, ..base },
     ];
     check_all("pe-copies", cfgs, &[1, 2], StimulusOptions { layers: 2, tiles: 5, max_steps: 24, abort: true });
+}
+
+/// Output modes for networks: logits (the signed biased accumulator), a finer bias (`bias_frac_bits`)
+/// through the clip/multiply stage and the thresholds, and basis-coded outputs (the sign decision
+/// tree of 1 or 2 bases) after products, XNOR and bases PEs; per column and shared, the thresholds'
+/// two-half comparison, running totals.
+#[test]
+fn network_output_modes() {
+    use EncodingName::*;
+    use OutModeName::{Bases as BasesOut, Logits};
+    let base = RawConfig { rows: 2, cols: 3, lanes: 2, max_depth: 64, output_units: OutputUnitsName::PerColumn, ..RawConfig::default() };
+    let shared = OutputUnitsName::Shared;
+    let cfgs = vec![
+        RawConfig { out_mode: Logits, ..base.clone() },
+        RawConfig { out_mode: Logits, weight_bits: 2, act_bits: 2, bias_frac_bits: 3, output_units: shared, ..base.clone() },
+        RawConfig { out_mode: Logits, weight_bits: 2, weight_encoding: Bases, act_bits: 2, act_encoding: Bases, level_bits: 6, bias_frac_bits: 2, ..base.clone() },
+        RawConfig { bias_frac_bits: 4, ..base.clone() },
+        RawConfig { bias_frac_bits: 8, weight_bits: 8, act_bits: 8, mult_bits: 5, output_units: shared, ..base.clone() },
+        RawConfig { bias_frac_bits: 3, weight_bits: 2, act_bits: 2, max_depth: 4096, ..base.clone() },
+        RawConfig { out_mode: BasesOut, weight_bits: 2, act_bits: 2, ..base.clone() },
+        RawConfig { out_mode: BasesOut, weight_bits: 1, weight_encoding: Odd, act_bits: 1, act_encoding: Odd, lanes: 8, output_units: shared, ..base.clone() },
+        RawConfig { out_mode: BasesOut, weight_bits: 2, weight_encoding: Bases, act_bits: 2, act_encoding: Bases, level_bits: 6, bias_frac_bits: 2, max_depth: 2048, output_units: shared, ..base.clone() },
+        RawConfig { out_mode: BasesOut, weight_bits: 4, act_bits: 4, out_bits: Some(2), running_totals: true, rows: 3, ..base },
+    ];
+    check_all("out-modes", cfgs, &[1, 2], StimulusOptions { layers: 2, tiles: 5, max_steps: 24, abort: true });
 }
 
 /// A seeded random sweep over the whole configuration space (within a size that simulates quickly).

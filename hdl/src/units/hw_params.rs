@@ -76,6 +76,23 @@ pub struct HwParams {
     /// broadcast along a row or column is a register-to-register path and each PE's products start
     /// from registers beside it.
     pub pe_input_regs: bool,
+    /// Fractional bits of the bias: the output stage adds the bias to `acc * 2^bias_frac`, so the bias,
+    /// the clip level and the requantizer's input are [`HwParams::biased_bits`] wide.
+    pub bias_frac: u32,
+    /// What the output stage computes.
+    pub out_mode: OutMode,
+}
+
+/// What the output stage computes from a column's accumulator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutMode {
+    /// PACT codes: clip and requantize, or thresholds counted.
+    Pact,
+    /// The biased accumulator `acc * 2^bias_frac + bias`, signed and unclipped (a last layer's logits,
+    /// [`logit`](super::logit)).
+    Logits,
+    /// Binary-basis codes: thresholds on the nodes of a sign decision tree ([`thresh`](super::thresh)).
+    Bases,
 }
 
 /// Multi-basis binary arithmetic: weights with `weight` bases and activations with `act` bases, each
@@ -141,11 +158,17 @@ impl HwParams {
         clog2(u64::from(self.rows))
     }
     /// Register stages from the hold register to the output register: bias sum, clip, product,
-    /// rounding sum, saturation (5); or input, compare, count (3) with thresholds (no input register
+    /// rounding sum, saturation (5); the biased sum alone (1) for logits; or input, compare, count (3) with thresholds (no input register
     /// after a shared select, [`HwParams::thresh_input_regs`]); after the basis combination
     /// ([`COMBINE_STAGES`]) with bases, or the running totals' difference ([`HwParams::delta_stages`]).
     pub fn drain_stages(&self) -> u32 {
-        let unit = if self.thresholds { 2 + u32::from(self.thresh_input_regs()) + u32::from(self.thresh_split()) } else { 5 + u32::from(self.mult_split()) };
+        let unit = if self.out_mode == OutMode::Logits {
+            1
+        } else if self.thresholds {
+            2 + u32::from(self.thresh_input_regs()) + u32::from(self.thresh_split())
+        } else {
+            5 + u32::from(self.mult_split())
+        };
         let combine = if self.bases.is_some() { COMBINE_STAGES } else { 0 };
         // a shared unit first selects the column's value and parameters (one register stage)
         unit + combine + self.delta_stages() + u32::from(self.shared_output)
@@ -244,12 +267,20 @@ impl HwParams {
     pub fn threshold_count(&self) -> u32 {
         (1 << self.out_bits) - 1
     }
+    /// Width of the bias, the clip level and the clipped value: the accumulator's plus the bias's
+    /// fractional bits.
+    pub fn biased_bits(&self) -> u32 {
+        self.acc_bits + self.bias_frac
+    }
     /// The per-channel parameter fields, in address order, with their widths.
     pub fn param_fields(&self) -> Vec<(String, u32)> {
-        if self.thresholds {
+        let bw = self.biased_bits();
+        if self.out_mode == OutMode::Logits {
+            vec![("bias".into(), bw)]
+        } else if self.thresholds {
             (1..=self.threshold_count()).map(|k| (format!("t{k}"), self.acc_bits + 1)).collect()
         } else {
-            vec![("bias".into(), self.acc_bits), ("alpha".into(), self.acc_bits), ("mult".into(), self.mult_bits), ("shift".into(), self.shift_bits)]
+            vec![("bias".into(), bw), ("alpha".into(), bw), ("mult".into(), self.mult_bits), ("shift".into(), self.shift_bits)]
         }
     }
 }

@@ -18,7 +18,8 @@
 //!       ─> drain / output stage, per column or shared (select.rs first):
 //!           delta.rs   running totals -> tile sums        combine.rs  basis-pair counts -> sum
 //!           pact.rs -> requant.rs   clip, multiply, round, saturate
-//!           thresh.rs               or compare with thresholds (1- and 2-bit outputs)
+//!           thresh.rs               or compare with thresholds (1- and 2-bit outputs, basis codes)
+//!           logit.rs                or the biased accumulator (logits)
 //!       ─> outbuf.rs   output buffer (FIFO of rows) ─> y stream
 //!
 //! beside them: ctrl.rs    stream join, tile tracking, drain sequencing and credits
@@ -37,6 +38,7 @@ mod combine;
 mod ctrl;
 mod delta;
 mod hw_params;
+mod logit;
 mod outbuf;
 mod pact;
 mod params;
@@ -51,7 +53,8 @@ pub use array::array;
 pub use combine::{combine, CombineParams};
 pub use ctrl::ctrl;
 pub use delta::{delta, DeltaParams};
-pub use hw_params::{Bases, HwParams, COMBINE_STAGES};
+pub use hw_params::{Bases, HwParams, OutMode, COMBINE_STAGES};
+pub use logit::{logit, LogitParams};
 pub use outbuf::{outbuf, OutbufParams};
 pub use pact::{pact, PactParams};
 pub use params::{params, ParamLayout, Table, TableKind};
@@ -76,6 +79,8 @@ pub enum OutStage {
     },
     /// Comparison against thresholds.
     Thresholds(Module),
+    /// The biased accumulator (logits).
+    Logits(Module),
 }
 
 /// All modules of one design.
@@ -108,7 +113,9 @@ pub fn design(p: &HwParams) -> Vec<Module> {
     let pe = pe(&p.pe_params());
     let rowsum = p.rowsum_params().map(|r| rowsum(&r));
     let array = array(p, &pe, rowsum.as_ref());
-    let out = if p.thresholds {
+    let out = if p.out_mode == OutMode::Logits {
+        OutStage::Logits(logit(&p.logit_params()))
+    } else if p.thresholds {
         OutStage::Thresholds(thresh(&p.thresh_params()))
     } else {
         OutStage::Multiply { pact: pact(&p.pact_params()), requant: requant(&p.requant_params()) }
@@ -126,7 +133,7 @@ pub fn design(p: &HwParams) -> Vec<Module> {
     mods.extend(units.delta);
     match units.out {
         OutStage::Multiply { pact, requant } => mods.extend([pact, requant]),
-        OutStage::Thresholds(t) => mods.push(t),
+        OutStage::Thresholds(t) | OutStage::Logits(t) => mods.push(t),
     }
     mods.extend([units.params, units.ctrl, units.outbuf, top]);
     mods

@@ -37,7 +37,7 @@ impl HwParams {
     pub fn requant_params(&self) -> RequantParams {
         RequantParams {
             name: self.module("requant"),
-            acc_bits: self.acc_bits,
+            acc_bits: self.biased_bits(),
             mult_bits: self.mult_bits,
             shift_bits: self.shift_bits,
             out_bits: self.out_bits,

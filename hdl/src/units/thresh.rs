@@ -1,7 +1,7 @@
 //! `<prefix>_thresh`: the threshold output stage of one channel, for 1- and 2-bit output codes.
 
 use super::builders::adder_tree;
-use super::HwParams;
+use super::{HwParams, OutMode};
 use crate::rtl::{Expr, Module, Stmt, Ty};
 
 /// What the threshold unit depends on.
@@ -17,6 +17,9 @@ pub struct ThreshParams {
     pub input_regs: bool,
     /// Compare in two halves ([`HwParams::thresh_split`]).
     pub split: bool,
+    /// Basis codes of 2 bases: walk the sign decision tree of the 3 thresholds (`T_1` the root,
+    /// `T_2` after `s_1 = -1`, `T_3` after `s_1 = +1`) instead of counting.
+    pub tree: bool,
 }
 
 impl ThreshParams {
@@ -29,11 +32,12 @@ impl ThreshParams {
 impl HwParams {
     /// The threshold unit's parameters.
     pub fn thresh_params(&self) -> ThreshParams {
-        ThreshParams { name: self.module("thresh"), acc_bits: self.acc_bits, out_bits: self.out_bits, input_regs: self.thresh_input_regs(), split: self.thresh_split() }
+        ThreshParams { name: self.module("thresh"), acc_bits: self.acc_bits, out_bits: self.out_bits, input_regs: self.thresh_input_regs(), split: self.thresh_split(), tree: self.out_mode == OutMode::Bases && self.out_bits == 2 }
     }
 }
 
-/// Threshold output stage of one channel: `code = #{k : acc >= T_k}` (P1: compares, P2: count).
+/// Threshold output stage of one channel: `code = #{k : acc >= T_k}` (P1: compares, P2: count), or
+/// for basis codes of 2 bases the walk down the sign decision tree of `T_1` (root), `T_2`, `T_3`.
 /// The thresholds are computed by the reference model from bias, alpha, mult and shift, so the codes
 /// equal the clip/multiply/shift pipeline's exactly (the output is monotone in `acc`).
 pub fn thresh(p: &ThreshParams) -> Module {
@@ -41,7 +45,11 @@ pub fn thresh(p: &ThreshParams) -> Module {
     let n = p.count();
     let tw = aw + 1;
     let mut m = Module::new(&p.name);
-    m.doc(&format!("Threshold requantization: code = number of the {n} thresholds that acc reaches."));
+    if p.tree {
+        m.doc("Basis code by a sign decision tree: bit 0 = acc >= T_1 (basis 1); bit 1 = acc >= T_3 if bit 0 else acc >= T_2 (basis 2).");
+    } else {
+        m.doc(&format!("Threshold requantization: code = number of the {n} thresholds that acc reaches."));
+    }
     let clk = m.input("clk_i", Ty::bit(), "clock");
     let acc = m.input("acc_i", Ty::s(aw), "accumulator value");
     let t = m.input("t_i", Ty::u(n * tw), "thresholds T_1..T_n, T_k at [(k-1)*TW +: TW]");
@@ -59,12 +67,13 @@ pub fn thresh(p: &ThreshParams) -> Module {
     // stage names: P1 is the input register when there is one
     let stage = |k: u32| format!("P{}", k - u32::from(!p1));
     let inputs = if p1 { "P1: register the accumulator and thresholds; " } else { "the inputs are registers (the shared unit's select): " };
+    let last = if p.tree { "walk the sign tree" } else { "count" };
     let acc_x = b.net("acc_x", &acc.resize(tw), "");
     let ge_q = b.reg("ge_q", Ty::u(n), &format!("acc >= T_k ({})", stage(if p.split { 3 } else { 2 })));
     if p.split {
         // a signed comparison is the unsigned comparison of offset-binary values (sign bit inverted);
         // compared in two halves: ge = hi > t_hi || (hi == t_hi && lo >= t_lo)
-        b.comment(&format!("{inputs}{}: compare the halves; {}: combine; {}: count", stage(2), stage(3), stage(4)));
+        b.comment(&format!("{inputs}{}: compare the halves; {}: combine; {}: {last}", stage(2), stage(3), stage(4)));
         let lw = tw / 2;
         let flip = |e: &Expr| Expr::concat(&[e.bit(tw - 1).not(), e.slice(tw - 2, 0)]);
         let a_ob = b.net("acc_ob", &flip(&acc_x), "offset binary");
@@ -90,7 +99,7 @@ pub fn thresh(p: &ThreshParams) -> Module {
         b.always(&clk, vec![Stmt::set(&gt_q, &Expr::concat(&gts)), Stmt::set(&eq_q, &Expr::concat(&eqs)), Stmt::set(&lo_q, &Expr::concat(&los))]);
         b.always(&clk, vec![Stmt::set(&ge_q, &gt_q.or(&eq_q.and(&lo_q)))]);
     } else {
-        b.comment(&format!("{inputs}{}: compare; {}: count", stage(2), stage(3)));
+        b.comment(&format!("{inputs}{}: compare; {}: {last}", stage(2), stage(3)));
         let mut cmps = Vec::new();
         for k in 0..n {
             let tk = b.net(&format!("t{}", k + 1), &t.slice(k * tw + tw - 1, k * tw).as_signed(), "");
@@ -99,9 +108,14 @@ pub fn thresh(p: &ThreshParams) -> Module {
         cmps.reverse();
         b.always(&clk, vec![Stmt::set(&ge_q, &Expr::concat(&cmps))]);
     }
-    let terms: Vec<(Expr, (i64, i64))> = (0..n).map(|k| (ge_q.bit(k), (0, 1))).collect();
-    let (count, _) = adder_tree(b, "cnt", terms);
+    let code = if p.tree {
+        // the residual test of basis 2 depends on the sign of basis 1: its threshold is T_2 after -1, T_3 after +1
+        Expr::concat(&[Expr::mux(&ge_q.bit(0), &ge_q.bit(2), &ge_q.bit(1)), ge_q.bit(0)])
+    } else {
+        let terms: Vec<(Expr, (i64, i64))> = (0..n).map(|k| (ge_q.bit(k), (0, 1))).collect();
+        adder_tree(b, "cnt", terms).0.resize(ob)
+    };
     let code_q = code_o;
-    b.always(&clk, vec![Stmt::set(&code_q, &count.resize(ob))]);
+    b.always(&clk, vec![Stmt::set(&code_q, &code)]);
     m
 }

@@ -238,9 +238,13 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
 fn out_stage(b: &mut Body, out: &OutStage, clk: &Expr, acc: Expr, fields: Vec<Expr>, code: Expr, _doc: &str) {
     match out {
         OutStage::Multiply { pact, requant } => {
-            let x = b.wire("x", Ty::u(acc.width()), "clipped value (P1)");
+            let xw = pact.ports().iter().find(|p| p.name == "x_o").expect("the clip's output").ty.width;
+            let x = b.wire("x", Ty::u(xw), "clipped value (P1)");
             b.instance(pact, "u_pact", &[("clk_i", clk.clone()), ("acc_i", acc), ("bias_i", fields[0].clone()), ("alpha_i", fields[1].clone()), ("x_o", x.clone())]);
             b.instance(requant, "u_requant", &[("clk_i", clk.clone()), ("x_i", x), ("mult_i", fields[2].clone()), ("shift_i", fields[3].clone()), ("code_o", code)]);
+        }
+        OutStage::Logits(lg) => {
+            b.instance(lg, "u_logit", &[("clk_i", clk.clone()), ("acc_i", acc), ("bias_i", fields[0].clone()), ("y_o", code)]);
         }
         OutStage::Thresholds(th) => {
             let width = fields.iter().map(|f| f.width()).sum();
