@@ -7,7 +7,7 @@ use qmac::net::lower::{lower, max_pool, Stage};
 use qmac::net::rtl::RtlOptions;
 use qmac::net::{float, Network, Shape};
 use qmac::rng::Rng;
-use qmac_arith::pipeline::output_code;
+use qmac_arith::pipeline::output_code_frac;
 use qmac_arith::quant::{round_f64, Rounding};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
@@ -142,7 +142,7 @@ fn tensors(rng: &mut Rng) -> Vec<(&'static str, Vec<usize>, Vec<f32>)> {
 /// The network's integer outputs computed directly, independently of the tiles, im2col and the shared
 /// arrays: input PACT codes `clamp(round(min(x, alpha) / s), 0, n)`, then per compute stage a direct
 /// convolution (or dot product) of the weight code values with the input codes, and the output stage
-/// `output_code` with the channel's loaded parameters; max-pool on codes; flatten as is.
+/// `output_code_frac` (the layer's `bias_frac_bits`) with the channel's loaded parameters; max-pool on codes; flatten as is.
 fn direct(q: &QuantizedNet, x: &[f32], n: usize) -> Vec<Vec<u64>> {
     let r = Rounding::HalfEven;
     let inq = &q.input;
@@ -176,7 +176,7 @@ fn direct(q: &QuantizedNet, x: &[f32], n: usize) -> Vec<Vec<u64>> {
                                                 }
                                             }
                                         }
-                                        y.push(output_code(acc, &l.channels[o].params(), r, l.output.bits));
+                                        y.push(output_code_frac(acc, &l.channels[o].params(), r, l.output.bits, l.config.bias_frac_bits));
                                     }
                                 }
                             }
@@ -186,7 +186,7 @@ fn direct(q: &QuantizedNet, x: &[f32], n: usize) -> Vec<Vec<u64>> {
                             let xs = &cur[i * len..(i + 1) * len];
                             for o in 0..out_ch {
                                 let acc: i64 = (0..len).map(|k| l.weights.value(o, k) * xs[k] as i64).sum();
-                                y.push(output_code(acc, &l.channels[o].params(), r, l.output.bits));
+                                y.push(output_code_frac(acc, &l.channels[o].params(), r, l.output.bits, l.config.bias_frac_bits));
                             }
                         }
                     }

@@ -7,7 +7,7 @@ use qmac::quantize::{self, layer_vectors, quantize_layer, LayerTensors, LayerVec
 use qmac::reference::{basis_sign, check_params, tile_outputs_table};
 use qmac::rng::Rng;
 use qmac::vectors::{render, Item};
-use qmac_arith::pipeline::{output_code, ChannelParams};
+use qmac_arith::pipeline::{output_code_frac, ChannelParams};
 use qmac_arith::quant::{lsq, sawb, uniform, Granularity, Rounding};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
@@ -276,6 +276,41 @@ fn low_bit_layer_matches_its_quantized_math() {
     }
 }
 
+/// The finer bias: by default `qmac quantize` gives the bias enough fractional bits that its
+/// rounding error is under 1/8 of an output step in every channel, and on a W2A2 layer whose
+/// accumulator unit is worth about an output step that makes the array agree with float math on the
+/// quantized operands far more often than a whole-unit bias (measured in docs/quantize.md).
+#[test]
+fn finer_bias_keeps_the_bias_error_under_an_eighth_of_a_step() {
+    let mut rng = Rng::new(21);
+    let (out, k, n) = (8, 40, 300);
+    let w = normal(&mut rng, out * k, 0.5);
+    let bias = normal(&mut rng, out, 0.5);
+    let x = uniform01(&mut rng, n * k, 1.0);
+    let mut agree = Vec::new();
+    for frac in ["bias_frac_bits = 0\n", ""] {
+        let array = format!("rows = 3\ncols = 4\nlanes = 5\n{frac}");
+        let o = SpecOpts { scheme: "sawb", bits: 2, in_bits: 2, in_alpha: 1.0, out_bits: 2, out_alpha: "0.2".into(), array: &array, ..SpecOpts::default() };
+        let q = quantize(&o, &w, &[out, k], &bias);
+        let f = q.config.bias_frac_bits;
+        for (o_, ch) in q.channels.iter().enumerate() {
+            let step = q.output.scales[o_] / ch.acc_scale; // one output step in accumulator units
+            let err = (ch.bias as f64 / 2f64.powi(f as i32) - ch.bias_real).abs();
+            if frac.is_empty() {
+                assert!(err < step / 8.0, "channel {o_}: bias error {err} with F = {f}, step {step}");
+            }
+        }
+        let lv = layer_vectors(&q, &x, &[n, k]).unwrap();
+        assert_eq!(outputs_from_tiles(&lv), lv.codes);
+        eprintln!("bias_frac_bits = {f}: {:?}; vs float {:?}", lv.error.codes_vs_quantized, lv.error.codes_vs_float);
+        agree.push((f, lv.error.codes_vs_quantized.exact));
+    }
+    let ((f0, whole), (f, fine)) = (agree[0], agree[1]);
+    assert_eq!(f0, 0);
+    assert!(f >= 2, "a unit is worth about an output step here, so F >= 2: {f}");
+    assert!(fine > whole, "finer bias: {fine} exact codes, whole-unit bias: {whole}");
+}
+
 /// Direct 2-D convolution of `[N][C][H][W]` with `[O][C][KH][KW]`, `f` combining weight and input.
 #[allow(clippy::too_many_arguments)]
 fn direct_conv<T: Copy, A: Copy + std::ops::Add<Output = A>>(x: &[T], nchw: [usize; 4], o: usize, khw: [usize; 2], s: [usize; 2], p: [usize; 2], d: [usize; 2], zero: A, f: impl Fn(usize, usize, T) -> A) -> (Vec<A>, [usize; 2]) {
@@ -352,7 +387,7 @@ fn conv_im2col_matches_direct_convolution() {
                         let (gi, ni) = (gemm_index(img, oc, oy, ox), nchw_index(img, oc, oy, ox));
                         let want = yf[ni] + f64::from(bias[oc]);
                         assert!((lv.float_output[gi] - want).abs() <= 1e-9 * (1.0 + want.abs()), "case {case} float [{img}][{oc}][{oy}][{ox}]: {} vs {want}", lv.float_output[gi]);
-                        let code = output_code(acc[ni], &params[oc], Rounding::HalfEven, 4);
+                        let code = output_code_frac(acc[ni], &params[oc], Rounding::HalfEven, 4, q.config.bias_frac_bits);
                         assert_eq!(hw[gi], code, "case {case} codes [{img}][{oc}][{oy}][{ox}]");
                     }
                 }
@@ -380,7 +415,7 @@ fn bases_outputs_direct(q: &QuantizedLayer, lv: &LayerVectors) -> Vec<u64> {
                     acc += m[(i * ab + j) as usize] * d;
                 }
             }
-            y.push(output_code(acc + ch.acc_offset, &ch.params(), Rounding::HalfEven, q.output.bits));
+            y.push(output_code_frac(acc + ch.acc_offset, &ch.params(), Rounding::HalfEven, q.output.bits, q.config.bias_frac_bits));
         }
     }
     y
@@ -510,7 +545,7 @@ fn codebook_layer_matches_its_quantized_math() {
     for p in 0..n {
         for (oc, params) in q.params().iter().enumerate() {
             let acc: i64 = (0..k).map(|kk| l.ints[q.weights.codes[oc][kk] as usize] * lv.input_codes[p * k + kk] as i64).sum();
-            assert_eq!(lv.codes[p * out + oc], output_code(acc, params, Rounding::HalfEven, 4), "[{p}][{oc}]");
+            assert_eq!(lv.codes[p * out + oc], output_code_frac(acc, params, Rounding::HalfEven, 4, q.config.bias_frac_bits), "[{p}][{oc}]");
         }
     }
     let total = n * out;

@@ -97,7 +97,20 @@ pub fn quantize_layer(spec: &Spec, t: &LayerTensors, source: Source) -> Result<Q
     let max_depth = k.div_ceil(lanes as usize) * lanes as usize;
     let padded = (max_depth - k) as i128;
 
-    // per channel: bias and clip in the accumulator domain, reduced to the reachable range
+    // the accumulator scale of each channel (with binary inputs, and its pair scales)
+    let acc_scales: Vec<(f64, Vec<i64>)> = (0..out)
+        .map(|o| if binary_in { pair_scales(weights.basis_scales_of(o), &in_scales, spec.array.level_bits, rounding) } else { (weights.scale(o) * s_a, Vec::new()) })
+        .collect();
+    // the bias's fractional bits: its rounding error, at most 2^-(F+1) accumulator units, under 1/8 of
+    // every channel's output step alpha / (n * s_acc)
+    let frac = spec.array.bias_frac_bits.unwrap_or_else(|| {
+        let steps = acc_scales.iter().zip(&out_alphas).filter(|((s, _), _)| *s > 0.0).map(|((s, _), a)| a / (out_n as f64 * s));
+        bias_frac_bits_for(steps.fold(f64::INFINITY, f64::min))
+    });
+    let fs = 2f64.powi(frac as i32);
+
+    // per channel: bias and clip in the accumulator domain (in units of 2^-frac), reduced to the
+    // reachable range
     let amax = (1i128 << spec.input.bits) - 1;
     struct Pre {
         s_acc: f64,
@@ -116,7 +129,7 @@ pub fn quantize_layer(spec: &Spec, t: &LayerTensors, source: Source) -> Result<Q
     for o in 0..out {
         let (s_acc, pair_m, lo, hi, offset) = if binary_in {
             // acc = sum_p m[p] D_p; padded elements (codes 0: every basis -1) add sum_p m[p] each
-            let (s_acc, m) = pair_scales(weights.basis_scales_of(o), &in_scales, spec.array.level_bits, rounding);
+            let (s_acc, m) = acc_scales[o].clone();
             let reach = bases_reach(&weights.codes[o], &m, spec.weights.bits, spec.input.bits);
             let offset = padded * m.iter().map(|&v| i128::from(v)).sum::<i128>();
             (s_acc, m, -reach + offset, reach + offset, offset)
@@ -130,24 +143,27 @@ pub fn quantize_layer(spec: &Spec, t: &LayerTensors, source: Source) -> Result<Q
                     hi += v * amax;
                 }
             }
-            (weights.scale(o) * s_a, Vec::new(), lo, hi, 0)
+            (acc_scales[o].0, Vec::new(), lo, hi, 0)
         };
         let b = f64::from(bias[o]);
         let mut notes = Vec::new();
         let (bias_real, alpha_real, m) = if s_acc == 0.0 { (0.0, 0.0, 0.0) } else { (b / s_acc, out_alphas[o] / s_acc, s_acc * out_n as f64 / out_alphas[o]) };
         // the bias is loaded in the array's accumulator domain, which includes the padded elements
-        let mut bias_i = to_i128(round_f64(bias_real, rounding)) - offset;
-        let mut alpha_i = to_i128(round_f64(alpha_real, rounding)).max(1);
+        // bias and clip in units of 2^-frac, and the multiplier takes those units to output steps
+        let m = m / fs;
+        let (lo_f, hi_f) = (lo << frac, hi << frac);
+        let mut bias_i = to_i128(round_f64(bias_real * fs, rounding)) - (offset << frac);
+        let mut alpha_i = to_i128(round_f64(alpha_real * fs, rounding)).max(1);
         // a constant output code, if the channel has one
         let constant = if s_acc == 0.0 {
             let c0 = pact_code(b, out_alphas[o], spec.output.bits, rounding);
             let what = if binary_in { "all-zero basis-pair scales" } else { "all-zero weights" };
             notes.push(format!("{what}: constant output code {c0} (PACT of the bias)"));
             Some(c0)
-        } else if hi + bias_i <= 0 {
+        } else if hi_f + bias_i <= 0 {
             notes.push(format!("acc + bias <= 0 for every input (bias {bias_real:.4}): constant output code 0"));
             Some(0)
-        } else if lo + bias_i >= alpha_i {
+        } else if lo_f + bias_i >= alpha_i {
             let c = round_f64(alpha_i as f64 * m, rounding).clamp(0.0, out_n as f64) as u64;
             notes.push(format!("acc + bias >= clip {alpha_i} for every input (bias {bias_real:.4}): constant output code {c}"));
             Some(c)
@@ -155,8 +171,8 @@ pub fn quantize_layer(spec: &Spec, t: &LayerTensors, source: Source) -> Result<Q
             if offset != 0 {
                 notes.push(format!("bias lowered by {offset}: the {padded} padded elements of every tile (codes 0, every basis -1) add sum_p m[p] = {} each", offset / padded));
             }
-            if alpha_i > hi + bias_i {
-                alpha_i = hi + bias_i;
+            if alpha_i > hi_f + bias_i {
+                alpha_i = hi_f + bias_i;
                 notes.push(format!("clip {alpha_real:.4} reduced to {alpha_i}, the largest reachable acc + bias"));
             }
             None
@@ -164,7 +180,7 @@ pub fn quantize_layer(spec: &Spec, t: &LayerTensors, source: Source) -> Result<Q
         let m = match constant {
             // alpha = 1 and acc + bias >= 1 always: the output is round(mult / 2^shift) = c
             Some(c) if c > 0 => {
-                (bias_i, alpha_i) = (1 - lo, 1);
+                (bias_i, alpha_i) = (1 - lo_f, 1);
                 c as f64
             }
             Some(_) => {
@@ -192,6 +208,7 @@ pub fn quantize_layer(spec: &Spec, t: &LayerTensors, source: Source) -> Result<Q
         act_bits: spec.input.bits,
         act_encoding: if binary_in { EncodingName::Bases } else { EncodingName::Unsigned },
         out_bits: Some(spec.output.bits),
+        bias_frac_bits: frac,
         acc_bits: None,
         acc_saturate: false,
         mult_bits: spec.array.mult_bits,
@@ -200,12 +217,12 @@ pub fn quantize_layer(spec: &Spec, t: &LayerTensors, source: Source) -> Result<Q
     };
     let exact = Config::new(raw.clone())?.exact_acc_bits();
     let need = pre.iter().map(|p| signed_bits(p.bias.min(0), p.bias.max(0)).max(unsigned_bits(p.alpha.max(0) as u128))).max().unwrap_or(2);
-    if need > exact {
-        if need > 64 {
+    if need > exact + frac {
+        if need > 64 + frac {
             let (o, p) = pre.iter().enumerate().max_by_key(|(_, p)| p.bias.abs().max(p.alpha)).expect("channels");
             return Err(QuantizeError::Requant { channel: o, message: format!("bias {} / clip {} in the accumulator domain need {need} bits, more than 64 (the float bias or clip is out of all proportion to the weight and input scales)", p.bias, p.alpha) });
         }
-        raw.acc_bits = Some(need);
+        raw.acc_bits = Some(need - frac);
     }
     let cfg = Config::new(raw)?;
     let max_shift = cfg.max_shift();
@@ -258,6 +275,13 @@ pub fn quantize_layer(spec: &Spec, t: &LayerTensors, source: Source) -> Result<Q
         check_table(&cfg, &layer.table(g))?;
     }
     Ok(layer)
+}
+
+/// The fewest fractional bias bits (at most [`crate::config::MAX_BIAS_FRAC_BITS`]) whose rounding
+/// error, at most `2^-(F+1)` accumulator units, is under 1/8 of `step`, the smallest output step in
+/// accumulator units: `2^-(F+1) < step / 8`.
+pub fn bias_frac_bits_for(step: f64) -> u32 {
+    (0..crate::config::MAX_BIAS_FRAC_BITS).find(|&f| 2f64.powi(-(f as i32 + 1)) < step / 8.0).unwrap_or(crate::config::MAX_BIAS_FRAC_BITS)
 }
 
 #[cfg(test)]
@@ -356,7 +380,7 @@ mod tests {
             let c = &q.channels[o];
             assert!(!c.notes.is_empty(), "{o}: {c:?}");
             for acc in c.acc_range[0]..=c.acc_range[1] {
-                assert_eq!(qmac_arith::pipeline::output_code(acc, &c.params(), Rounding::HalfEven, 4), want);
+                assert_eq!(qmac_arith::pipeline::output_code_frac(acc, &c.params(), Rounding::HalfEven, 4, q.config.bias_frac_bits), want);
             }
         }
     }

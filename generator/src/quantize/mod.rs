@@ -37,18 +37,18 @@
 //! `n = 2^out_bits - 1`, one accumulator unit is worth `s_acc[o] = s_w[o] * s_a`, and:
 //!
 //! ```text
-//! bias  = round(b[o] / s_acc[o])
-//! alpha = max(round(alpha[o] / s_acc[o]), 1)
-//! mult / 2^shift ~= s_acc[o] * n / alpha[o]       largest shift with mult <= 2^mult_bits - 1
+//! bias  = round(b[o] / s_acc[o] * 2^F)              F = bias_frac_bits ([`bias_frac_bits_for`])
+//! alpha = max(round(alpha[o] / s_acc[o] * 2^F), 1)
+//! mult / 2^shift ~= s_acc[o] * n / alpha[o] / 2^F  largest shift with mult <= 2^mult_bits - 1
 //! ```
 //!
-//! so the array's `min(round(clamp(acc + bias, 0, alpha) * mult / 2^shift), n)` is PACT's
+//! so the array's `min(round(clamp(acc * 2^F + bias, 0, alpha) * mult / 2^shift), n)` is PACT's
 //! `clamp(round(clip(y, 0, alpha[o]) * n / alpha[o]), 0, n)` of the layer output
 //! `y = s_acc[o] * acc + b[o]`, up to the rounding of `bias`, `alpha` and `mult`. `bias` and `alpha`
 //! are then reduced without changing any output to the channel's reachable accumulator range
-//! `[lo, hi]` (from its own weight codes and any input codes): a clip above `hi + bias` is lowered to
-//! it. A channel whose output is the same for every input gets `alpha = 1`, `bias = 1 - lo` (so
-//! `acc + bias >= 1` always) and `mult / 2^shift` = that code (or all four 0 for code 0): a channel
+//! `[lo, hi]` (from its own weight codes and any input codes): a clip above `hi * 2^F + bias` is
+//! lowered to it. A channel whose output is the same for every input gets `alpha = 1`,
+//! `bias = 1 - lo * 2^F` (so `acc * 2^F + bias >= 1` always) and `mult / 2^shift` = that code (or all four 0 for code 0): a channel
 //! with all-zero weights (scale 0, output PACT of `b[o]`), or one whose bias keeps `acc + bias <= 0`
 //! or `>= alpha` for every input. The accumulator of the derived [`Config`] is the exact no-overflow
 //! width, widened only if a `bias` or `alpha` still needs more bits.
@@ -75,7 +75,7 @@ mod weights;
 
 pub use import::{im2col, read_tensor, tensor_names, ConvGeometry};
 pub use layer::{gemm_layers, layer_vectors, CodeAgreement, LayerVectors, OutputError};
-pub use channels::quantize_layer;
+pub use channels::{bias_frac_bits_for, quantize_layer};
 pub use levels::{codebook, fixed_levels};
 pub use lsq::{calibrate_input_scales, encode_bases, pair_scales};
 pub use pact::{mult_shift, pact_code};
@@ -322,7 +322,7 @@ pub(crate) mod test_specs {
         Spec::from_toml(
             &format!(
                 "[weights]\ntensor = \"w\"\nscheme = \"{scheme}\"\nbits = {bits}\ngranularity = \"per_channel\"\nlayout = \"fc\"\n\
-                 [input]\nbits = 4\nalpha = 1.5\n[output]\nscheme = \"pact\"\nbits = 4\nalpha = 2.0\n[array]\nrows = 2\ncols = 2\nlanes = 3\n"
+                 [input]\nbits = 4\nalpha = 1.5\n[output]\nscheme = \"pact\"\nbits = 4\nalpha = 2.0\n[array]\nrows = 2\ncols = 2\nlanes = 3\nbias_frac_bits = 0\n"
             ),
             "t",
         )

@@ -331,6 +331,11 @@ pub struct ArraySpec {
     /// Module name prefix of the generated design.
     #[serde(default = "default_prefix")]
     pub module_prefix: String,
+    /// Fractional bits of the loaded bias (the array's `bias_frac_bits`, 0..=16); default: the fewest
+    /// that keep every channel's bias rounding error (at most `2^-(F+1)` accumulator units) under
+    /// 1/8 of its output step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias_frac_bits: Option<u32>,
 }
 
 fn default_rows() -> u32 {
@@ -354,7 +359,7 @@ fn default_rounding() -> RoundingName {
 
 impl Default for ArraySpec {
     fn default() -> Self {
-        ArraySpec { rows: 8, cols: None, lanes: 4, mult_bits: 16, level_bits: 8, module_prefix: default_prefix() }
+        ArraySpec { rows: 8, cols: None, lanes: 4, mult_bits: 16, level_bits: 8, module_prefix: default_prefix(), bias_frac_bits: None }
     }
 }
 
@@ -557,6 +562,9 @@ impl Spec {
         }
         in_range("array.lanes", a.lanes, 1, 64)?;
         in_range("array.mult_bits", a.mult_bits, 1, 32)?;
+        if let Some(f) = a.bias_frac_bits {
+            in_range("array.bias_frac_bits", f, 0, crate::config::MAX_BIAS_FRAC_BITS)?;
+        }
         in_range("array.level_bits", a.level_bits, 2, 16)?;
         let p = &a.module_prefix;
         let ok_prefix = !p.is_empty() && p.len() <= 32 && p.starts_with(|c: char| c.is_ascii_lowercase()) && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
