@@ -379,6 +379,12 @@ fn a_malformed_network_json_is_refused() {
     std::fs::write(&path, v.to_string()).unwrap();
     let e = QuantizedNet::load(&out).unwrap_err().to_string();
     assert!(e.contains("stage 1") && e.contains("chain"), "{e}");
+    // a calibration sample that is not a number: an error naming the file and the value
+    let mut xc = normal(&mut rng, 4 * 72, 1.0);
+    xc[5] = f32::NAN;
+    write_data(&calib, &[4, 72], &xc, &[0; 4]);
+    let e = quantize_to_dir(&model, &weights, &calib, &DataNames::default(), &tmp.path().join("c")).unwrap_err().to_string();
+    assert!(e.contains("calib.npz") && e.contains("value 5 is NaN"), "{e}");
     std::fs::write(&path, "{").unwrap();
     assert!(QuantizedNet::load(&out).unwrap_err().to_string().contains("not a qmac net quantize directory"));
 }

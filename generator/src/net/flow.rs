@@ -91,6 +91,9 @@ pub fn quantize_to_dir(
     if n == 0 || x.len() != n * net.input.len() {
         return Err(NetError::Data { path: calib.to_path_buf(), message: format!("samples `{}` have {} values, not a whole number of samples of the network input {}", names.x, x.len(), net.input) });
     }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(NetError::Data { path: calib.to_path_buf(), message: format!("samples `{}` value {i} is {}, not finite", names.x, x[i]) });
+    }
     let d = data::read(calib, &names.x, &names.y, net.input, classes).ok();
     let q = quantize(
         &net,
