@@ -5,31 +5,15 @@ use crate::config::{Config, OutModeName};
 use qmac_hdl::rtl::{Dir, Module};
 use qmac_hdl::units::design;
 use serde_json::json;
+use crate::outdir::{Kind, Staged};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The generator's name and version, as written in every header.
 pub const GENERATOR: &str = concat!("qmac ", env!("CARGO_PKG_VERSION"));
 
-/// Failure to write a build directory.
-#[derive(Debug, thiserror::Error)]
-pub enum EmitError {
-    /// The output path exists and is not a qmac build directory; it is left alone.
-    #[error("output directory {0} exists and is not a qmac build directory (no manifest.json); choose another -o or remove it")]
-    NotABuildDir(PathBuf),
-    /// A file system operation failed.
-    #[error("cannot write {path}: {source}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EmitError + '_ {
-    move |source| EmitError::Io { path: path.to_path_buf(), source }
-}
+/// Failure to write a build directory (nothing at the output path was changed).
+pub type EmitError = crate::outdir::OutDirError;
 
 /// The generated text of a design, before it is written: `(relative path, contents)` in filelist order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,52 +116,22 @@ pub fn generate(cfg: &Config) -> Generated {
     Generated { rtl, filelist, manifest, config: cfg.to_toml() }
 }
 
-/// Write the design to `out`: everything goes to a temporary sibling directory first, which then
-/// replaces `out`, so an interrupted or failed run never leaves a half-written build directory. An
-/// existing `out` is replaced only if it is a qmac build directory (has `manifest.json`).
+/// Write the design to `out` as [`crate::outdir`] describes: only over an empty directory or a build
+/// directory qmac wrote (nothing else in it), all at once, one run at a time. A build directory that
+/// already holds exactly this design is left as it is (with its `sim/` model, whose build is reused).
 pub fn write(cfg: &Config, out: &Path) -> Result<Generated, EmitError> {
     let g = generate(cfg);
-    if out.exists() {
-        let is_build = out.join("manifest.json").is_file();
-        let empty = out.is_dir() && fs::read_dir(out).map_err(io(out))?.next().is_none();
-        if !is_build && !empty {
-            return Err(EmitError::NotABuildDir(out.to_path_buf()));
-        }
-    }
-    if is_unchanged(&g, out) {
-        // same text byte for byte: keep the files (and their times, so model builds are reused)
+    let staged = Staged::begin(out, Kind::Build)?;
+    if staged.has_previous() && is_unchanged(&g, staged.target()) {
         return Ok(g);
     }
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&parent).map_err(io(&parent))?;
-    let name = out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "build".into());
-    let tmp = parent.join(format!(".{name}.qmac-tmp-{}", std::process::id()));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    for (p, text) in &g.rtl {
+        staged.write(p, text)?;
     }
-    let result = (|| {
-        fs::create_dir_all(tmp.join("rtl")).map_err(io(&tmp))?;
-        for (p, text) in &g.rtl {
-            let path = tmp.join(p);
-            fs::write(&path, text).map_err(io(&path))?;
-        }
-        for (p, text) in [("filelist.f", &g.filelist), ("manifest.json", &g.manifest), ("config.toml", &g.config)] {
-            let path = tmp.join(p);
-            fs::write(&path, text).map_err(io(&path))?;
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(e);
+    for (p, text) in [("filelist.f", &g.filelist), ("manifest.json", &g.manifest), ("config.toml", &g.config)] {
+        staged.write(p, text)?;
     }
-    if out.exists() {
-        fs::remove_dir_all(out).map_err(io(out))?;
-    }
-    fs::rename(&tmp, out).map_err(io(out))?;
+    staged.commit()?;
     Ok(g)
 }
 

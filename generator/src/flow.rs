@@ -42,7 +42,7 @@ pub struct SimOutcome {
 
 /// The validated configuration stored in a build directory.
 pub fn load_build_config(dir: &Path) -> Result<Config, SimError> {
-    Config::from_file(&dir.join("config.toml")).map_err(|e| SimError::BuildDir { dir: dir.display().to_string(), why: e.to_string() })
+    Config::from_file(&dir.join("config.toml")).map_err(|e| SimError::build_dir(dir, e.to_string()))
 }
 
 fn newest_input(info: &BuildInfo) -> Option<std::time::SystemTime> {

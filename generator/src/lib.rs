@@ -3,6 +3,7 @@
 //! - [`config`]: the validated configuration and every derived value.
 //! - [`reference`]: the bit-exact software model of the array.
 //! - [`emit`]: writing a build directory (Verilog, filelist, manifest).
+//! - [`outdir`]: how every output directory is written: ownership marker, lock, atomic replacement.
 //! - [`vectors`]: test stimulus and expected outputs from the reference.
 //! - [`corners`]: directed corner stimulus for every co-simulation, and its hit counts.
 //! - [`sim`]: Verilator builds and co-simulation.
@@ -15,6 +16,7 @@ pub mod emit;
 pub mod flow;
 pub mod limits;
 pub mod net;
+pub mod outdir;
 pub mod quantize;
 pub mod reference;
 pub mod rng;

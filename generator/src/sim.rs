@@ -15,12 +15,14 @@ pub enum SimError {
     #[error(transparent)]
     Tool(#[from] ToolError),
     /// The build directory is not usable.
-    #[error("{dir} is not a qmac build directory: {why} (create one with `qmac generate -o {dir}`)")]
+    #[error("{dir} is not a qmac build directory: {why} ({advice})")]
     BuildDir {
         /// The directory.
         dir: String,
         /// What is wrong.
         why: String,
+        /// How to make one: advice that works for this path ([`SimError::build_dir`]).
+        advice: String,
     },
     /// The build directory's RTL is not what this generator makes from its configuration.
     #[error("{dir}: {why}")]
@@ -54,9 +56,22 @@ pub struct BuildInfo {
     pub files: Vec<String>,
 }
 
+impl SimError {
+    /// `dir` is not a usable build directory because of `why`; the advice names a `qmac generate`
+    /// that will write there, or says to use another directory when it would refuse.
+    pub fn build_dir(dir: &Path, why: String) -> SimError {
+        let advice = if crate::outdir::writable_by_qmac(dir, crate::outdir::Kind::Build) {
+            format!("create one with `qmac generate -o {}`", dir.display())
+        } else {
+            "it holds files qmac did not write, so `qmac generate` will not write there either; generate into a new directory with `qmac generate -o <new dir>`".to_string()
+        };
+        SimError::BuildDir { dir: dir.display().to_string(), why, advice }
+    }
+}
+
 /// Read `filelist.f` and `manifest.json` of a build directory.
 pub fn build_info(dir: &Path) -> Result<BuildInfo, SimError> {
-    let bad = |why: String| SimError::BuildDir { dir: dir.display().to_string(), why };
+    let bad = |why: String| SimError::build_dir(dir, why);
     let dir = dir.canonicalize().map_err(|e| bad(e.to_string()))?;
     let manifest = std::fs::read_to_string(dir.join("manifest.json")).map_err(|e| bad(format!("manifest.json: {e}")))?;
     let m: serde_json::Value = serde_json::from_str(&manifest).map_err(|e| bad(format!("manifest.json: {e}")))?;

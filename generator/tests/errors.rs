@@ -134,7 +134,7 @@ fn existing_non_build_directory_is_left_alone() {
     let o = qmac().args(["generate", "-o"]).arg(tmp.path()).output().unwrap();
     assert!(!o.status.success());
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("not a qmac build directory"), "{stderr}");
+    assert!(stderr.contains("was not written by qmac"), "{stderr}");
     assert_eq!(std::fs::read_to_string(tmp.path().join("precious.txt")).unwrap(), "keep");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
 }

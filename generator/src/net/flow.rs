@@ -8,6 +8,7 @@ use super::lower::lower;
 use super::report::{self, NetReport, Times};
 use super::rtl::{simulate, RtlOptions};
 use super::NetError;
+use crate::outdir::Kind;
 use crate::quantize::replace_dir;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -31,23 +32,9 @@ impl Default for DataNames {
     }
 }
 
-/// `out` may be replaced: absent, empty, or holding `marker` (a file qmac wrote there).
-fn replaceable(out: &Path, marker: &str) -> Result<(), NetError> {
-    if !out.exists() {
-        return Ok(());
-    }
-    let io = |source| NetError::Io {
-        path: out.to_path_buf(),
-        source,
-    };
-    let empty = out.is_dir() && std::fs::read_dir(out).map_err(io)?.next().is_none();
-    if empty || out.join(marker).is_file() {
-        return Ok(());
-    }
-    Err(NetError::NotANetDir {
-        path: out.to_path_buf(),
-        message: format!("it exists, is not empty and has no {marker}; refusing to replace it"),
-    })
+/// `out` may be replaced as a directory of `kind` (crate::outdir): checked before the work starts.
+fn replaceable(out: &Path, kind: Kind) -> Result<(), NetError> {
+    crate::outdir::check(out, kind).map_err(|e| crate::quantize::QuantizeError::from(e).into())
 }
 
 /// What [`quantize_to_dir`] did.
@@ -72,7 +59,7 @@ pub fn quantize_to_dir(
     out: &Path,
 ) -> Result<QuantizeNetRun, NetError> {
     let t0 = Instant::now();
-    replaceable(out, "network.json")?;
+    replaceable(out, Kind::Net)?;
     let net = Network::from_file(model)?;
     let stages = lower(&net, weights)?;
     let classes = stages
@@ -123,7 +110,7 @@ pub fn quantize_to_dir(
             quantize_md(&q, calib_accuracy).into_bytes(),
         ),
     ];
-    replace_dir(out, &files)?;
+    replace_dir(out, Kind::Net, &files)?;
     Ok(QuantizeNetRun {
         net: q,
         calib_accuracy,
@@ -230,7 +217,7 @@ pub fn simulate_dir(
     let classes = q.classes();
     let d = data::read(data_path, &names.x, &names.y, q.network.input, classes)?;
     let out = dir.join("sim");
-    replaceable(&out, "report.json")?;
+    replaceable(&out, Kind::NetSim)?;
     let t0 = Instant::now();
     let float_pred = argmax(&q.float_output(&d.x, d.n), classes);
     let reference = q.run(&d.x, d.n, |_, _, _| Ok(()))?;
@@ -293,6 +280,6 @@ pub fn simulate_dir(
         (serde_json::to_string_pretty(&rep).expect("report serialises") + "\n").into_bytes(),
     ));
     files.push(("report.md".into(), report::markdown(&rep).into_bytes()));
-    replace_dir(&out, &files)?;
+    replace_dir(&out, Kind::NetSim, &files)?;
     Ok(rep)
 }

@@ -140,11 +140,7 @@ pub fn model(
         // built meanwhile by another run: keep that one
         let _ = std::fs::remove_dir_all(&tmp);
         if !exe.is_file() {
-            return Err(SimError::BuildDir {
-                dir: dir.display().to_string(),
-                why: "cannot move the built model into the cache".into(),
-            }
-            .into());
+            return Err(SimError::build_dir(&dir, "cannot move the built model into the cache".into()).into());
         }
     }
     Ok((exe, dir, false, t))

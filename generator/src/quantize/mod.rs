@@ -182,9 +182,10 @@ pub enum QuantizeError {
         /// Why.
         message: String,
     },
-    /// The output directory exists and is not one `qmac quantize` wrote.
-    #[error("output directory {} exists and is not a qmac quantize directory (no quantized.json) and not empty; refusing to replace it", .0.display())]
-    NotAQuantizeDir(PathBuf),
+    /// The output directory cannot be written (it is not one `qmac quantize` wrote, or a file system
+    /// error); nothing in it was changed.
+    #[error(transparent)]
+    OutDir(#[from] crate::outdir::OutDirError),
     /// `quantized.json` has another format.
     #[error("{}: not a valid {FORMAT} file: {message}", path.display())]
     BadQuantized {
@@ -204,58 +205,18 @@ fn quant_err(what: impl Into<String>) -> impl FnOnce(QuantError) -> QuantizeErro
     move |source| QuantizeError::Quant { what, source }
 }
 
-/// Write `files` into `out` all at once: a temporary sibling directory is filled and then renamed
-/// over `out`, so a failure leaves nothing half written. An existing `out` is replaced only if it is
-/// empty or holds a `quantized.json`.
+/// Write `files` as the whole content of `out`, as [`crate::outdir`] describes: only over an empty
+/// directory or one `qmac quantize` wrote, all at once, one run at a time.
 pub fn write_dir(out: &Path, files: &[(&str, String)]) -> Result<(), QuantizeError> {
-    if out.exists() {
-        let ours = out.join("quantized.json").is_file();
-        let empty = out.is_dir() && std::fs::read_dir(out).map_err(|source| QuantizeError::Io { path: out.to_path_buf(), source })?.next().is_none();
-        if !ours && !empty {
-            return Err(QuantizeError::NotAQuantizeDir(out.to_path_buf()));
-        }
-    }
-    let files: Vec<(String, Vec<u8>)> = files.iter().map(|(n, t)| (n.to_string(), t.as_bytes().to_vec())).collect();
-    replace_dir(out, &files)
+    crate::outdir::write_files(out, crate::outdir::Kind::Quantized, files)?;
+    Ok(())
 }
 
-/// Write `files` (paths relative to `out`, subdirectories made as needed) into a temporary sibling
-/// directory, then replace `out` with it: a failure leaves nothing half written. The caller has checked
-/// that `out` may be replaced.
-pub fn replace_dir(out: &Path, files: &[(String, Vec<u8>)]) -> Result<(), QuantizeError> {
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| QuantizeError::Io { path: p, source }
-    };
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-    let name = out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "quantized".into());
-    let tmp = parent.join(format!(".{name}.qmac-tmp-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-    }
-    let result = (|| {
-        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        for (rel, data) in files {
-            let path = tmp.join(rel);
-            if let Some(d) = path.parent() {
-                std::fs::create_dir_all(d).map_err(io(d))?;
-            }
-            std::fs::write(&path, data).map_err(io(&path))?;
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(io(out))?;
-    }
-    std::fs::rename(&tmp, out).map_err(io(out))
+/// Write `files` (paths relative to `out`, subdirectories made as needed) as the whole content of
+/// `out`, a directory of `kind`, as [`crate::outdir`] describes.
+pub fn replace_dir(out: &Path, kind: crate::outdir::Kind, files: &[(String, Vec<u8>)]) -> Result<(), QuantizeError> {
+    crate::outdir::write_files(out, kind, &files.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect::<Vec<_>>())?;
+    Ok(())
 }
 
 /// What [`quantize_to_dir`] produced.
