@@ -227,7 +227,8 @@ impl ConfigFlags {
 struct GenerateArgs {
     #[command(flatten)]
     cfg: ConfigFlags,
-    /// Output build directory.
+    /// Output build directory: created, or replaced whole if qmac wrote it (its .qmac-owned marker
+    /// lists everything in it); any other non-empty directory is refused.
     #[arg(short, long, value_name = "DIR")]
     out: PathBuf,
 }
@@ -393,9 +394,12 @@ fn main() -> Result<()> {
         }),
         Cmd::Bench { dir, json } => {
             step("benchmarking (about a minute)");
-            let r = flow::bench(&dir)?;
+            // the scratch build and bench.json replace `dir` at the end (qmac::outdir)
+            let staged = qmac::outdir::Staged::begin(&dir, qmac::outdir::Kind::Bench)?;
+            let r = flow::bench(staged.path())?;
             let text = serde_json::to_string_pretty(&r)?;
-            std::fs::write(dir.join("bench.json"), format!("{text}\n"))?;
+            staged.write("bench.json", format!("{text}\n"))?;
+            staged.commit()?;
             if json {
                 println!("{text}");
             } else {

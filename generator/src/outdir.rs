@@ -496,6 +496,26 @@ fn foreign_entries(root: &Path, marker: &Marker) -> Result<Vec<String>, OutDirEr
     }
     let work = marker.kind.work_dirs();
     let mut out = Vec::new();
+    walk(root, |r, is_dir| {
+        let top = !r.contains('/');
+        if top && (r == MARKER || (is_dir && work.contains(&r)) || is_work_scratch(r, work)) {
+            return false;
+        }
+        if is_dir && dirs.contains(r) {
+            return true;
+        }
+        if is_dir || !files.contains(r) {
+            out.push(if is_dir { format!("{r}/") } else { r.to_string() });
+        }
+        false
+    })?;
+    out.sort();
+    Ok(out)
+}
+
+/// Visit every entry below `root`: `visit(relative path, is a directory)` says whether to go into a
+/// directory. Symbolic links are entries, never followed.
+fn walk(root: &Path, mut visit: impl FnMut(&str, bool) -> bool) -> Result<(), OutDirError> {
     let mut stack = vec![String::new()];
     while let Some(rel) = stack.pop() {
         let dir = root.join(&rel);
@@ -503,63 +523,48 @@ fn foreign_entries(root: &Path, marker: &Marker) -> Result<Vec<String>, OutDirEr
             let entry = entry.map_err(io_err("read the directory", &dir))?;
             let name = entry.file_name().to_string_lossy().to_string();
             let is_dir = entry.file_type().map_err(io_err("look at", &entry.path()))?.is_dir();
-            if rel.is_empty() && (name == MARKER || (is_dir && work.contains(&name.as_str())) || is_work_scratch(&name, work)) {
-                continue;
-            }
             let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
-            if is_dir && dirs.contains(&r) {
+            if visit(&r, is_dir) && is_dir {
                 stack.push(r);
-            } else if !is_dir && files.contains(r.as_str()) {
-            } else {
-                out.push(if is_dir { format!("{r}/") } else { r });
             }
         }
     }
-    out.sort();
-    Ok(out)
+    Ok(())
 }
 
 /// The first directory below `root` (itself included) whose entries this process may not remove.
 fn first_unwritable_dir(root: &Path) -> Result<Option<PathBuf>, OutDirError> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|e| io_err("look at", &dir)(io::Error::other(e)))?;
-        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-        if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
-            return Ok(Some(dir));
-        }
-        for entry in fs::read_dir(&dir).map_err(io_err("read the directory", &dir))? {
-            let entry = entry.map_err(io_err("read the directory", &dir))?;
-            if entry.file_type().map_err(io_err("look at", &entry.path()))?.is_dir() {
-                stack.push(entry.path());
-            }
-        }
+    let writable = |d: &Path| {
+        // SAFETY: the path is a valid NUL-terminated string for the duration of the call.
+        cpath(d).is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0)
+    };
+    if !writable(root) {
+        return Ok(Some(root.to_path_buf()));
     }
-    Ok(None)
+    let mut found = None;
+    walk(root, |r, is_dir| {
+        if is_dir && found.is_none() && !writable(&root.join(r)) {
+            found = Some(root.join(r));
+        }
+        is_dir && found.is_none()
+    })?;
+    Ok(found)
 }
 
 /// Every file and directory below `root` (relative, sorted), except the marker and the staging file.
 fn list_tree(root: &Path) -> Result<(Vec<String>, Vec<String>), OutDirError> {
     let (mut files, mut dirs) = (Vec::new(), Vec::new());
-    let mut stack = vec![String::new()];
-    while let Some(rel) = stack.pop() {
-        let dir = root.join(&rel);
-        for entry in fs::read_dir(&dir).map_err(io_err("read the directory", &dir))? {
-            let entry = entry.map_err(io_err("read the directory", &dir))?;
-            let name = entry.file_name().to_string_lossy().to_string();
-            if rel.is_empty() && (name == MARKER || name == STAGING) {
-                continue;
-            }
-            let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
-            if entry.file_type().map_err(io_err("look at", &entry.path()))?.is_dir() {
-                dirs.push(r.clone());
-                stack.push(r);
-            } else {
-                files.push(r);
-            }
+    walk(root, |r, is_dir| {
+        if r == MARKER || r == STAGING {
+            return false;
         }
-    }
+        if is_dir {
+            dirs.push(r.to_string());
+        } else {
+            files.push(r.to_string());
+        }
+        true
+    })?;
     files.sort();
     dirs.sort();
     Ok((files, dirs))

@@ -359,10 +359,11 @@ pub struct SchemesArgs {
 
 /// Run `qmac schemes`.
 pub fn run(args: &SchemesArgs) -> anyhow::Result<()> {
-    use anyhow::Context;
     let base = RawConfig { rows: args.rows, cols: args.cols, lanes: args.lanes, ..default_shape() };
     let rows = compare(args.seed, &base)?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    // everything goes to a temporary directory that replaces `args.out` at the end (crate::outdir)
+    let staged = crate::outdir::Staged::begin(&args.out, crate::outdir::Kind::Schemes)?;
+    let root = staged.path().to_path_buf();
     let mut table: Vec<SchemeRow> = rows.iter().map(|(r, _)| r.clone()).collect();
     if let Some(target) = args.target {
         let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
@@ -375,7 +376,7 @@ pub fn run(args: &SchemesArgs) -> anyhow::Result<()> {
                 s.spawn(|| loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some((row, cfg)) = rows.get(i) else { break };
-                    let dir = args.out.join(format!("{i:02}-{}", cfg.short_name()));
+                    let dir = root.join(format!("{i:02}-{}", cfg.short_name()));
                     let r = crate::emit::write(cfg, &dir).map_err(anyhow::Error::from).and_then(|_| crate::synth::synth(&dir, &opts).map_err(anyhow::Error::from));
                     let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
                     match &r {
@@ -393,7 +394,7 @@ pub fn run(args: &SchemesArgs) -> anyhow::Result<()> {
                     row.lut4 = Some(rep.resources.lut4.used);
                     row.fmax_mhz = Some(rep.fmax_mhz);
                 }
-                Some(Err(e)) => row.synth_error = Some(e.lines().next().unwrap_or("").to_string()),
+                Some(Err(e)) => row.synth_error = Some(e.lines().next().unwrap_or("").replace(&root.display().to_string(), &args.out.display().to_string())),
                 None => {}
             }
         }
@@ -406,8 +407,9 @@ pub fn run(args: &SchemesArgs) -> anyhow::Result<()> {
         "schemes": table,
     }))? + "\n";
     let md = markdown(&table);
-    std::fs::write(args.out.join("schemes.json"), &json)?;
-    std::fs::write(args.out.join("schemes.md"), &md)?;
+    staged.write("schemes.json", &json)?;
+    staged.write("schemes.md", &md)?;
+    staged.commit()?;
     if args.json {
         print!("{json}");
     } else {

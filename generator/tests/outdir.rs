@@ -354,3 +354,32 @@ fn quantize_directories_are_checked_the_same_way() {
     let e = qmac::emit::write(&small(0).0, &q).unwrap_err().to_string();
     assert!(e.contains("holds a qmac quantize directory"), "{e}");
 }
+
+/// `qmac sweep`, `qmac schemes` and `qmac bench` write their directories the same way: a directory
+/// qmac did not write is refused before any work starts.
+#[test]
+fn sweep_schemes_and_bench_refuse_a_directory_qmac_did_not_write() {
+    use qmac::synth::{SweepMode, SweepOptions, SweepPoint, SynthOptions, Target};
+    let tmp = tempfile::tempdir().unwrap();
+    let web = tmp.path().join("webapp");
+    std::fs::create_dir(&web).unwrap();
+    std::fs::write(web.join("index.html"), "x").unwrap();
+    let before = tree(tmp.path(), &[]);
+    let opts = SweepOptions { out_dir: web.clone(), jobs: 1, synth: SynthOptions::new(Target::Ice40Up5k), mode: SweepMode::Generated, progress: false };
+    let point = SweepPoint { target: Target::Ice40Up5k, rows: 2, cols: 2, lanes: 1, weight_bits: 2, act_bits: 2 };
+    let e = qmac::synth::sweep(&[point], &opts, |_: &SweepPoint, _: &Path| -> Result<(), String> { panic!("no point may run") }).unwrap_err().to_string();
+    assert!(e.contains("was not written by qmac"), "{e}");
+    for args in [&["schemes", "-o"][..], &["bench", "--dir"][..]] {
+        let o = qmac().args(args).arg(&web).output().unwrap();
+        let e = stderr(&o);
+        assert!(!o.status.success() && e.contains("was not written by qmac"), "{args:?}: {e}");
+    }
+    assert_eq!(tree(tmp.path(), &[]), before);
+    // and a schemes directory is replaced whole by the next run
+    let s = tmp.path().join("s");
+    for _ in 0..2 {
+        let o = qmac().args(["schemes", "-o"]).arg(&s).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(names(&s), [MARKER, "schemes.json", "schemes.md"]);
+}

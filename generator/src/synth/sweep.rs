@@ -126,6 +126,9 @@ pub enum SweepError {
     /// Nothing to do.
     #[error("the sweep has no points")]
     NoPoints,
+    /// The output directory cannot be written (nothing in it was changed).
+    #[error(transparent)]
+    OutDir(#[from] crate::outdir::OutDirError),
     /// An output could not be written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -146,7 +149,8 @@ enum Job {
 /// Runs every point (generated design via `generate`, which must write a build directory for the point
 /// into the given directory; and/or the baseline) with up to `opts.jobs` runs in parallel, then writes
 /// `sweep.json`, `sweep.md` and `sweep.svg` into `opts.out_dir`. A failing point is recorded in its
-/// result and the sweep goes on.
+/// result and the sweep goes on. The whole directory is written beside `opts.out_dir` and replaces it
+/// at the end, as [`crate::outdir`] describes: an earlier sweep there stays until this one is complete.
 pub fn sweep<F, E>(points: &[SweepPoint], opts: &SweepOptions, generate: F) -> Result<SweepSummary, SweepError>
 where
     F: Fn(&SweepPoint, &Path) -> Result<(), E> + Sync,
@@ -155,7 +159,9 @@ where
     if points.is_empty() {
         return Err(SweepError::NoPoints);
     }
-    std::fs::create_dir_all(&opts.out_dir).map_err(|source| SweepError::Io { path: opts.out_dir.clone(), source })?;
+    // everything goes to a temporary directory that replaces `out_dir` at the end (crate::outdir)
+    let staged = crate::outdir::Staged::begin(&opts.out_dir, crate::outdir::Kind::Sweep)?;
+    let root = staged.path().to_path_buf();
     let mut jobs = Vec::new();
     for i in 0..points.len() {
         if opts.mode != SweepMode::BaselineOnly {
@@ -187,10 +193,10 @@ where
                 o.target = p.target;
                 o.baseline = false;
                 let outcome: Result<SynthReport, String> = if is_baseline {
-                    synth_baseline(&p.baseline_shape(), &p.baseline_dir(&opts.out_dir), &o)
+                    synth_baseline(&p.baseline_shape(), &p.baseline_dir(&root), &o)
                         .map_err(|e| format!("baseline: {}", e.summary()))
                 } else {
-                    let dir = p.build_dir(&opts.out_dir);
+                    let dir = p.build_dir(&root);
                     match std::fs::create_dir_all(&dir) {
                         Err(e) => Err(format!("generate: {}: {e}", dir.display())),
                         Ok(()) => match generate(p, &dir) {
@@ -225,17 +231,19 @@ where
             });
         }
     });
-    let summary = SweepSummary {
+    // messages name the paths the files will have
+    let (tmp_name, out_name) = (root.display().to_string(), opts.out_dir.display().to_string());
+    let mut summary = SweepSummary {
         mode: opts.mode,
         results: results.into_iter().map(|m| m.into_inner().expect("result lock")).collect(),
     };
-    let write = |name: &str, text: String| {
-        let path = opts.out_dir.join(name);
-        std::fs::write(&path, text).map_err(|source| SweepError::Io { path, source })
-    };
-    write("sweep.json", serde_json::to_string_pretty(&summary).expect("serialises") + "\n")?;
-    write("sweep.md", sweep_markdown(&summary))?;
-    write("sweep.svg", sweep_svg(&summary))?;
+    for e in summary.results.iter_mut().flat_map(|r| r.errors.iter_mut()) {
+        *e = e.replace(&tmp_name, &out_name);
+    }
+    staged.write("sweep.json", serde_json::to_string_pretty(&summary).expect("serialises") + "\n")?;
+    staged.write("sweep.md", sweep_markdown(&summary))?;
+    staged.write("sweep.svg", sweep_svg(&summary))?;
+    staged.commit()?;
     Ok(summary)
 }
 
