@@ -53,6 +53,11 @@ pub fn work_dir(group: &str) -> PathBuf {
 pub fn check_config(dir: &Path, cfg: &Config, seeds: &[u64], stimulus: StimulusOptions) -> Result<String, String> {
     let name = cfg.short_name();
     let fail = |what: &str, e: &dyn std::fmt::Display| format!("{name} ({}): {what}: {e}", dir.display());
+    // the harness's own scratch directory: one left by a qmac from before ownership markers is
+    // removed here, as `qmac generate` refuses to replace a directory without one
+    if dir.is_dir() && !dir.join(qmac::outdir::MARKER).exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| fail("removing an old unmarked test directory", &e))?;
+    }
     flow::generate(cfg, dir).map_err(|e| fail("generate", &e))?;
     with_slot(|| flow::check(dir)).map_err(|e| fail("lint/check", &e))?;
     let mut summary = Vec::new();
