@@ -8,6 +8,8 @@
 //! - [`corners`]: directed corner stimulus for every co-simulation, and its hit counts.
 //! - [`sim`]: Verilator builds and co-simulation.
 //! - [`limits`]: size bounds on every file read, and capped quoting of values in messages.
+//! - [`runner`]: running an external tool with a time limit, killed with its process group on timeout
+//!   or interrupt.
 //! - [`schemes`]: the quantization schemes compared (error and hardware cost).
 
 pub mod config;
@@ -20,6 +22,7 @@ pub mod outdir;
 pub mod quantize;
 pub mod reference;
 pub mod rng;
+pub mod runner;
 pub mod schemes;
 pub mod sim;
 pub mod synth;

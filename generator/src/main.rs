@@ -18,11 +18,18 @@ use std::time::Instant;
 ///   qmac run                 (the whole job on the built-in default configuration)
 ///   qmac net quantize --model mlp.toml --weights mlp.npz --calib train.npz -o build/mlp
 ///   qmac net sim build/mlp --data test.npz      (a whole network through the RTL)
+///
+/// Every external tool runs with a time limit (lint, yosys check and bitstream packing 10 min,
+/// verilation 15 min, model compile and simulation 60 min, synthesis and each place-and-route seed
+/// 120 min); on timeout or Ctrl-C the tool is stopped with every process it started.
 #[derive(Parser, Debug)]
 #[command(name = "qmac", version, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Multiply every external tool's time limit by FACTOR (0.001 to 1000; e.g. 3 on a slow machine).
+    #[arg(long, global = true, value_name = "FACTOR", env = qmac::runner::SCALE_VAR, value_parser = qmac::runner::parse_scale)]
+    timeout_scale: Option<f64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -332,9 +339,26 @@ fn simulate(dir: &Path, opts: &SimOptions) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
+/// Errors print as their message and its causes on one line (never a backtrace), exit status 1.
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.cmd {
+    if let Some(scale) = cli.timeout_scale {
+        qmac::runner::set_timeout_scale(scale);
+    }
+    if let Err(e) = qmac::runner::install_interrupt_handler() {
+        eprintln!("qmac: warning: cannot watch for Ctrl-C ({e}); an interrupted run may leave a tool running");
+    }
+    match run(cli.cmd) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: Cmd) -> Result<()> {
+    match cmd {
         Cmd::Generate(a) => generate(&a.cfg.resolve()?, &a.out),
         Cmd::Check { dir } => {
             flow::check(&dir)?;

