@@ -8,7 +8,7 @@ use qmac_arith::width::{clog2, signed_bits, unsigned_bits};
 use qmac_hdl::units::{HwParams, OutMode};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::ops::Deref;
+use std::ops::{Deref, RangeInclusive};
 use std::path::Path;
 
 /// A configuration as written by the user, before validation. Every field has a default, so an empty
@@ -287,6 +287,17 @@ fn invalid(field: &'static str, value: impl fmt::Display, allowed: impl Into<Str
     ConfigError::Invalid { field, value: crate::limits::capped(&value.to_string()).into_owned(), allowed: allowed.into() }
 }
 
+/// Allowed PE rows, columns and lanes (also the CLI's ranges for `--rows`, `--cols`, `--lanes`).
+pub const DIM_RANGE: RangeInclusive<u32> = 1..=64;
+/// Allowed weight, activation and output code widths.
+pub const BITS_RANGE: RangeInclusive<u32> = 1..=8;
+/// Largest `max_depth` (the smallest is `lanes`).
+pub const MAX_DEPTH_LIMIT: u32 = 1 << 24;
+
+fn within(field: &'static str, v: u32, r: &RangeInclusive<u32>) -> Result<(), ConfigError> {
+    in_range(field, v, *r.start(), *r.end())
+}
+
 fn in_range(field: &'static str, v: u32, lo: u32, hi: u32) -> Result<(), ConfigError> {
     if v < lo || v > hi {
         return Err(invalid(field, v, format!("allowed {lo}..={hi}")));
@@ -333,13 +344,13 @@ impl Config {
         if !ok_prefix {
             return Err(invalid("module_prefix", format!("{p:?}"), "allowed: 1 to 32 characters of a-z, 0-9 and _, starting with a letter"));
         }
-        in_range("rows", raw.rows, 1, 64)?;
-        in_range("cols", raw.cols, 1, 64)?;
-        in_range("lanes", raw.lanes, 1, 64)?;
-        in_range("weight_bits", raw.weight_bits, 1, 8)?;
-        in_range("act_bits", raw.act_bits, 1, 8)?;
+        within("rows", raw.rows, &DIM_RANGE)?;
+        within("cols", raw.cols, &DIM_RANGE)?;
+        within("lanes", raw.lanes, &DIM_RANGE)?;
+        within("weight_bits", raw.weight_bits, &BITS_RANGE)?;
+        within("act_bits", raw.act_bits, &BITS_RANGE)?;
         match (raw.out_mode, raw.out_bits) {
-            (OutModeName::Pact, Some(o)) => in_range("out_bits", o, 1, 8)?,
+            (OutModeName::Pact, Some(o)) => within("out_bits", o, &BITS_RANGE)?,
             (OutModeName::Bases, o) => {
                 let o = o.unwrap_or(raw.act_bits);
                 if !(1..=MAX_OUT_BASES).contains(&o) {
@@ -358,8 +369,8 @@ impl Config {
         }
         in_range("bias_frac_bits", raw.bias_frac_bits, 0, MAX_BIAS_FRAC_BITS)?;
         in_range("mult_bits", raw.mult_bits, 1, 32)?;
-        if raw.max_depth < raw.lanes || raw.max_depth > 1 << 24 {
-            return Err(invalid("max_depth", raw.max_depth, format!("allowed lanes ({})..={}", raw.lanes, 1 << 24)));
+        if raw.max_depth < raw.lanes || raw.max_depth > MAX_DEPTH_LIMIT {
+            return Err(invalid("max_depth", raw.max_depth, format!("allowed lanes ({})..={MAX_DEPTH_LIMIT}", raw.lanes)));
         }
         if raw.requant == RequantName::Thresholds && raw.out_mode == OutModeName::Pact && raw.out_bits.unwrap_or(raw.act_bits) > 2 {
             return Err(invalid("requant", "\"thresholds\"", format!("thresholds need out_bits <= 2 (out_bits is {}); use \"multiply\" or \"auto\"", raw.out_bits.unwrap_or(raw.act_bits))));

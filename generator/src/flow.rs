@@ -21,6 +21,43 @@ pub struct SimOptions {
     pub build: BuildOptions,
 }
 
+/// Allowed `layers` of random stimulus.
+pub const LAYERS_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
+/// Allowed `tiles` per layer.
+pub const TILES_RANGE: std::ops::RangeInclusive<u32> = 1..=100_000;
+/// Allowed `max_steps` (a tile never has more than the configuration's `max_steps()`).
+pub const MAX_STEPS_RANGE: std::ops::RangeInclusive<u32> = 1..=crate::config::MAX_DEPTH_LIMIT;
+/// Most activation and weight codes a run's random stimulus may hold (`layers * tiles * steps *
+/// (rows + cols) * lanes`): about 130 MiB in memory, and a vector file of up to 32 MiB.
+pub const MAX_STIMULUS_CODES: u64 = 1 << 24;
+
+/// Checks the stimulus counts against their ranges and the run's size against
+/// [`MAX_STIMULUS_CODES`]: a run that checks nothing, or would not fit in memory, is refused.
+pub fn check_stimulus(cfg: &Config, s: &StimulusOptions) -> Result<(), SimError> {
+    let range = |name: &str, v: u32, r: &std::ops::RangeInclusive<u32>| {
+        if r.contains(&v) {
+            Ok(())
+        } else {
+            Err(SimError::Stimulus(format!("{name} = {v} is invalid: allowed {}..={} (a run must check at least one tile)", r.start(), r.end())))
+        }
+    };
+    range("layers", s.layers, &LAYERS_RANGE)?;
+    range("tiles", s.tiles, &TILES_RANGE)?;
+    range("max_steps", s.max_steps, &MAX_STEPS_RANGE)?;
+    let steps = u64::from(s.max_steps.min(cfg.max_steps()));
+    let codes = u64::from(s.layers) * u64::from(s.tiles) * steps * u64::from(cfg.rows + cfg.cols) * u64::from(cfg.lanes);
+    if codes > MAX_STIMULUS_CODES {
+        return Err(SimError::Stimulus(format!(
+            "layers {} x tiles {} x steps {steps} x (rows + cols) {} x lanes {} = {codes} codes of stimulus; at most {MAX_STIMULUS_CODES} per run: use fewer layers, tiles or steps, or several seeds",
+            s.layers,
+            s.tiles,
+            cfg.rows + cfg.cols,
+            cfg.lanes
+        )));
+    }
+    Ok(())
+}
+
 impl Default for SimOptions {
     fn default() -> Self {
         SimOptions { seed: 1, stall_pct: 30, stimulus: StimulusOptions::default(), build: BuildOptions::default() }
@@ -87,6 +124,7 @@ pub fn check_up_to_date(dir: &Path, cfg: &Config) -> Result<(), SimError> {
 /// Write vectors for the build directory's configuration, build the model, run the testbench.
 pub fn simulate(dir: &Path, opts: &SimOptions) -> Result<SimOutcome, SimError> {
     let cfg = load_build_config(dir)?;
+    check_stimulus(&cfg, &opts.stimulus)?;
     check_up_to_date(dir, &cfg)?;
     simulate_rtl(dir, &cfg, opts)
 }

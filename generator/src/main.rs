@@ -1,6 +1,6 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use qmac::config::{Config, EncodingName, OutModeName, OutputUnitsName, RawConfig, RequantName, RoundingName};
+use qmac::config::{Config, EncodingName, OutModeName, OutputUnitsName, RawConfig, RequantName, RoundingName, BITS_RANGE, DIM_RANGE, MAX_DEPTH_LIMIT};
 use qmac::flow::{self, SimOptions};
 use qmac::vectors::StimulusOptions;
 use std::path::{Path, PathBuf};
@@ -100,19 +100,19 @@ struct ConfigFlags {
     #[arg(long)]
     prefix: Option<String>,
     /// PE rows (1..=64).
-    #[arg(long)]
+    #[arg(long, value_parser = within(DIM_RANGE))]
     rows: Option<u32>,
     /// PE columns = output channels (1..=64).
-    #[arg(long)]
+    #[arg(long, value_parser = within(DIM_RANGE))]
     cols: Option<u32>,
     /// Products per PE per cycle (1..=64).
-    #[arg(long)]
+    #[arg(long, value_parser = within(DIM_RANGE))]
     lanes: Option<u32>,
-    /// Largest reduction depth K in elements; sizes the accumulator.
-    #[arg(long)]
+    /// Largest reduction depth K in elements (lanes..=16777216); sizes the accumulator.
+    #[arg(long, value_parser = within(1..=MAX_DEPTH_LIMIT))]
     max_depth: Option<u32>,
     /// Weight bits (1..=8).
-    #[arg(long)]
+    #[arg(long, value_parser = within(BITS_RANGE))]
     weight_bits: Option<u32>,
     /// Weight encoding (codebook: codes index a run-time table of learned levels; bases: one bit per
     /// binary basis, weight-bits = number of bases).
@@ -122,13 +122,13 @@ struct ConfigFlags {
     #[arg(long)]
     level_bits: Option<u32>,
     /// Activation bits (1..=8).
-    #[arg(long)]
+    #[arg(long, value_parser = within(BITS_RANGE))]
     act_bits: Option<u32>,
     /// Activation encoding.
     #[arg(long, value_enum)]
     act_encoding: Option<EncodingName>,
     /// Output code bits (1..=8); default: act bits.
-    #[arg(long)]
+    #[arg(long, value_parser = within(BITS_RANGE))]
     out_bits: Option<u32>,
     /// What the output stage computes: pact (clipped PACT codes), logits (the signed biased
     /// accumulator, unclipped: for a last layer, exact argmax), or bases (the next layer's binary-basis
@@ -248,14 +248,15 @@ struct StimFlags {
     /// Stall probability on every stream, percent (0..=90).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=90))]
     stall: u32,
-    /// Parameter sets (layers) loaded one after another.
-    #[arg(long, default_value_t = 2)]
+    /// Parameter sets (layers) loaded one after another (1..=1000).
+    #[arg(long, default_value_t = 2, value_parser = within(flow::LAYERS_RANGE))]
     layers: u32,
-    /// Tiles per layer.
-    #[arg(long, default_value_t = 6)]
+    /// Tiles per layer (1..=100000).
+    #[arg(long, default_value_t = 6, value_parser = within(flow::TILES_RANGE))]
     tiles: u32,
-    /// Most steps per tile (capped at max-depth / lanes).
-    #[arg(long, default_value_t = 8)]
+    /// Most steps per tile (at least 1; capped at max-depth / lanes). A run holds at most 2^24
+    /// activation and weight codes: layers x tiles x steps x (rows + cols) x lanes.
+    #[arg(long, default_value_t = 8, value_parser = within(flow::MAX_STEPS_RANGE))]
     max_steps: u32,
 }
 
@@ -309,8 +310,8 @@ struct SweepCmd {
     /// Output units of every generated point (per-column or shared).
     #[arg(long, value_enum, default_value = "shared")]
     output_units: OutputUnitsName,
-    /// Largest reduction depth K of every generated point (sizes the accumulators).
-    #[arg(long, default_value_t = 512)]
+    /// Largest reduction depth K of every generated point (sizes the accumulators; lanes..=16777216).
+    #[arg(long, default_value_t = 512, value_parser = within(1..=MAX_DEPTH_LIMIT))]
     max_depth: u32,
 }
 
@@ -318,6 +319,11 @@ struct SweepCmd {
 struct ConfigArgs {
     #[command(flatten)]
     cfg: ConfigFlags,
+}
+
+/// A clap parser for a `u32` in `r` (the ranges come from the configuration and the flows).
+fn within(r: std::ops::RangeInclusive<u32>) -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(i64::from(*r.start())..=i64::from(*r.end()))
 }
 
 fn step(msg: &str) {
@@ -399,13 +405,17 @@ fn run(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Synth(a) => qmac::synth::cli::run_synth(&a),
-        Cmd::Sweep(SweepCmd { sweep: a, output_units, max_depth }) => qmac::synth::cli::run_sweep(&a, |p, dir| {
+        Cmd::Sweep(SweepCmd { sweep: a, output_units, max_depth }) => {
+            if max_depth < a.lanes {
+                anyhow::bail!("--max-depth {max_depth} is below --lanes {}: a tile has at least one step of lanes products (allowed lanes..={MAX_DEPTH_LIMIT})", a.lanes);
+            }
+            qmac::synth::cli::run_sweep(&a, |p, dir| {
             let binary = |bits: u32, other: EncodingName| if bits == 1 { EncodingName::Odd } else { other };
             let raw = RawConfig {
                 rows: p.rows,
                 cols: p.cols,
                 lanes: p.lanes,
-                max_depth: max_depth.max(p.lanes),
+                max_depth,
                 output_units,
                 weight_bits: p.weight_bits,
                 weight_encoding: binary(p.weight_bits, EncodingName::Int),
@@ -415,7 +425,8 @@ fn run(cmd: Cmd) -> Result<()> {
             };
             let cfg = Config::new(raw).map_err(|e| e.to_string())?;
             qmac::emit::write(&cfg, dir).map(|_| ()).map_err(|e| e.to_string())
-        }),
+            })
+        }
         Cmd::Bench { dir, json } => {
             step("benchmarking (about a minute)");
             // the scratch build and bench.json replace `dir` at the end (qmac::outdir)

@@ -36,6 +36,9 @@ pub enum SimError {
     /// The testbench found a mismatch (or another failure) and said so.
     #[error("simulation failed: {0}")]
     Mismatch(String),
+    /// The requested stimulus is empty or too large.
+    #[error("stimulus: {0}")]
+    Stimulus(String),
     /// A file could not be written.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -275,5 +278,10 @@ fn run_testbench(exe: &Path, vectors: &Path, seed: u64, stall_pct: u32, repeat: 
     let line = out.lines().map(str::trim).find(|l| l.starts_with("qmac-tb: PASS")).ok_or_else(|| SimError::Mismatch(format!("no verdict from the testbench: {}", tools::excerpt(&out, 10))))?;
     let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse().ok()).unwrap_or(0);
     let seconds = line.split_whitespace().find_map(|w| w.strip_prefix("seconds=")).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    Ok(SimReport { summary: line.to_string(), cycles: field("cycles="), rows: field("rows="), seconds })
+    let report = SimReport { summary: line.to_string(), cycles: field("cycles="), rows: field("rows="), seconds };
+    if report.rows == 0 {
+        // a run that compared nothing proves nothing
+        return Err(SimError::Mismatch(format!("the testbench checked no output row: {line}")));
+    }
+    Ok(report)
 }

@@ -31,8 +31,8 @@ use super::sweep::{sweep, SweepMode, SweepOptions, SweepPoint};
 use super::targets::Target;
 use super::{synth, DspPolicy, SynthOptions};
 
-/// Largest bit width accepted by `--weight-bits` / `--act-bits`.
-pub const MAX_BITS: u32 = 8;
+/// Largest bit width accepted by `--weight-bits` / `--act-bits`: the configuration's.
+pub const MAX_BITS: u32 = *crate::config::BITS_RANGE.end();
 
 fn parse_target(s: &str) -> Result<Target, String> {
     s.parse::<Target>().map_err(|e| e.to_string())
@@ -57,10 +57,12 @@ fn parse_seeds(s: &str) -> Result<u32, String> {
     }
 }
 
+/// Rows, columns and lanes: the configuration's range ([`crate::config::DIM_RANGE`]).
 fn parse_dim(s: &str) -> Result<u32, String> {
+    let r = crate::config::DIM_RANGE;
     match s.trim().parse::<u32>() {
-        Ok(v) if (1..=256).contains(&v) => Ok(v),
-        _ => Err(format!("`{s}` is not allowed; use a whole number from 1 to 256")),
+        Ok(v) if r.contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not allowed; use a whole number from {} to {}", r.start(), r.end())),
     }
 }
 
@@ -77,7 +79,7 @@ impl FromStr for BitsList {
         );
         let num = |t: &str| -> Result<u32, String> {
             let v: u32 = t.trim().parse().map_err(|_| format!("`{t}` is not a number; {allowed}"))?;
-            if !(1..=MAX_BITS).contains(&v) {
+            if !crate::config::BITS_RANGE.contains(&v) {
                 return Err(format!("{v} bits is out of range; {allowed}"));
             }
             Ok(v)
