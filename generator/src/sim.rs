@@ -36,6 +36,9 @@ pub enum SimError {
     /// The testbench found a mismatch (or another failure) and said so.
     #[error("simulation failed: {0}")]
     Mismatch(String),
+    /// The model cache cannot be used.
+    #[error("model cache: {0}")]
+    Cache(String),
     /// The requested stimulus is empty or too large.
     #[error("stimulus: {0}")]
     Stimulus(String),
@@ -82,6 +85,12 @@ pub fn build_info(dir: &Path) -> Result<BuildInfo, SimError> {
     let top = m["top"].as_str().ok_or_else(|| bad("manifest.json has no `top`".into()))?.to_string();
     let list = std::fs::read_to_string(dir.join("filelist.f")).map_err(|e| bad(format!("filelist.f: {e}")))?;
     let files: Vec<String> = list.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    if let Some(f) = files.iter().find(|f| !Path::new(f).components().all(|c| matches!(c, std::path::Component::Normal(_)))) {
+        return Err(bad(format!("filelist.f names {f:?}; allowed: paths inside the build directory, such as rtl/top.v")));
+    }
+    if files.is_empty() {
+        return Err(bad("filelist.f names no file".into()));
+    }
     Ok(BuildInfo { dir, top, files })
 }
 
@@ -136,28 +145,36 @@ impl Default for BuildOptions {
     }
 }
 
-/// Build the simulation model with the testbench in `<dir>/sim/`; returns the executable.
-pub fn build(info: &BuildInfo, opts: &BuildOptions) -> Result<(PathBuf, Duration), SimError> {
-    let sim = info.dir.join("sim");
+/// Build the simulation model of `info` with the testbench in `work` (a new directory whose path
+/// has no white space: GNU make cannot build there): the RTL files are copied to `work/src/`, the
+/// testbench to `work/tb.cpp`, and the model is built in `work/obj/`. Logs go to the build
+/// directory's `logs/verilator.log` and `logs/verilator-build.log`. Returns the executable.
+pub fn build_in(info: &BuildInfo, opts: &BuildOptions, work: &Path) -> Result<(PathBuf, Duration), SimError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| SimError::Io { path, source }
     };
-    std::fs::create_dir_all(&sim).map_err(io(&sim))?;
-    let tb = sim.join("tb.cpp");
+    let mut sources = Vec::new();
+    for f in &info.files {
+        let (from, to) = (info.dir.join(f), work.join("src").join(f));
+        if let Some(d) = to.parent() {
+            std::fs::create_dir_all(d).map_err(io(d))?;
+        }
+        std::fs::copy(&from, &to).map_err(io(&to))?;
+        sources.push(Path::new("src").join(f));
+    }
+    let tb = work.join("tb.cpp");
     std::fs::write(&tb, TB_CPP).map_err(io(&tb))?;
-    let obj = sim.join("obj");
+    let obj = work.join("obj");
     std::fs::create_dir_all(&obj).map_err(io(&obj))?;
     let runtime = runtime_cache()?;
     let mut c = verilator_cmd()?;
-    c.current_dir(&info.dir)
+    c.current_dir(work)
         .args(["--cc", "--exe", "--prefix", "Vdut", "--top-module", &info.top])
         .args(["--x-assign", "unique", "--x-initial", "unique"])
-        .arg("-Mdir")
-        .arg(&obj)
-        .args(["-o", "tb"])
-        .args(info.files.iter().map(|f| info.dir.join(f)))
-        .arg(&tb);
+        .args(["-Mdir", "obj", "-o", "tb"])
+        .args(&sources)
+        .arg("tb.cpp");
     let (_, t1) = tools::run(c, "verilator", "verilation", Limit::Verilate, &info.dir.join("logs/verilator.log"))?;
     // after verilation: the makefile just written is a prerequisite of the runtime objects
     seed_runtime(&runtime, &obj);
@@ -173,9 +190,143 @@ pub fn build(info: &BuildInfo, opts: &BuildOptions) -> Result<(PathBuf, Duration
         .arg(format!("OPT_FAST={0}", opts.opt))
         .arg(format!("OPT_SLOW={0}", opts.opt));
     let (_, t2) = tools::run(m, "make", "model compile (g++)", Limit::Compile, &info.dir.join("logs/verilator-build.log"))?;
-    let t = t1 + t2;
     save_runtime(&runtime, &obj);
-    Ok((sim.join("obj/tb"), t))
+    Ok((obj.join("tb"), t1 + t2))
+}
+
+/// The simulation model of `info`, from the model cache (`<cache>/models/<key>/`, see [`build_cache_dir`])
+/// or built into it. The key is a SHA-256 of everything the model is made from: the RTL files,
+/// `manifest.json`, `filelist.f`, the testbench source, the compiler flags and optimisation, and the
+/// Verilator installation; so identical designs share one model, any edit builds a new one, and a
+/// model whose executable does not match its recorded digest (truncated, corrupted) is rebuilt.
+/// Returns the executable and the build time (zero for a cached model).
+pub fn cached_model(info: &BuildInfo, opts: &BuildOptions) -> Result<(PathBuf, Duration), SimError> {
+    let models = build_cache_dir()?.join("models");
+    let key = model_key(info, opts)?;
+    let entry = models.join(&key);
+    if let Some(exe) = valid_model(&entry, &key) {
+        // recently used models survive pruning
+        let _ = std::fs::File::options().append(true).open(entry.join(STAMP)).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        return Ok((exe, Duration::ZERO));
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SimError::Io { path, source }
+    };
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let unique = || format!("{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let work = models.join(format!("{key}.tmp-{}", unique()));
+    std::fs::create_dir_all(&work).map_err(io(&work))?;
+    let built = build_in(info, opts, &work).and_then(|(exe, t)| {
+        let digest = file_digest(&exe).map_err(io(&exe))?;
+        let stamp = work.join(STAMP);
+        std::fs::write(&stamp, format!("{key}\n{digest}\n")).map_err(io(&stamp))?;
+        Ok(t)
+    });
+    let t = match built {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&work);
+            return Err(e);
+        }
+    };
+    // publish: a complete model appears under its key at once; another process may have won the race
+    if std::fs::rename(&work, &entry).is_err() {
+        if valid_model(&entry, &key).is_some() {
+            let _ = std::fs::remove_dir_all(&work);
+        } else {
+            let stale = models.join(format!("{key}.stale-{}", unique()));
+            std::fs::rename(&entry, &stale).map_err(io(&entry))?;
+            let _ = std::fs::remove_dir_all(&stale);
+            std::fs::rename(&work, &entry).map_err(io(&entry))?;
+        }
+    }
+    prune_models(&models);
+    let exe = valid_model(&entry, &key).ok_or_else(|| SimError::Io { path: entry.clone(), source: std::io::Error::other("the model just built is not complete") })?;
+    Ok((exe, t))
+}
+
+/// The file of a cached model that names its key and its executable's digest; written last.
+const STAMP: &str = "model.stamp";
+/// Models kept in the cache; older ones unused for an hour are removed after a build.
+const KEEP_MODELS: usize = 64;
+
+fn valid_model(entry: &Path, key: &str) -> Option<PathBuf> {
+    let stamp = std::fs::read_to_string(entry.join(STAMP)).ok()?;
+    let mut lines = stamp.lines();
+    let exe = entry.join("obj/tb");
+    (lines.next() == Some(key) && lines.next() == file_digest(&exe).ok().as_deref()).then_some(exe)
+}
+
+fn file_digest(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut h)?;
+    Ok(hex(&h.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn model_key(info: &BuildInfo, opts: &BuildOptions) -> Result<String, SimError> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut feed = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    let read = |f: &str| -> Result<Vec<u8>, SimError> {
+        std::fs::read(info.dir.join(f)).map_err(|e| SimError::BuildDir { dir: info.dir.display().to_string(), why: format!("{f}: {e}") })
+    };
+    feed(b"qmac simulation model 1");
+    feed(info.top.as_bytes());
+    for f in ["manifest.json", "filelist.f"] {
+        feed(&read(f)?);
+    }
+    for f in &info.files {
+        feed(f.as_bytes());
+        feed(&read(f)?);
+    }
+    feed(TB_CPP.as_bytes());
+    feed(cxxflags().as_bytes());
+    feed(std::env::var("CXX").unwrap_or_default().as_bytes());
+    feed(opts.opt.as_bytes());
+    feed(verilator_identity()?.as_bytes());
+    Ok(hex(&h.finalize()[..16]))
+}
+
+/// The Verilator installation: its path, size and modification time (a reinstall changes them).
+fn verilator_identity() -> Result<String, SimError> {
+    let v = tools::verilator()?;
+    let m = std::fs::metadata(&v).ok();
+    Ok(format!("{} {:?} {:?}", v.display(), m.as_ref().map(|m| m.len()), m.and_then(|m| m.modified().ok())))
+}
+
+/// Removes the least recently used models beyond [`KEEP_MODELS`] (only those unused for an hour, so a
+/// model another run is about to use stays) and builds abandoned for a day.
+fn prune_models(models: &Path) {
+    let Ok(entries) = std::fs::read_dir(models) else { return };
+    let now = std::time::SystemTime::now();
+    let age = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok().and_then(|t| now.duration_since(t).ok()).unwrap_or_default();
+    let mut kept = Vec::new();
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.contains(".tmp-") || name.contains(".stale-") {
+            if age(&p) > Duration::from_secs(24 * 3600) {
+                let _ = std::fs::remove_dir_all(&p);
+            }
+        } else {
+            kept.push((age(&p.join(STAMP)), p));
+        }
+    }
+    kept.sort_by_key(|(a, _)| *a);
+    for (a, p) in kept.into_iter().skip(KEEP_MODELS) {
+        if a > Duration::from_secs(3600) {
+            let _ = std::fs::remove_dir_all(&p);
+        }
+    }
 }
 
 /// The Verilator runtime objects every model links (compiled from Verilator's own sources, the same for
@@ -183,6 +334,32 @@ pub fn build(info: &BuildInfo, opts: &BuildOptions) -> Result<(PathBuf, Duration
 /// finds them up to date. Keyed by the Verilator installation and the compiler flags; anything missing is
 /// simply rebuilt.
 const RUNTIME_OBJS: [&str; 2] = ["verilated.o", "verilated_threads.o"];
+
+/// qmac's cache directory: `$QMAC_CACHE_DIR`, else `$XDG_CACHE_HOME/qmac`, else `~/.cache/qmac`, else
+/// `qmac-cache` in the system's temporary directory.
+pub fn cache_dir() -> PathBuf {
+    match std::env::var_os("QMAC_CACHE_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => match std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()).or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache").into_os_string())) {
+            Some(d) => PathBuf::from(d).join("qmac"),
+            None => std::env::temp_dir().join("qmac-cache"),
+        },
+    }
+}
+
+/// [`cache_dir`] as an absolute path where models can be built: its path must not contain white
+/// space (GNU make cannot build in such a directory).
+pub fn build_cache_dir() -> Result<PathBuf, SimError> {
+    let base = cache_dir();
+    let base = std::path::absolute(&base).unwrap_or(base);
+    if base.to_string_lossy().contains(char::is_whitespace) {
+        return Err(SimError::Cache(format!(
+            "the cache directory {} contains white space, where GNU make cannot build the simulation model; set QMAC_CACHE_DIR to a directory without",
+            base.display()
+        )));
+    }
+    Ok(base)
+}
 
 fn runtime_cache() -> Result<PathBuf, SimError> {
     use std::hash::{Hash, Hasher};
@@ -192,19 +369,7 @@ fn runtime_cache() -> Result<PathBuf, SimError> {
     std::fs::metadata(&v).and_then(|m| m.modified()).ok().hash(&mut h);
     cxxflags().hash(&mut h);
     std::env::var("CXX").ok().hash(&mut h);
-    Ok(cache_dir().join(format!("verilator-runtime-{:016x}", h.finish())))
-}
-
-/// qmac's cache directory: `$QMAC_CACHE_DIR`, else `$XDG_CACHE_HOME/qmac`, else `~/.cache/qmac`, else
-/// `qmac-cache` in the system's temporary directory.
-pub fn cache_dir() -> PathBuf {
-    match std::env::var_os("QMAC_CACHE_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => match std::env::var_os("XDG_CACHE_HOME").or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache").into_os_string())) {
-            Some(d) => PathBuf::from(d).join("qmac"),
-            None => std::env::temp_dir().join("qmac-cache"),
-        },
-    }
+    Ok(build_cache_dir()?.join(format!("verilator-runtime-{:016x}", h.finish())))
 }
 
 fn seed_runtime(cache: &Path, obj: &Path) {

@@ -15,6 +15,7 @@
 #include "Vdut.h"
 #include "verilated.h"
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -24,18 +25,25 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
 
 using Bits = std::vector<uint32_t>;  // little-endian 32-bit words
 
-Bits parse_hex(const std::string& hex, int width) {
+[[noreturn]] void die(const std::string& msg);
+
+// A bus value of `width` bits from at most ceil(width / 4) hexadecimal digits.
+Bits parse_hex(const std::string& hex, int width, const char* what) {
+    if (hex.empty() || hex.size() > static_cast<size_t>((width + 3) / 4))
+        die(std::string("vector file: ") + what + " value of " + std::to_string(hex.size()) + " digits for a " + std::to_string(width) + "-bit bus");
     Bits b((width + 31) / 32, 0);
     int bit = 0;
     for (auto it = hex.rbegin(); it != hex.rend(); ++it, bit += 4) {
         char c = *it;
-        uint32_t v = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : 0;
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) die(std::string("vector file: ") + what + " value is not hexadecimal");
+        uint32_t v = (c >= '0' && c <= '9') ? c - '0' : c - 'a' + 10;
         for (int k = 0; k < 4; ++k) {
             if (((v >> k) & 1) && bit + k < width) b[(bit + k) / 32] |= 1u << ((bit + k) % 32);
         }
@@ -99,6 +107,19 @@ struct Rng {
     std::exit(1);
 }
 
+// A number from the command line or the vector file, within [lo, hi].
+long long bounded(const std::string& text, long long lo, long long hi, const std::string& what) {
+    char* end = nullptr;
+    errno = 0;
+    long long v = std::strtoll(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0' || errno != 0 || v < lo || v > hi)
+        die(what + " is " + text.substr(0, 24) + "; allowed " + std::to_string(lo) + ".." + std::to_string(hi));
+    return v;
+}
+
+// Bits a port holds (an integer type or a VlWide; the ports are references, sizeof gives the type's).
+#define PORT_BITS(port) static_cast<long long>(8 * sizeof(Vdut::port))
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -108,55 +129,108 @@ int main(int argc, char** argv) {
     uint64_t max_cycles = 2000000000ULL;
     int repeat = 1;
     const char* dump_path = nullptr;
-    for (int i = 2; i + 1 < argc; i += 2) {
-        if (!std::strcmp(argv[i], "--seed")) seed = std::strtoull(argv[i + 1], nullptr, 10);
-        else if (!std::strcmp(argv[i], "--stall")) stall = std::atoi(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--max-cycles")) max_cycles = std::strtoull(argv[i + 1], nullptr, 10);
-        else if (!std::strcmp(argv[i], "--repeat")) repeat = std::atoi(argv[i + 1]);
+    for (int i = 2; i < argc; i += 2) {
+        if (argv[i][0] == '+') { --i; continue; }  // +verilator+... options go to Verilator
+        if (i + 1 >= argc) die(std::string("option ") + argv[i] + " needs a value");
+        std::string v = argv[i + 1];
+        if (!std::strcmp(argv[i], "--seed")) seed = static_cast<uint64_t>(bounded(v, 0, INT64_MAX, "--seed"));
+        else if (!std::strcmp(argv[i], "--stall")) stall = static_cast<int>(bounded(v, 0, 100, "--stall"));
+        else if (!std::strcmp(argv[i], "--max-cycles")) max_cycles = static_cast<uint64_t>(bounded(v, 1, INT64_MAX, "--max-cycles"));
+        else if (!std::strcmp(argv[i], "--repeat")) repeat = static_cast<int>(bounded(v, 1, 1000000, "--repeat"));
         else if (!std::strcmp(argv[i], "--dump")) dump_path = argv[i + 1];
-        else if (argv[i][0] == '+') --i;  // +verilator+... options go to Verilator
         else die(std::string("unknown option ") + argv[i]);
     }
 
-    std::ifstream in(argv[1]);
+    // The vector file is checked as it is read: every count against what the rest of the file can
+    // hold (so no count can ask for more memory than the file's size justifies), every width against
+    // the design's ports, and the end marker must be there.
+    std::ifstream in(argv[1], std::ios::binary);
     if (!in) die(std::string("cannot open ") + argv[1]);
+    in.seekg(0, std::ios::end);
+    const long long file_size = static_cast<long long>(in.tellg());
+    in.seekg(0, std::ios::beg);
+    auto left = [&]() -> long long {
+        long long pos = static_cast<long long>(in.tellg());
+        return pos < 0 ? 0 : file_size - pos;
+    };
     std::string tok;
-    int aw = 0, ww = 0, yw = 0, paw = 0, pdw = 0, rows = 0, cols = 0, ob = 0, latency = 0;
+    int aw = 0, ww = 0, yw = 0, paw = 0, pdw = 0, rows = 0, cols = 0, ob = 0, latency = -1;
     std::vector<Item> items;
     int tiles = 0;
-    in >> tok;
-    if (tok != "qmac-vectors") die("not a qmac vector file");
-    in >> tok;  // version
+    bool ended = false;
+    auto word = [&](const char* what) {
+        std::string w;
+        if (!(in >> w)) die(std::string("vector file ends inside ") + what + " (cut short?)");
+        return w;
+    };
+    auto number = [&](const char* what, long long lo, long long hi) {
+        return bounded(word(what), lo, hi, std::string("vector file: ") + what);
+    };
+    auto tag = [&](const char* expected, const char* what) {
+        std::string t = word(what);
+        if (t != expected) die(std::string("vector file: ") + what + " line starts with `" + t.substr(0, 16) + "`, expected `" + expected + "`");
+    };
+    auto header_done = [&]() {
+        if (rows == 0 || aw == 0 || latency < 0) die("vector file: a record before the ports, shape and latency lines");
+    };
+    if (word("the header") != "qmac-vectors") die("not a qmac vector file");
+    if (word("the header") != "1") die("vector file version is not 1");
     while (in >> tok) {
-        if (tok == "ports") in >> aw >> ww >> yw >> paw >> pdw;
-        else if (tok == "shape") in >> rows >> cols >> ob;
-        else if (tok == "latency") in >> latency;
-        else if (tok == "layer") {
-            int n; in >> n;
+        if (tok == "ports") {
+            aw = static_cast<int>(number("a_data width", 1, PORT_BITS(a_data_i)));
+            ww = static_cast<int>(number("w_data width", 1, PORT_BITS(w_data_i)));
+            yw = static_cast<int>(number("y_data width", 1, PORT_BITS(y_data_o)));
+            paw = static_cast<int>(number("prm_addr width", 1, PORT_BITS(prm_addr_i)));
+            pdw = static_cast<int>(number("prm_wdata width", 1, PORT_BITS(prm_wdata_i)));
+        } else if (tok == "shape") {
+            rows = static_cast<int>(number("rows", 1, 64));
+            cols = static_cast<int>(number("cols", 1, 64));
+            ob = static_cast<int>(number("out_bits", 1, 8));
+            if (cols * ob != yw) die("vector file: cols x out_bits = " + std::to_string(cols * ob) + " is not the y_data width " + std::to_string(yw));
+        } else if (tok == "latency") {
+            latency = static_cast<int>(number("latency", 0, 100000));
+        } else if (tok == "layer") {
+            header_done();
+            // a write is at least `p 0 0\n`: 6 bytes
+            long long n = number("layer write count", 0, left() / 6);
             Item it{Item::Params, {}, {}, {}, -1};
-            for (int i = 0; i < n; ++i) {
-                std::string p, a, d; in >> p >> a >> d;
-                it.writes.emplace_back(parse_hex(a, paw), parse_hex(d, pdw));
+            for (long long i = 0; i < n; ++i) {
+                tag("p", "a parameter write");
+                std::string a = word("a parameter write"), d = word("a parameter write");
+                it.writes.emplace_back(parse_hex(a, paw, "parameter address"), parse_hex(d, pdw, "parameter data"));
             }
-            items.push_back(it);
+            items.push_back(std::move(it));
         } else if (tok == "tile" || tok == "abort") {
-            int n; in >> n;
+            header_done();
+            bool tile = tok == "tile";
+            // a step is at least `b 0 0\n` (6 bytes), an output row `y 0\n` (4 bytes)
+            long long n = number("step count", 1, (left() - (tile ? 4LL * rows : 0)) / 6);
             Item it{Item::Beats, {}, {}, {}, -1};
-            for (int i = 0; i < n; ++i) {
-                std::string b, a, w; in >> b >> a >> w;
-                it.beats.push_back({parse_hex(a, aw), parse_hex(w, ww), tok == "tile" && i == n - 1});
+            for (long long i = 0; i < n; ++i) {
+                tag("b", "a step");
+                std::string a = word("a step"), w = word("a step");
+                it.beats.push_back({parse_hex(a, aw, "a_data"), parse_hex(w, ww, "w_data"), tile && i == n - 1});
             }
-            if (tok == "tile") {
+            if (tile) {
                 it.tile = tiles++;
-                for (int r = 0; r < rows; ++r) { std::string y, h; in >> y >> h; it.rows.push_back(parse_hex(h, yw)); }
-                items.push_back(it);
+                for (int r = 0; r < rows; ++r) {
+                    tag("y", "an output row");
+                    it.rows.push_back(parse_hex(word("an output row"), yw, "y_data"));
+                }
+                items.push_back(std::move(it));
             } else {
-                items.push_back(it);
+                items.push_back(std::move(it));
                 items.push_back(Item{Item::Reset, {}, {}, {}, -1});
             }
-        } else if (tok == "end") break;
-        else die("bad vector file token " + tok);
+        } else if (tok == "end") {
+            ended = true;
+            break;
+        } else if (in.eof()) {
+            die("vector file ends inside a record name (cut short?)");
+        } else die("bad vector file token " + tok.substr(0, 24));
     }
+    if (!ended) die("vector file has no end marker (cut short?)");
+    if (tiles == 0) die("vector file has no tile: nothing to check");
 
     FILE* dump = nullptr;
     if (dump_path && !(dump = std::fopen(dump_path, "w"))) die(std::string("cannot write ") + dump_path);
@@ -330,7 +404,8 @@ int main(int argc, char** argv) {
         if (dut.y_valid_o) die("extra output row after the last expected one at cycle " + std::to_string(cycle));
         tick();
     }
-    if (tiles > 0 && !latency_checked) die("latency was never checked");
+    if (!latency_checked) die("latency was never checked");
+    if (received == 0) die("no output row was checked");
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     (void)last_fire_cycle;
     dut.final();
