@@ -262,8 +262,7 @@ pub fn synth(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, Synth
         let dir = build_dir.join("synth").join("baseline");
         let mut bopts = opts.clone();
         bopts.baseline = false;
-        let b = synth_baseline(&shape, &dir, &bopts)?;
-        report.attach_baseline(b);
+        report.attach_baseline_outcome(synth_baseline(&shape, &dir, &bopts))?;
         write_outputs(build_dir, opts.target, &report)?;
     }
     Ok(report)
@@ -680,6 +679,7 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
         files: files_out,
         baseline: None,
         vs_baseline: None,
+        baseline_does_not_fit: None,
         step_times: steps,
     };
     write_outputs(build_dir, target, &report)?;
@@ -703,6 +703,45 @@ mod tests {
         let r = runs(&[70.0, 72.0, 72.0, 71.0, 69.0]);
         let (m, b) = median_and_best(&r);
         assert_eq!((r[m].fmax_mhz, b), (71.0, 1));
+    }
+
+    fn sample_report(kind: &str, luts_per_mac: f64) -> SynthReport {
+        let usage = serde_json::json!({"used": 100, "available": 5280, "percent": 1.89});
+        let v = serde_json::json!({
+            "design": format!("{kind}_top"), "kind": kind, "config": {}, "target": "ice40-up5k", "device": "up5k-sg48",
+            "board": "icebreaker", "dsp_policy": "off", "dsp_enabled": false, "keep_hierarchy": true, "seed": 1,
+            "requested_mhz": 50.0, "fmax_mhz": 60.0, "timing_met": true,
+            "resources": {"lut4_kind": "ICESTORM_LC", "lut4": usage, "carry_cells": 0, "flip_flops": usage, "dsp": usage, "bram": usage, "io": usage},
+            "synth_luts": {"total": 100, "wrapper": 10, "array": 90}, "macs_per_cycle": 256.0, "gops": 30.72,
+            "luts_per_mac": luts_per_mac, "tools": {"yosys": "Yosys", "nextpnr": "nextpnr"}, "files": {}
+        });
+        serde_json::from_value(v).expect("a report")
+    }
+
+    #[test]
+    fn a_baseline_that_does_not_fit_keeps_the_design_result() {
+        let mut r = sample_report("qmac", 0.39);
+        let unfit = SynthError::DoesNotFit {
+            device: "up5k-sg48".into(),
+            resource: "ICESTORM_LC".into(),
+            used: 21000,
+            available: 5280,
+            percent: 397,
+            log: PathBuf::from("/x/nextpnr.log"),
+        };
+        r.attach_baseline_outcome(Err(unfit)).unwrap();
+        assert!(r.baseline.is_none() && r.vs_baseline.is_none());
+        let text = r.to_string();
+        assert!(text.contains("LUT4 per MAC") && text.contains("0.39"), "{text}");
+        assert!(text.contains("vs baseline: the plain array of this shape and precision does not fit up5k-sg48: needs 21000 ICESTORM_LC of 5280 (397%)"), "{text}");
+        assert!(r.to_json().contains("\"baseline_does_not_fit\": \"does not fit up5k-sg48"), "{}", r.to_json());
+        // a baseline that fits is compared; any other failure stays an error
+        let mut r = sample_report("qmac", 0.39);
+        r.attach_baseline_outcome(Ok(sample_report("baseline", 3.9))).unwrap();
+        assert_eq!(r.vs_baseline.as_ref().map(|c| c.luts_per_mac_ratio), Some(0.1));
+        assert!(r.baseline_does_not_fit.is_none());
+        let failed = SynthError::Options { message: "broken".into() };
+        assert!(sample_report("qmac", 0.39).attach_baseline_outcome(Err(failed)).is_err());
     }
 
     #[test]

@@ -342,6 +342,10 @@ pub struct SynthReport {
     /// Comparison with the baseline, when requested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vs_baseline: Option<Comparison>,
+    /// Why the baseline has no result although it was requested: the plain array does not fit the
+    /// device (which resource, how much of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_does_not_fit: Option<String>,
     /// Step wall times: shown by `Display`, written to `timing.json`, never to `qor.json`.
     #[serde(skip)]
     pub step_times: Vec<StepTime>,
@@ -361,6 +365,19 @@ impl SynthReport {
             gops_ratio: ratio(self.gops, baseline.gops),
         });
         self.baseline = Some(Box::new(baseline));
+    }
+
+    /// Takes the outcome of the baseline's run: its report is attached; a baseline that does not fit
+    /// the device is recorded as such and this report is kept; any other failure is the caller's.
+    pub fn attach_baseline_outcome(&mut self, outcome: Result<SynthReport, super::SynthError>) -> Result<(), super::SynthError> {
+        match outcome {
+            Ok(b) => self.attach_baseline(b),
+            Err(super::SynthError::DoesNotFit { device, resource, used, available, percent, .. }) => {
+                self.baseline_does_not_fit = Some(format!("does not fit {device}: needs {used} {resource} of {available} ({percent}%)"));
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
     }
 
     /// The report as pretty JSON (deterministic: no times, no absolute paths).
@@ -442,6 +459,9 @@ impl fmt::Display for SynthReport {
                 self.gops,
                 c.gops_ratio
             )?;
+        }
+        if let Some(why) = &self.baseline_does_not_fit {
+            writeln!(f, "  vs baseline: the plain array of this shape and precision {why}; no comparison")?;
         }
         writeln!(f, "  tools: {}; {}", self.tools.yosys, self.tools.nextpnr)?;
         if !self.step_times.is_empty() {
