@@ -434,9 +434,9 @@ fn run_testbench(exe: &Path, vectors: &Path, seed: u64, stall_pct: u32, repeat: 
         .arg(format!("+verilator+seed+{}", 1 + seed % 1_000_000));
     let out = match tools::run(c, "testbench", "simulation", Limit::Simulate, log) {
         Ok((out, _)) => out,
-        Err(ToolError::Failed { excerpt, .. }) => {
-            let line = excerpt.lines().map(str::trim).find(|l| l.starts_with("qmac-tb:")).map(str::to_string).unwrap_or(excerpt);
-            return Err(SimError::Mismatch(line));
+        Err(ToolError::Failed { excerpt, status, log, .. }) => {
+            let line = excerpt.lines().map(str::trim).find(|l| l.starts_with("qmac-tb:")).map(str::to_string);
+            return Err(SimError::Mismatch(line.unwrap_or_else(|| format!("the testbench stopped ({status}) without a verdict; log: {}\n{excerpt}", log.display()))));
         }
         Err(e) => return Err(e.into()),
     };

@@ -153,7 +153,7 @@ fn a_bad_timeout_scale_is_refused() {
 #[test]
 fn errors_are_messages_without_backtraces() {
     let tmp = tempfile::tempdir().unwrap();
-    for args in [vec!["sim", "/nonexistent/qmac-build"], vec!["generate", "--weight-bits", "9", "-o", "/nonexistent/x"]] {
+    for args in [vec!["sim", "/nonexistent/qmac-build"], vec!["generate", "--config", "/nonexistent/qmac.toml", "-o", "/nonexistent/x"]] {
         let o = Command::new(env!("CARGO_BIN_EXE_qmac")).args(&args).env("RUST_BACKTRACE", "1").current_dir(tmp.path()).output().unwrap();
         let e = failed(&o);
         assert_eq!(e.lines().filter(|l| l.starts_with("error: ")).count(), 1, "{args:?}: {e}");
