@@ -119,10 +119,17 @@ fn qmac() -> Command {
 fn cli_rejects_bad_flags_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("b");
+    // out of the configuration's range: refused by the parser, with the same range
     let o = qmac().args(["generate", "--weight-bits", "9", "-o"]).arg(&out).output().unwrap();
     assert!(!o.status.success());
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("`weight_bits` = 9") && stderr.contains("1..=8"), "{stderr}");
+    assert!(stderr.contains("--weight-bits") && stderr.contains("9 is not in 1..=8"), "{stderr}");
+    assert!(!out.exists(), "nothing may be written for an invalid config");
+    // refused by the configuration: named by field
+    let o = qmac().args(["generate", "--requant", "thresholds", "-o"]).arg(&out).output().unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("`requant` = \"thresholds\"") && stderr.contains("out_bits <= 2"), "{stderr}");
     assert!(!out.exists(), "nothing may be written for an invalid config");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "no temporary directory left behind");
 }

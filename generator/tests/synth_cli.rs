@@ -160,7 +160,7 @@ fn sweep_arguments() {
     let e = SweepCli::try_parse_from(["qmac", "--weight-bits", "2", "--rows", "0", "--cols", "2", "-t", "ice40-up5k"])
         .unwrap_err()
         .to_string();
-    assert!(e.contains("--rows") && e.contains("1 to 256"), "{e}");
+    assert!(e.contains("--rows") && e.contains("1 to 64"), "{e}");
     let e =
         SweepCli::try_parse_from(["qmac", "--weight-bits", "2", "--rows", "2", "--cols", "2", "-t", "ice40-up5k,nope"])
             .unwrap_err()

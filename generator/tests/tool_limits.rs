@@ -46,6 +46,23 @@ fn generated(dir: &Path) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// A generated build directory and a hanging tool named `tool`.
+struct Setup {
+    tmp: tempfile::TempDir,
+    dir: PathBuf,
+    pidfile: PathBuf,
+    fake: PathBuf,
+}
+
+fn setup(tool: &str) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    generated(&dir);
+    let pidfile = tmp.path().join("pid");
+    let fake = hanging_tool(tmp.path(), tool, &pidfile);
+    Setup { tmp, dir, pidfile, fake }
+}
+
 fn failed(o: &Output) -> String {
     assert_eq!(o.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -53,11 +70,7 @@ fn failed(o: &Output) -> String {
 
 #[test]
 fn a_hanging_lint_times_out_and_leaves_nothing_running() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("b");
-    generated(&dir);
-    let pidfile = tmp.path().join("pid");
-    let fake = hanging_tool(tmp.path(), "verilator", &pidfile);
+    let Setup { tmp: _tmp, dir, pidfile, fake } = setup("verilator");
     // the lint limit (600 s) scaled to 6 s
     let o = qmac().args(["check", "--timeout-scale", "0.01"]).arg(&dir).env("QMAC_VERILATOR", &fake).output().unwrap();
     let e = failed(&o);
@@ -68,11 +81,7 @@ fn a_hanging_lint_times_out_and_leaves_nothing_running() {
 
 #[test]
 fn a_hanging_verilator_build_times_out_in_sim() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("b");
-    generated(&dir);
-    let pidfile = tmp.path().join("pid");
-    let fake = hanging_tool(tmp.path(), "verilator", &pidfile);
+    let Setup { tmp, dir, pidfile, fake } = setup("verilator");
     // the scale from the environment: verilation's 900 s become 9 s
     let o = qmac()
         .args(["sim"])
@@ -89,11 +98,7 @@ fn a_hanging_verilator_build_times_out_in_sim() {
 
 #[test]
 fn a_hanging_yosys_times_out_in_synth() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("b");
-    generated(&dir);
-    let pidfile = tmp.path().join("pid");
-    let fake = hanging_tool(tmp.path(), "yosys", &pidfile);
+    let Setup { tmp, dir, pidfile, fake } = setup("yosys");
     let idle = tmp.path().join("idle");
     executable(&idle, "#!/bin/sh\nexit 0\n");
     let o = qmac()
@@ -113,11 +118,7 @@ fn a_hanging_yosys_times_out_in_synth() {
 
 #[test]
 fn an_interrupted_qmac_stops_the_tool_it_runs() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("b");
-    generated(&dir);
-    let pidfile = tmp.path().join("pid");
-    let fake = hanging_tool(tmp.path(), "verilator", &pidfile);
+    let Setup { tmp: _tmp, dir, pidfile, fake } = setup("verilator");
     let mut run = qmac()
         .args(["check"])
         .arg(&dir)
