@@ -313,6 +313,11 @@ fn prune_models(models: &Path) {
     for e in entries.flatten() {
         let p = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
+        let key = name.split('.').next().unwrap_or_default();
+        if key.len() != 32 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            // not one of these models (`qmac net` keeps its own beside them)
+            continue;
+        }
         if name.contains(".tmp-") || name.contains(".stale-") {
             if age(&p) > Duration::from_secs(24 * 3600) {
                 let _ = std::fs::remove_dir_all(&p);

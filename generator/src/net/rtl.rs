@@ -126,7 +126,7 @@ pub fn model(
     let built = (|| {
         emit::write(cfg, &tmp)?;
         let info = sim::build_info(&tmp)?;
-        let (_, t) = sim::build(&info, opts)?;
+        let (_, t) = sim::build_in(&info, opts, &tmp.join("sim"))?;
         Ok::<Duration, NetError>(t)
     })();
     let t = match built {
