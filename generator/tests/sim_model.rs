@@ -72,7 +72,8 @@ fn models_are_cached_by_content_and_vector_files_are_checked() {
     assert!(tb_fails(&exe, tmp.path(), without_end).contains("no end marker"));
     let cut = &good[..good.len() / 2];
     let e = tb_fails(&exe, tmp.path(), cut);
-    assert!(e.contains("cut short"), "{e}");
+    // refused as cut inside a record, or as a count larger than the bytes left can hold
+    assert!(e.contains("cut short") || e.contains("; allowed "), "{e}");
     let first_tile = good.lines().find(|l| l.starts_with("tile ")).unwrap();
     let e = tb_fails(&exe, tmp.path(), &good.replacen(first_tile, "tile 2000000000", 1));
     assert!(e.contains("step count is 2000000000; allowed 1.."), "{e}");
