@@ -277,7 +277,7 @@ fn model_key(info: &BuildInfo, opts: &BuildOptions) -> Result<String, SimError> 
         h.update(bytes);
     };
     let read = |f: &str| -> Result<Vec<u8>, SimError> {
-        std::fs::read(info.dir.join(f)).map_err(|e| SimError::BuildDir { dir: info.dir.display().to_string(), why: format!("{f}: {e}") })
+        std::fs::read(info.dir.join(f)).map_err(|e| SimError::build_dir(&info.dir, format!("{f}: {e}")))
     };
     feed(b"qmac simulation model 1");
     feed(info.top.as_bytes());
