@@ -8,7 +8,8 @@
 
 use super::format::Shape;
 use super::NetError;
-use crate::quantize::{read_tensor, tensor_names};
+use crate::quantize::import::{npy_bytes, npy_checked, plain_size};
+use crate::quantize::read_tensor;
 use npyz::{DType, TypeChar};
 use std::path::Path;
 
@@ -71,71 +72,30 @@ pub fn read(
     Ok(Data { x, y, n })
 }
 
-/// Integer labels from an `.npz` (by name) or `.npy` file.
+/// Integer labels from an `.npz` (by name) or `.npy` file, read through the checked `.npy` reader
+/// (declared sizes against the bytes present before anything is allocated).
 pub fn read_labels(path: &Path, name: &str) -> Result<Vec<i64>, NetError> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let io = |e: std::io::Error| data_err(path, format!("cannot read labels `{name}`: {e}"));
-    let npy = match ext.as_str() {
-        "npz" => {
-            let mut npz = npyz::npz::NpzArchive::open(path)
-                .map_err(|e| data_err(path, format!("not a valid .npz file: {e}")))?;
-            let found = npz.by_name(name).map_err(io)?;
-            let v = match found {
-                Some(a) => read_ints(path, name, a)?,
-                None => {
-                    let names = tensor_names(path)?;
-                    return Err(data_err(
-                        path,
-                        format!(
-                            "no labels `{name}`; the file has: {}",
-                            names
-                                .iter()
-                                .map(|n| format!("`{n}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    ));
-                }
-            };
-            v
-        }
-        "npy" => {
-            let f = std::fs::File::open(path).map_err(|source| NetError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            read_ints(
-                path,
-                name,
-                npyz::NpyFile::new(std::io::BufReader::new(f)).map_err(io)?,
-            )?
-        }
-        _ => {
-            return Err(data_err(
-                path,
-                "labels must be in an .npz or .npy file".into(),
-            ))
-        }
-    };
-    Ok(npy)
-}
-
-fn read_ints<R: std::io::Read>(
-    path: &Path,
-    name: &str,
-    a: npyz::NpyFile<R>,
-) -> Result<Vec<i64>, NetError> {
-    let shape = a.shape().to_vec();
+    let (_, bytes) = npy_bytes(path, Some(name))?;
+    let (a, shape) = npy_checked(path, name, &bytes, label_size, LABEL_DTYPES)?;
     if shape.len() != 1 {
         return Err(data_err(
             path,
             format!("labels `{name}` have shape {shape:?}; allowed [N]"),
         ));
     }
+    read_ints(path, name, a)
+}
+
+const LABEL_DTYPES: &str =
+    "integers (int8..int64, uint8..uint64) or integral floats (float16, float32, float64)";
+
+fn label_size(d: &DType) -> Option<u64> {
+    plain_size(d, TypeChar::Int, &[1, 2, 4, 8])
+        .or_else(|| plain_size(d, TypeChar::Uint, &[1, 2, 4, 8]))
+        .or_else(|| plain_size(d, TypeChar::Float, &[2, 4, 8]))
+}
+
+fn read_ints(path: &Path, name: &str, a: npyz::NpyFile<&[u8]>) -> Result<Vec<i64>, NetError> {
     let dtype = a.dtype();
     let bad = || {
         data_err(path, format!("labels `{name}` have dtype {}; allowed integers (int8..int64, uint8..uint64) or integral floats", dtype.descr()))
@@ -224,4 +184,47 @@ pub fn npy_u8(shape: &[usize], codes: &[u64]) -> Vec<u8> {
 /// An `.npy` file of `f32` values with `shape`.
 pub fn npy_f32(shape: &[usize], v: &[f64]) -> Vec<u8> {
     npy(shape, v.iter().map(|&c| c as f32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `.npy` file whose header declares `shape` of `descr` and whose data is `data`.
+    fn raw_npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+        let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        b.extend_from_slice(header.as_bytes());
+        b.extend_from_slice(data);
+        b
+    }
+
+    fn labels(bytes: &[u8]) -> Result<Vec<i64>, NetError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("y.npy");
+        std::fs::write(&p, bytes).unwrap();
+        read_labels(&p, "y")
+    }
+
+    /// Labels are read through the checked reader: a declared shape is compared with the bytes present
+    /// before anything is allocated, so a 16-byte file declaring 2e9 labels is one error, not a 16 GB
+    /// allocation; short data, a wrong rank and a non-integer dtype are errors naming what is allowed.
+    #[test]
+    fn label_files_are_checked_before_allocating() {
+        let data: Vec<u8> = [3i64, 7].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(labels(&raw_npy("<i8", "(2,)", &data)).unwrap(), vec![3, 7]);
+        let huge = labels(&raw_npy("<i8", "(2000000000,)", &data)).unwrap_err().to_string();
+        assert!(huge.contains("2000000000"), "{huge}");
+        let short = labels(&raw_npy("<i8", "(3,)", &data)).unwrap_err().to_string();
+        assert!(short.contains("short"), "{short}");
+        let rank = labels(&raw_npy("<i8", "(1, 2)", &data)).unwrap_err().to_string();
+        assert!(rank.contains("allowed [N]"), "{rank}");
+        let dtype = labels(&raw_npy("|b1", "(16,)", &data)).unwrap_err().to_string();
+        assert!(dtype.contains("integers"), "{dtype}");
+    }
 }

@@ -115,10 +115,19 @@ pub fn read_tensor(path: &Path, name: Option<&str>) -> Result<(Vec<f32>, Vec<usi
             let values = safetensors_f32(path, &name, view.dtype(), view.data())?;
             Ok((values, shape))
         }
-        Kind::Npy => {
-            let bytes = crate::limits::read_bytes(path, MAX_TENSOR_FILE).map_err(io_err(path))?;
-            npy_from_bytes(path, "", &bytes)
+        Kind::Npy | Kind::Npz => {
+            let (name, bytes) = npy_bytes(path, name)?;
+            npy_from_bytes(path, &name, &bytes)
         }
+    }
+}
+
+/// The raw `.npy` bytes of one array: the whole file of an `.npy` (its name is then ""), or the entry
+/// `name` of an `.npz` (optional when it holds one array), its declared size checked against
+/// [`crate::limits::MAX_TENSOR_BYTES`] before it is read. An `.safetensors` file is an error here.
+pub fn npy_bytes(path: &Path, name: Option<&str>) -> Result<(String, Vec<u8>), QuantizeError> {
+    match kind_of(path)? {
+        Kind::Npy => Ok((String::new(), crate::limits::read_bytes(path, MAX_TENSOR_FILE).map_err(io_err(path))?)),
         Kind::Npz => {
             let mut npz = open_npz(path)?;
             let mut names: Vec<String> = npz.array_names().map(String::from).collect();
@@ -140,8 +149,9 @@ pub fn read_tensor(path: &Path, name: Option<&str>) -> Result<(Vec<f32>, Vec<usi
             if bytes.len() as u64 != size {
                 return Err(format_err(path, format!("entry `{entry}` declares {size} bytes uncompressed but holds {}", bytes.len())));
             }
-            npy_from_bytes(path, &name, &bytes)
+            Ok((name, bytes))
         }
+        Kind::Safetensors => Err(format_err(path, "expected an .npy or .npz file here, not .safetensors")),
     }
 }
 
@@ -217,9 +227,16 @@ fn safetensors_f32(path: &Path, name: &str, dtype: safetensors::Dtype, data: &[u
     })
 }
 
-/// Parse a whole `.npy` file held in `bytes`: the preamble and header length are checked against the
-/// bytes before the header is parsed, the data size against the shape before the values are.
-fn npy_from_bytes(path: &Path, name: &str, bytes: &[u8]) -> Result<(Vec<f32>, Vec<usize>), QuantizeError> {
+/// A whole `.npy` file held in `bytes`, checked: the preamble and header length against the bytes
+/// before the header is parsed, the dtype by `size_of` (its element size in bytes, or `None` when the
+/// dtype is not one of `allowed`), and the data size against the shape before any value is read.
+pub fn npy_checked<'a>(
+    path: &Path,
+    name: &str,
+    bytes: &'a [u8],
+    size_of: impl Fn(&DType) -> Option<u64>,
+    allowed: &'static str,
+) -> Result<(NpyFile<&'a [u8]>, Vec<usize>), QuantizeError> {
     let what = tensor_label(name);
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(format_err(path, format!("{what}: not a .npy array (no \\x93NUMPY magic in its first 6 of {} bytes)", bytes.len())));
@@ -236,16 +253,29 @@ fn npy_from_bytes(path: &Path, name: &str, bytes: &[u8]) -> Result<(Vec<f32>, Ve
     let header = npyz::NpyHeader::from_reader(&bytes[..end as usize]).map_err(|e| format_err(path, format!("{what}: not a valid .npy header: {e}")))?;
     let data = &bytes[end as usize..];
     let dtype = header.dtype();
-    let bad = |d: &DType| QuantizeError::Dtype { path: path.to_path_buf(), name: name.to_string(), dtype: d.descr(), allowed: "float32 (<f4), float64 (<f8), float16 (<f2)" };
-    let size = match &dtype {
-        DType::Plain(t) if t.type_char() == TypeChar::Float && matches!(t.size_field(), 2 | 4 | 8) => t.size_field(),
-        d => return Err(bad(d)),
+    let Some(size) = size_of(&dtype) else {
+        return Err(QuantizeError::Dtype { path: path.to_path_buf(), name: name.to_string(), dtype: dtype.descr(), allowed });
     };
     let shape64 = header.shape().to_vec();
-    check_data_size(path, name, &shape64, &dtype.descr(), size as u64, data.len())?;
+    check_data_size(path, name, &shape64, &dtype.descr(), size, data.len())?;
     let shape: Vec<usize> = shape64.iter().map(|&d| d as usize).collect();
-    let order = header.order();
-    let npy = NpyFile::with_header(header, data);
+    Ok((NpyFile::with_header(header, data), shape))
+}
+
+/// The element size of a plain dtype whose type character is `kind` and whose size is in `sizes`.
+pub fn plain_size(d: &DType, kind: TypeChar, sizes: &[u64]) -> Option<u64> {
+    match d {
+        DType::Plain(t) if t.type_char() == kind && sizes.contains(&t.size_field()) => Some(t.size_field()),
+        _ => None,
+    }
+}
+
+/// Parse a whole float `.npy` file held in `bytes` ([`npy_checked`]).
+fn npy_from_bytes(path: &Path, name: &str, bytes: &[u8]) -> Result<(Vec<f32>, Vec<usize>), QuantizeError> {
+    let what = tensor_label(name);
+    let (npy, shape) = npy_checked(path, name, bytes, |d| plain_size(d, TypeChar::Float, &[2, 4, 8]), "float32 (<f4), float64 (<f8), float16 (<f2)")?;
+    let order = npy.header().order();
+    let size = plain_size(&npy.header().dtype(), TypeChar::Float, &[2, 4, 8]).expect("checked by npy_checked");
     let read = |e: std::io::Error| format_err(path, format!("{what}: cannot read the values: {e}"));
     let values: Vec<f32> = match size {
         4 => npy.into_vec::<f32>().map_err(read)?,
