@@ -185,7 +185,7 @@ int main(int argc, char** argv) {
         } else if (tok == "shape") {
             rows = static_cast<int>(number("rows", 1, 64));
             cols = static_cast<int>(number("cols", 1, 64));
-            ob = static_cast<int>(number("out_bits", 1, 8));
+            ob = static_cast<int>(number("out_bits", 1, 64));  // codes 1..8 bits; logits up to 64
             if (cols * ob != yw) die("vector file: cols x out_bits = " + std::to_string(cols * ob) + " is not the y_data width " + std::to_string(yw));
         } else if (tok == "latency") {
             latency = static_cast<int>(number("latency", 0, 100000));
@@ -276,11 +276,11 @@ int main(int argc, char** argv) {
         if (got != e.y || static_cast<bool>(dut.y_last_o) != e.last) {
             std::string col_msg;
             for (int c = 0; c < cols && col_msg.empty(); ++c) {
-                uint32_t gv = 0, ev = 0;
+                uint64_t gv = 0, ev = 0;
                 for (int k = 0; k < ob; ++k) {
                     int bit = c * ob + k;
-                    gv |= ((got[bit / 32] >> (bit % 32)) & 1u) << k;
-                    ev |= ((e.y[bit / 32] >> (bit % 32)) & 1u) << k;
+                    gv |= static_cast<uint64_t>((got[bit / 32] >> (bit % 32)) & 1u) << k;
+                    ev |= static_cast<uint64_t>((e.y[bit / 32] >> (bit % 32)) & 1u) << k;
                 }
                 if (gv != ev) col_msg = " column " + std::to_string(c) + " expected " + std::to_string(ev) + " got " + std::to_string(gv);
             }
