@@ -14,4 +14,5 @@ pub mod code;
 pub mod pipeline;
 pub mod quant;
 pub mod round;
+pub mod splitmix;
 pub mod width;

@@ -3,20 +3,16 @@
 
 /// SplitMix64 (Steele, Lea, Flood 2014): 64-bit state, full period, good enough for stimulus.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(qmac_arith::splitmix::SplitMix64);
 
 impl Rng {
     /// A generator from a seed.
     pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x5851_f42d_4c95_7f2d)
+        Rng(qmac_arith::splitmix::SplitMix64(seed ^ 0x5851_f42d_4c95_7f2d))
     }
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     /// Uniform in `0..n` (`n > 0`).
     pub fn below(&mut self, n: u64) -> u64 {

@@ -496,32 +496,8 @@ pub(crate) fn sign_bit(x: f64) -> u8 {
     u8::from(x >= 0.0)
 }
 
-/// Deterministic pseudo-random numbers for tests (SplitMix64), so failures reproduce exactly.
 #[cfg(test)]
-pub(crate) struct SplitMix64(pub(crate) u64);
-
-#[cfg(test)]
-impl SplitMix64 {
-    /// Next 64 random bits.
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[lo, hi)`.
-    pub(crate) fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        let unit = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        lo + (hi - lo) * unit
-    }
-
-    /// Uniform integer in `0..bound` (bound > 0).
-    pub(crate) fn below(&mut self, bound: u64) -> u64 {
-        self.next_u64() % bound
-    }
-}
+pub(crate) use crate::splitmix::SplitMix64;
 
 #[cfg(test)]
 mod tests {
