@@ -185,12 +185,10 @@ pub fn quantize(
     let cal = &net.calibration;
     let run = forward(&stages, calib, n);
     let xin: Vec<f64> = calib.iter().map(|&v| f64::from(v)).collect();
-    let a_in = clips(
-        &by_channel(&xin, n, 1, false),
-        cal,
-        net.input_bits,
-        rounding,
-    )[0];
+    let a_in = match net.input_alpha {
+        Some(a) => a,
+        None => clips(&by_channel(&xin, n, 1, false), cal, net.input_bits, rounding)[0],
+    };
     let in_n = f64::from((1u32 << net.input_bits) - 1);
     let input = InputQuant {
         bits: net.input_bits,
@@ -280,17 +278,18 @@ fn quantize_compute(
     let (alphas, clip_record, offset) = match q.output {
         OutputMode::Pact => {
             let per_channel = q.act_granularity == crate::quantize::GranularityName::PerChannel;
-            let a = clips(
-                &by_channel(pre, n, out, per_channel),
-                &net.calibration,
-                q.out_bits,
-                rounding,
-            );
+            let a = match &q.clips {
+                Some(given) => given.clone(),
+                None => clips(&by_channel(pre, n, out, per_channel), &net.calibration, q.out_bits, rounding),
+            };
             let a = if a.len() == 1 { vec![a[0]; out] } else { a };
             (a.clone(), a, 0.0)
         }
         OutputMode::Logits => {
-            let (lo, hi) = logit_range(pre, &net.calibration);
+            let (lo, hi) = match q.clips.as_deref() {
+                Some(&[lo, hi]) => (lo, hi),
+                _ => logit_range(pre, &net.calibration),
+            };
             for b in &mut bias {
                 *b = (f64::from(*b) - lo) as f32;
             }
@@ -313,7 +312,7 @@ fn quantize_compute(
             } else {
                 LayoutName::Fc
             },
-            levels: None,
+            levels: q.levels.clone(),
         },
         conv: c.conv.map(|p| ConvSpec {
             stride: [p.stride[0] as u32, p.stride[1] as u32],

@@ -198,6 +198,14 @@ pub struct RawQuant {
     /// Rounding (network-wide only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rounding: Option<RoundingName>,
+    /// Given output clips instead of calibrated ones (layers only): a PACT output's clips (one, or one
+    /// per output channel), or a logits output's range `[lo, hi]` (`qmac train` writes them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clips: Option<Vec<f64>>,
+    /// A trained level table (layers only, `weights = "levels"`): `2^weight_bits` levels in code order,
+    /// instead of levels fitted to the weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub levels: Option<Vec<f64>>,
 }
 
 /// The quantization of one compute layer, every field resolved.
@@ -215,6 +223,12 @@ pub struct LayerQuant {
     pub act_granularity: GranularityName,
     /// Output mode.
     pub output: OutputMode,
+    /// Given clips (PACT: one per output channel; logits: `[lo, hi]`), else calibrated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clips: Option<Vec<f64>>,
+    /// A given level table (`levels` weights), else fitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub levels: Option<Vec<f64>>,
 }
 
 /// `[input]`.
@@ -226,6 +240,9 @@ pub struct RawInput {
     /// PACT bits of the network input (default `quant.act_bits`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bits: Option<u32>,
+    /// The network input's PACT clip, instead of a calibrated one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
 }
 
 /// The activation function of an `activation` layer.
@@ -439,6 +456,9 @@ pub struct Network {
     pub input: Shape,
     /// PACT bits of the network input.
     pub input_bits: u32,
+    /// The network input's given clip (else calibrated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_alpha: Option<f64>,
     /// Calibration rule.
     pub calibration: Calibration,
     /// Rounding everywhere.
@@ -572,6 +592,13 @@ impl Network {
                 "allowed only in a layer's quant table (the output mode of that layer)",
             ));
         }
+        if quant.clips.is_some() || quant.levels.is_some() {
+            let field = if quant.clips.is_some() { "quant.clips" } else { "quant.levels" };
+            return Err(bad(None, field, "given", "allowed only in a layer's quant table (they belong to one layer)"));
+        }
+        if let Some(a) = input.alpha.filter(|a| !(a.is_finite() && *a > 0.0)) {
+            return Err(bad(None, "input.alpha", a, "allowed: a finite number > 0"));
+        }
         if !(calibration.percentile > 0.0 && calibration.percentile <= 100.0) {
             return Err(bad(
                 None,
@@ -674,16 +701,42 @@ impl Network {
                 }
                 _ => {}
             }
+            Self::check_given(at, q, l.output.channels())?;
         }
         Ok(Network {
             name: name.unwrap_or_else(|| "net".into()),
             input: shape,
             input_bits,
+            input_alpha: input.alpha,
             calibration,
             rounding: quant.rounding.unwrap_or(RoundingName::HalfEven),
             array,
             layers,
         })
+    }
+
+    /// Given clips and levels: counts and values.
+    fn check_given(at: Option<(usize, &str)>, q: &LayerQuant, channels: usize) -> Result<(), NetError> {
+        let show = |v: &[f64]| format!("{v:?}");
+        if let Some(c) = &q.clips {
+            match q.output {
+                OutputMode::Logits if !(c.len() == 2 && c.iter().all(|v| v.is_finite()) && c[0] < c[1]) => {
+                    return Err(bad(at, "quant.clips", show(c), "with a logits output: the range [lo, hi], finite, lo < hi"));
+                }
+                OutputMode::Logits => {}
+                _ if !(c.len() == 1 || c.len() == channels) || !c.iter().all(|v| v.is_finite() && *v > 0.0) => {
+                    return Err(bad(at, "quant.clips", show(c), format!("1 clip or {channels} (one per output channel), each finite and > 0")));
+                }
+                _ => {}
+            }
+        }
+        if let Some(l) = &q.levels {
+            let n = 1usize << q.weight_bits;
+            if q.weights != WeightScheme::Levels || l.len() != n || !l.iter().all(|v| v.is_finite()) {
+                return Err(bad(at, "quant.levels", show(l), format!("with weights = \"levels\" only: {n} finite levels (2^weight_bits), in code order")));
+            }
+        }
+        Ok(())
     }
 
     fn resolve_quant(
@@ -764,6 +817,8 @@ impl Network {
                 .or(net.act_granularity)
                 .unwrap_or(GranularityName::PerChannel),
             output,
+            clips: own.clips.clone(),
+            levels: own.levels.clone(),
         })
     }
 

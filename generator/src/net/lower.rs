@@ -110,13 +110,16 @@ impl Stage {
     }
 }
 
+/// Reads a named tensor: `(values, shape)`.
+pub type TensorSource<'a> = dyn FnMut(&str) -> Result<(Vec<f32>, Vec<usize>), crate::quantize::QuantizeError> + 'a;
+
 fn tensor(
     l: &Layer,
-    weights: &Path,
+    read: &mut TensorSource<'_>,
     name: &str,
     what: &str,
 ) -> Result<(Vec<f32>, Vec<usize>), NetError> {
-    read_tensor(weights, Some(name)).map_err(|e| NetError::Tensor {
+    read(name).map_err(|e| NetError::Tensor {
         index: l.index,
         name: l.name.clone(),
         what: format!("{what}: {e}"),
@@ -134,6 +137,11 @@ fn shape_err(l: &Layer, what: String) -> NetError {
 /// Read every tensor from `weights`, check it against the derived shapes, fold batch norms, and
 /// return the stages.
 pub fn lower(net: &Network, weights: &Path) -> Result<Vec<Stage>, NetError> {
+    lower_from(net, &mut |name| read_tensor(weights, Some(name)))
+}
+
+/// [`lower`] with the tensors from `weights` (a file, or tensors in memory: `qmac train`).
+pub fn lower_from(net: &Network, weights: &mut TensorSource<'_>) -> Result<Vec<Stage>, NetError> {
     let mut stages: Vec<Stage> = Vec::new();
     for l in &net.layers {
         match &l.kind {
