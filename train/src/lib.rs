@@ -16,6 +16,7 @@
 
 mod data;
 mod error;
+mod integer;
 mod model;
 pub mod ops;
 mod optim;
@@ -25,6 +26,7 @@ mod train;
 
 pub use data::Dataset;
 pub use error::TrainError;
+pub use integer::{IntCompute, IntConv, IntNet, IntStage};
 pub use model::{Layer, LayerParams, ModelSpec};
-pub use scheme::{ActQuant, Scheme, WeightQuant};
+pub use scheme::{ActQuant, Scheme, WeightQuant, SCHEME_FORMS};
 pub use train::{train, EpochLog, Phase, TrainConfig, TrainLog, Trained};

@@ -241,7 +241,9 @@ pub enum LayerParams {
         shape: Vec<usize>,
         /// Float bias, one per output.
         bias: Vec<f32>,
-        /// The learned level table (`levels` schemes), in code order.
+        /// The learned level table (`levels` schemes), in code order, in the folded domain: the levels
+        /// of the weights times their input scales (`W'[o][k] = W[o][k] s[c(k)]`), as the network
+        /// format's `levels` and the integer chaining take them.
         levels: Option<Vec<f64>>,
     },
     /// A PACT activation quantizer: one clip, or one per channel.
@@ -403,31 +405,97 @@ impl Net {
     /// The forward pass of a batch `x` (`[N, ...input]`) to logits `[N, classes]`.
     pub(crate) fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor, TrainError> {
         let mut h = x.clone();
-        if matches!(mode, Mode::Quant { .. }) {
+        let scales = if matches!(mode, Mode::Quant { .. }) {
             let alpha = Tensor::new(&[self.input_alpha as f32], &Device::Cpu)?;
             h = ops::pact::pact(&h.detach(), &alpha, self.input_bits, self.rounding)?;
-        }
-        for i in 0..self.spec.layers.len() {
-            h = self.layer(i, &h, mode)?;
+            self.input_scales()?
+        } else {
+            vec![None; self.spec.layers.len()]
+        };
+        for (i, s) in scales.iter().enumerate() {
+            h = self.layer(i, &h, mode, s.as_deref())?;
         }
         Ok(h)
     }
 
-    fn layer(&mut self, i: usize, h: &Tensor, mode: Mode) -> Result<Tensor, TrainError> {
+    /// The real scale of each input channel of every weight layer in quantized mode (`None` for
+    /// other layers, or an input that is not PACT codes): `alpha / (2^bits - 1)` of the PACT
+    /// quantizer before it (per layer or per channel, kept by max-pool, repeated `h * w` times by
+    /// flatten), or the network input's. The integer network folds these into the weights before
+    /// the weight quantizer (`W'[o][k] = W[o][k] s[c(k)]`), so training does the same.
+    pub(crate) fn input_scales(&self) -> Result<Vec<Option<Vec<f32>>>, TrainError> {
+        let shapes = self.spec.shapes()?;
+        let in_n = ((1u64 << self.input_bits) - 1) as f64;
+        let mut cur: Option<Vec<f32>> = Some(vec![(self.input_alpha / in_n) as f32; self.spec.input[0]]);
+        let mut out = Vec::with_capacity(self.spec.layers.len());
+        for (i, layer) in self.spec.layers.iter().enumerate() {
+            out.push(None);
+            match *layer {
+                Layer::Dense { .. } | Layer::Conv2d { .. } => {
+                    out[i] = cur.take();
+                }
+                Layer::Relu => {
+                    let c = shapes[i][0];
+                    cur = match (&self.scheme, &self.acts[i].alpha) {
+                        (Some(Scheme { acts: ActQuant::Pact { bits, .. }, .. }), Some(a)) => {
+                            let n = ((1u64 << bits) - 1) as f32;
+                            let a = ops::host(a.as_tensor())?;
+                            Some(if a.len() == 1 { vec![a[0] / n; c] } else { a.iter().map(|v| v / n).collect() })
+                        }
+                        _ => None,
+                    };
+                }
+                Layer::Flatten => {
+                    let per: usize = if i == 0 { self.spec.input[1..].iter().product() } else { shapes[i - 1][1..].iter().product() };
+                    cur = cur.map(|s| s.iter().flat_map(|&v| std::iter::repeat_n(v, per)).collect());
+                }
+                Layer::MaxPool { .. } | Layer::BatchNorm => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Layer `i`'s weights as the forward pass in `mode` uses them: in quantized mode the weight
+    /// quantizer applied to the weights with the input scales `s` folded in, then unfolded:
+    /// `Q(W s) / s` (straight-through in `W`; `s` is not differentiated here).
+    fn effective_weights(&self, i: usize, mode: Mode, s: Option<&[f32]>) -> Result<Tensor, TrainError> {
+        let wv = self.weights[i].as_ref().expect("weight layer has weights");
+        let (Mode::Quant { .. }, Some(q)) = (mode, self.weight_quant(i)) else {
+            return Ok(wv.w.as_tensor().clone());
+        };
+        let w = wv.w.as_tensor();
+        let st = match s {
+            Some(s) => {
+                let mut shape = vec![1usize; w.rank()];
+                shape[1] = s.len();
+                Some(Tensor::from_slice(s, shape, &Device::Cpu)?)
+            }
+            None => None,
+        };
+        let folded = match &st {
+            Some(st) => w.broadcast_mul(st)?,
+            None => w.clone(),
+        };
+        let q = match q {
+            WeightQuant::Levels { bits } => {
+                let table = wv.levels.as_ref().expect("levels initialised before QAT");
+                let table = (table.as_tensor() * f64::from(level_unit(s)))?;
+                ops::levels::quantize(&folded, &table, bits)?
+            }
+            q => ops::weights::quantize(&folded, q, self.rounding)?,
+        };
+        Ok(match &st {
+            Some(st) => q.broadcast_div(st)?,
+            None => q,
+        })
+    }
+
+    fn layer(&mut self, i: usize, h: &Tensor, mode: Mode, s: Option<&[f32]>) -> Result<Tensor, TrainError> {
         let layer = self.spec.layers[i];
         Ok(match layer {
             Layer::Dense { .. } | Layer::Conv2d { .. } => {
+                let w = self.effective_weights(i, mode, s)?;
                 let wv = self.weights[i].as_ref().expect("weight layer has weights");
-                let w = match (mode, self.weight_quant(i)) {
-                    (Mode::Quant { .. }, Some(q)) => match q {
-                        WeightQuant::Levels { bits } => {
-                            let table = wv.levels.as_ref().expect("levels initialised before QAT");
-                            ops::levels::quantize(wv.w.as_tensor(), table.as_tensor(), bits)?
-                        }
-                        q => ops::weights::quantize(wv.w.as_tensor(), q, self.rounding)?,
-                    },
-                    _ => wv.w.as_tensor().clone(),
-                };
                 match layer {
                     Layer::Dense { .. } => h.matmul(&w.t()?)?.broadcast_add(wv.b.as_tensor())?,
                     Layer::Conv2d {
@@ -548,18 +616,6 @@ impl Net {
         } else {
             1.0
         };
-        self.scheme = Some(scheme.clone());
-        for i in 0..self.weights.len() {
-            let q = self.weight_quant(i);
-            let Some(wv) = self.weights[i].as_mut() else {
-                continue;
-            };
-            if let Some(WeightQuant::Levels { bits }) = q {
-                let t = LevelTable::fit(bits, &ops::host(wv.w.as_tensor())?)?;
-                let lv: Vec<f32> = t.levels().iter().map(|&l| l as f32).collect();
-                wv.levels = Some(var(lv, &[1 << bits])?);
-            }
-        }
         // float pre-activations at every ReLU
         self.scheme = None;
         let mut h = calib.clone();
@@ -567,9 +623,30 @@ impl Net {
             if self.spec.layers[i] == Layer::Relu {
                 self.acts[i] = calibrate(&h, scheme.acts)?;
             }
-            h = self.layer(i, &h, Mode::Float { train: false })?;
+            h = self.layer(i, &h, Mode::Float { train: false }, None)?;
         }
         self.scheme = Some(scheme.clone());
+        // level tables fitted to the weights with their input scales folded in, as they are quantized
+        let scales = self.input_scales()?;
+        for i in 0..self.weights.len() {
+            let q = self.weight_quant(i);
+            let Some(wv) = self.weights[i].as_mut() else {
+                continue;
+            };
+            if let Some(WeightQuant::Levels { bits }) = q {
+                let mut w = ops::host(wv.w.as_tensor())?;
+                if let Some(s) = &scales[i] {
+                    let inner: usize = wv.w.dims()[2..].iter().product();
+                    for (j, v) in w.iter_mut().enumerate() {
+                        *v *= s[(j / inner) % s.len()];
+                    }
+                }
+                let t = LevelTable::fit(bits, &w)?;
+                let unit = level_unit(scales[i].as_deref());
+                let lv: Vec<f32> = t.levels().iter().map(|&l| l as f32 / unit).collect();
+                wv.levels = Some(var(lv, &[1 << bits])?);
+            }
+        }
         Ok(())
     }
 
@@ -592,23 +669,17 @@ impl Net {
     /// The weights of layer `i` as the quantized forward pass uses them (dequantized), or `None`
     /// for a layer without weights or a network without a scheme.
     pub(crate) fn quantized_weights(&self, i: usize) -> Result<Option<Vec<f32>>, TrainError> {
-        let (Some(wv), Some(q)) = (
-            self.weights.get(i).and_then(Option::as_ref),
-            self.weight_quant(i),
-        ) else {
+        if self.weights.get(i).and_then(Option::as_ref).is_none() || self.weight_quant(i).is_none() {
             return Ok(None);
-        };
-        let w = match (q, &wv.levels) {
-            (WeightQuant::Levels { bits }, Some(t)) => {
-                ops::levels::quantize(wv.w.as_tensor(), t.as_tensor(), bits)?
-            }
-            _ => ops::weights::quantize(wv.w.as_tensor(), q, self.rounding)?,
-        };
+        }
+        let scales = self.input_scales()?;
+        let w = self.effective_weights(i, Mode::Quant { train: false }, scales[i].as_deref())?;
         Ok(Some(ops::host(&w)?))
     }
 
     /// The trained parameters of every layer.
     pub(crate) fn export(&self) -> Result<Vec<LayerParams>, TrainError> {
+        let scales = if self.scheme.is_some() { self.input_scales()? } else { vec![None; self.spec.layers.len()] };
         let mut out = Vec::new();
         for (i, layer) in self.spec.layers.iter().enumerate() {
             out.push(if let Some(wv) = &self.weights[i] {
@@ -617,12 +688,10 @@ impl Net {
                     shape: wv.w.dims().to_vec(),
                     bias: ops::host(wv.b.as_tensor())?,
                     levels: match &wv.levels {
-                        Some(l) => Some(
-                            ops::host(l.as_tensor())?
-                                .iter()
-                                .map(|&v| f64::from(v))
-                                .collect(),
-                        ),
+                        Some(l) => {
+                            let unit = level_unit(scales[i].as_deref());
+                            Some(ops::host(l.as_tensor())?.iter().map(|&v| f64::from(v * unit)).collect())
+                        }
                         None => None,
                     },
                 }
@@ -660,6 +729,17 @@ impl Net {
             a.set(&a.as_tensor().clamp(min, f32::MAX)?)?;
         }
         Ok(())
+    }
+}
+
+/// The unit of a learnable level table: the mean of the layer's input scales (1 without them). The
+/// levels quantize the weights with the input scales folded in, which are small numbers (a PACT step);
+/// the trained variable holds the levels in this unit, so that its values, and Adam's steps on them,
+/// have the size of the weights. [`Net::export`] gives the levels in the folded domain.
+fn level_unit(s: Option<&[f32]>) -> f32 {
+    match s {
+        Some(s) if !s.is_empty() => s.iter().sum::<f32>() / s.len() as f32,
+        _ => 1.0,
     }
 }
 

@@ -211,6 +211,20 @@ impl Trained {
         predict(&mut self.net, data, mode)
     }
 
+    /// The logits (`[N, classes]`, row-major) of every sample of `data` from the forward pass of
+    /// evaluation (quantized if trained with a scheme; float accumulation).
+    pub fn logits(&mut self, data: &Dataset) -> Result<Vec<f32>, TrainError> {
+        data.check_model(&self.net.spec)?;
+        let mode = self.eval_mode();
+        let idx: Vec<usize> = (0..data.len()).collect();
+        let mut out = Vec::with_capacity(data.len() * self.net.spec.classes());
+        for chunk in idx.chunks(EVAL_CHUNK) {
+            let (x, _) = batch_tensors(&self.net, data, chunk)?;
+            out.extend(crate::ops::host(&self.net.forward(&x, mode)?)?);
+        }
+        Ok(out)
+    }
+
     fn eval_mode(&self) -> Mode {
         if self.log.scheme.is_some() {
             Mode::Quant { train: false }

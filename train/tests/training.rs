@@ -192,13 +192,19 @@ fn first_layer_bits_override() {
     let g = Granularity::PerChannel {
         axis0_len: shape[0],
     };
+    // the first layer's input scale (the network input's PACT step) is folded in before the
+    // quantizer and taken out after it: Q(W s) / s
     let q0 = t.quantized_weights(0).unwrap().unwrap();
-    assert_eq!(
-        q0,
-        uniform::signed(weight, g, 8, Rounding::HalfEven)
-            .unwrap()
-            .dequantize()
-    );
+    let (alpha, bits) = t.input_quantizer();
+    let s = (alpha / f64::from((1u32 << bits) - 1)) as f32;
+    let folded: Vec<f32> = weight.iter().map(|&w| w * s).collect();
+    let want: Vec<f32> = uniform::signed(&folded, g, 8, Rounding::HalfEven)
+        .unwrap()
+        .dequantize()
+        .into_iter()
+        .map(|v| v / s)
+        .collect();
+    assert_eq!(q0, want);
     let LayerParams::Weights { weight, shape, .. } = &layers[3] else {
         panic!("layer 3 has weights")
     };
