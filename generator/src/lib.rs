@@ -27,4 +27,5 @@ pub mod schemes;
 pub mod sim;
 pub mod synth;
 pub mod tools;
+pub mod train;
 pub mod vectors;

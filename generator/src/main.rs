@@ -72,6 +72,29 @@ enum Cmd {
     /// with accuracy and cycles); see docs/network.md.
     #[command(subcommand)]
     Net(qmac::net::cli::NetCmd),
+    /// Train a network (float, then quantization-aware training with PACT, SAWB, learnable levels) and
+    /// export it into a directory that `qmac net sim` runs through the array, bit-exact.
+    ///
+    /// Example:
+    ///   qmac train --model cnn.toml --data train.npz --scheme w2a2 -o build/cnn --val test.npz
+    ///   qmac net sim build/cnn --data test.npz
+    ///
+    /// The model is a network description in the format of `qmac net` (docs/network.md): dense,
+    /// conv2d (square kernel), batch_norm, max_pool, flatten, activation layers; the last layer dense
+    /// (the logits). Its [quant] is replaced by the scheme's; [input] bits, [array] and the tensor
+    /// names are kept (the names of the exported weights). The data files are .npz with `x` ([N, ...]
+    /// samples, float) and `y` ([N] integer labels 0..classes).
+    ///
+    /// Schemes: wKaM (SAWB K-bit weights, PACT M-bit activations, one learned clip per layer),
+    /// wKaM-pc (a learned clip per channel), wKaM-levels (a learned table of 2^K weight levels,
+    /// channel-wise PACT), wKaM-uniform (plain uniform weights, calibrated clips); K, M in 1..=8.
+    ///
+    /// Writes network.json, net.toml and weights.safetensors (the trained network in the network
+    /// format: batch norm folded, every trained clip and level table given), model.toml (the model
+    /// as given), quantize.md, and train.json (every epoch, float / post-training / QAT accuracy, and
+    /// the exported integer network's accuracy, which is the array's). See docs/training.md.
+    #[command(verbatim_doc_comment)]
+    Train(TrainArgs),
     /// Compare the quantization schemes (uniform, SAWB, learnable levels, ls-1/ls-2/ls-T/gf-k with PACT
     /// or binary activations) on a seeded sample layer: weight, activation and layer-output error, and
     /// with --target the LUT4 per MAC and fmax of each scheme's array at one shape (docs/quantize.md).
@@ -384,6 +407,7 @@ fn run(cmd: Cmd) -> Result<()> {
         },
         Cmd::Quantize(a) => qmac::quantize::cli::run_quantize(&a),
         Cmd::Net(c) => qmac::net::cli::run_net(&c),
+        Cmd::Train(a) => train(&a),
         Cmd::Run(a) => {
             let cfg = a.cfg.resolve()?;
             let n = if a.no_synth { 3 } else { 4 };
@@ -451,4 +475,98 @@ fn run(cmd: Cmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `qmac train`.
+#[derive(Args, Debug, Clone)]
+struct TrainArgs {
+    /// The network description (TOML, the format of `qmac net`; see docs/network.md).
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// Training data: .npz with `x` (samples) and `y` (labels).
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+    /// The quantization scheme: wKaM, wKaM-pc, wKaM-levels, wKaM-uniform (K, M in 1..=8).
+    #[arg(long)]
+    scheme: String,
+    /// Output directory, written all at once; replaced only if `qmac train` wrote it (or it is empty).
+    #[arg(short, long, value_name = "DIR")]
+    out: PathBuf,
+    /// Validation data (.npz), evaluated after every epoch and by the exported integer network.
+    #[arg(long, value_name = "FILE")]
+    val: Option<PathBuf>,
+    /// Seed of the initial weights, the batch order and the quantizer set-up.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Epochs of float training.
+    #[arg(long, default_value_t = 60, value_name = "N")]
+    float_epochs: usize,
+    /// Epochs of quantization-aware training.
+    #[arg(long, default_value_t = 120, value_name = "N")]
+    qat_epochs: usize,
+    /// Samples per mini-batch.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    batch: usize,
+    /// Learning rate of float training (Adam, cosine decay to 0).
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
+    /// Learning rate of quantization-aware training.
+    #[arg(long, default_value_t = 1e-2)]
+    qat_lr: f64,
+    /// Decoupled weight decay of the weights (AdamW).
+    #[arg(long, default_value_t = 0.05)]
+    weight_decay: f64,
+    /// L2 regularisation of the PACT clips (PACT's alpha decay).
+    #[arg(long, default_value_t = 1e-4)]
+    alpha_decay: f64,
+    /// Weight bits of the first dense or conv2d layer (2..=8; plain uniform weights there, a level
+    /// table with -levels schemes), instead of the scheme's.
+    #[arg(long, value_name = "BITS")]
+    first_weight_bits: Option<u32>,
+}
+
+fn train(a: &TrainArgs) -> anyhow::Result<()> {
+    let job = qmac::train::TrainJob {
+        model: a.model.clone(),
+        data: a.data.clone(),
+        val: a.val.clone(),
+        scheme: a.scheme.clone(),
+        config: qmac_train::TrainConfig {
+            seed: a.seed,
+            float_epochs: a.float_epochs,
+            qat_epochs: a.qat_epochs,
+            batch: a.batch,
+            lr: a.lr,
+            qat_lr: a.qat_lr,
+            weight_decay: a.weight_decay,
+            alpha_decay: a.alpha_decay,
+            first_weight_bits: a.first_weight_bits,
+            ..Default::default()
+        },
+        out: a.out.clone(),
+    };
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2} %", 100.0 * v));
+    let (fe, qe) = (a.float_epochs, a.qat_epochs);
+    let run = qmac::train::train_to_dir(&job, &mut |e| {
+        let (phase, total) = match e.phase {
+            qmac_train::Phase::Float => ("float", fe),
+            qmac_train::Phase::Qat => ("qat", qe),
+        };
+        println!("{phase:5} epoch {:>3}/{total}  loss {:.4}  train {}  val {}", e.epoch, e.loss, pct(Some(e.train_accuracy)), pct(e.val_accuracy));
+    })
+    .with_context(|| format!("qmac train {}", a.model.display()))?;
+    let r = &run.report;
+    println!(
+        "{} {}: float {}, post-training {}, QAT {} (the trainer's forward pass); exported integer network (the array's): train {}, val {}; trained in {:.1} s",
+        a.model.display(),
+        a.scheme,
+        pct(r.log.float_accuracy),
+        pct(r.log.post_training_accuracy),
+        pct(r.log.qat_accuracy),
+        pct(Some(r.integer.train)),
+        pct(r.integer.val),
+        r.train_seconds
+    );
+    println!("wrote network.json, net.toml, weights.safetensors, model.toml, quantize.md, train.json to {}; next: qmac net sim {} --data <test.npz>", a.out.display(), a.out.display());
+    Ok(())
 }

@@ -56,6 +56,8 @@ pub enum Kind {
     Net,
     /// A network's simulation results (`qmac net sim`, in `<net dir>/sim`).
     NetSim,
+    /// A trained network (`qmac train`), which `qmac net sim` runs.
+    Train,
 }
 
 impl Kind {
@@ -69,6 +71,7 @@ impl Kind {
             Kind::Bench => "qmac bench directory",
             Kind::Net => "qmac net quantize directory",
             Kind::NetSim => "qmac net sim directory",
+            Kind::Train => "qmac train directory",
         }
     }
 
@@ -82,6 +85,7 @@ impl Kind {
             Kind::Bench => "qmac bench",
             Kind::Net => "qmac net quantize",
             Kind::NetSim => "qmac net sim",
+            Kind::Train => "qmac train",
         }
     }
 
@@ -93,6 +97,7 @@ impl Kind {
             Kind::Build => &["sim", "logs", "synth"],
             Kind::Quantized => &["hw"],
             Kind::Net => &["sim"],
+            Kind::Train => &["sim", "work"],
             Kind::Sweep | Kind::Schemes | Kind::Bench | Kind::NetSim => &[],
         }
     }
