@@ -18,7 +18,7 @@ use crate::net::chain::{quantize, QStage, QuantizedNet};
 use crate::net::lower::lower_from;
 use crate::net::{LayerKind, NetError, Network, Shape};
 use crate::outdir::Kind;
-use qmac_train::{ActQuant, Dataset, IntCompute, IntConv, IntNet, IntStage, Layer, LayerParams, ModelSpec, Scheme, TrainConfig, TrainError, WeightQuant};
+use qmac_train::{ActQuant, Dataset, IntCompute, IntConv, IntNet, IntOutput, IntStage, Layer, LayerParams, ModelSpec, Scheme, TrainConfig, TrainError, WeightQuant};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -373,11 +373,13 @@ pub fn int_net(q: &QuantizedNet) -> IntNet {
                     params: l.params(),
                     out_bits: l.output.bits,
                     frac: l.config.bias_frac_bits,
+                    bases_in: None,
+                    output: IntOutput::Pact,
                 })
             }
             QStage::MaxPool { size, stride, input, .. } => {
                 let Shape::Image(s) = input else { unreachable!("validated: max-pool on images") };
-                IntStage::MaxPool { input: *s, size: *size, stride: *stride }
+                IntStage::MaxPool { input: *s, size: *size, stride: *stride, bases: None }
             }
             QStage::Flatten { .. } => IntStage::Flatten,
         })

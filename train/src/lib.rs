@@ -26,7 +26,7 @@ mod train;
 
 pub use data::Dataset;
 pub use error::TrainError;
-pub use integer::{IntCompute, IntConv, IntNet, IntStage};
+pub use integer::{IntBasesIn, IntCompute, IntConv, IntNet, IntOutput, IntStage};
 pub use model::{Layer, LayerParams, ModelSpec};
 pub use scheme::{ActQuant, Scheme, WeightQuant, SCHEME_FORMS};
 pub use train::{train, EpochLog, Phase, TrainConfig, TrainLog, Trained};
