@@ -204,10 +204,19 @@ impl MacKind {
     /// The range of one lane's product term as the processing element computes it (before the
     /// row correction or the popcount scaling).
     pub fn lane_term_range(self, weight: (Encoding, u32), act: (Encoding, u32)) -> (i64, i64) {
+        match self.lane_operands(weight, act) {
+            Some((w, a)) => product_range(w, a),
+            None => (0, 1),
+        }
+    }
+
+    /// The ranges of the two operands a lane multiplies, weight side first: the weight value, or with
+    /// odd-level weights its unsigned code; `None` for XNOR lanes, which do not multiply.
+    pub fn lane_operands(self, weight: (Encoding, u32), act: (Encoding, u32)) -> Option<((i64, i64), (i64, i64))> {
         match self {
-            MacKind::Direct => product_range(weight.0.range(weight.1), act.0.range(act.1)),
-            MacKind::OddWeights => product_range((0, (1i64 << weight.1) - 1), act.0.range(act.1)),
-            MacKind::Xnor => (0, 1),
+            MacKind::Direct => Some((weight.0.range(weight.1), act.0.range(act.1))),
+            MacKind::OddWeights => Some(((0, (1i64 << weight.1) - 1), act.0.range(act.1))),
+            MacKind::Xnor => None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! every derived value (widths, latency, parameter layout).
 
 use qmac_arith::code::{product_range, Encoding, MacKind};
+use qmac_arith::pack::{Packing, COMMON_OPERAND_BITS, MAX_OPERAND_BITS};
 use qmac_arith::pipeline::MAX_OUT_BASES;
 use qmac_arith::round::Rounding;
 use qmac_arith::width::{clog2, signed_bits, unsigned_bits};
@@ -100,6 +101,95 @@ pub struct RawConfig {
     /// or `shared` (one unit for all columns, a tile drains in `rows * cols` cycles; much smaller when
     /// the requantization multiplier is wide).
     pub output_units: OutputUnitsName,
+    /// Exact DSP packing of the lane products: `off` (one product per multiplier), `auto` (the most
+    /// lanes per multiply whose packed operands fit 16 x 16 signed bits, an iCE40 SB_MAC16 and an ECP5
+    /// MULT18X18D; off when not even two do), or a number of lanes `n` (2..=8, operands at most
+    /// 18 x 18 bits) whose products one multiply computes exactly ([`qmac_arith::pack`]). Each PE's
+    /// lanes form groups of `n` consecutive lanes, one multiply each; the rest are plain products.
+    /// For designs synthesised with DSP blocks (`qmac synth --dsp`). Not with XNOR, `bases` or
+    /// bit-serial PEs, which have no multipliers.
+    #[serde(skip_serializing_if = "PackName::is_off")]
+    pub pack: PackName,
+}
+
+/// DSP packing as written in configuration files: `"off"`, `"auto"`, or lanes per multiply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PackName {
+    /// One product per multiplier.
+    #[default]
+    Off,
+    /// The most lanes whose packed operands fit 16 x 16 signed bits.
+    Auto,
+    /// This many lanes per multiply.
+    Lanes(u32),
+}
+
+/// Allowed lanes per packed multiply.
+pub const PACK_RANGE: RangeInclusive<u32> = 2..=8;
+
+impl PackName {
+    fn is_off(&self) -> bool {
+        *self == PackName::Off
+    }
+}
+
+impl fmt::Display for PackName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PackName::Off => f.write_str("off"),
+            PackName::Auto => f.write_str("auto"),
+            PackName::Lanes(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for PackName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<PackName, String> {
+        match s {
+            "off" => Ok(PackName::Off),
+            "auto" => Ok(PackName::Auto),
+            _ => s.parse::<u32>().ok().filter(|n| PACK_RANGE.contains(n)).map(PackName::Lanes).ok_or_else(|| {
+                format!("`{}` is not a packing: allowed \"off\", \"auto\" or lanes per multiply {}..={}", crate::limits::capped(s), PACK_RANGE.start(), PACK_RANGE.end())
+            }),
+        }
+    }
+}
+
+impl Serialize for PackName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PackName::Lanes(n) => s.serialize_u32(*n),
+            other => s.serialize_str(&other.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PackName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PackName, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = PackName;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "\"off\", \"auto\" or lanes per multiply {}..={}", PACK_RANGE.start(), PACK_RANGE.end())
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PackName, E> {
+                match v {
+                    "off" => Ok(PackName::Off),
+                    "auto" => Ok(PackName::Auto),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(&crate::limits::capped(v)), &self)),
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PackName, E> {
+                // the range is checked by Config::new, which names the field
+                u32::try_from(v).map(PackName::Lanes).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PackName, E> {
+                u32::try_from(v).map(PackName::Lanes).map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Output unit arrangements as written in configuration files.
@@ -186,6 +276,7 @@ impl Default for RawConfig {
             input_registers: true,
             running_totals: false,
             pe_input_regs: false,
+            pack: PackName::Off,
         }
     }
 }
@@ -425,6 +516,12 @@ impl Config {
                 return Err(invalid("running_totals", "true", "not with \"bases\" encodings (their per-pair counters are cleared per tile)"));
             }
         }
+        if let PackName::Lanes(n) = raw.pack {
+            if !PACK_RANGE.contains(&n) || n > raw.lanes {
+                let (lo, hi) = (PACK_RANGE.start(), PACK_RANGE.end());
+                return Err(invalid("pack", n, format!("allowed \"off\", \"auto\" or lanes per multiply {lo}..={hi}, at most lanes ({})", raw.lanes)));
+            }
+        }
         if !raw.double_buffer && (wbases || abases) {
             return Err(invalid("double_buffer", "false", "not with \"bases\" encodings (their PEs always have hold registers)"));
         }
@@ -458,10 +555,67 @@ impl Config {
             }
         }
         cfg.raw.out_bits = Some(cfg.out_bits());
+        if let PackName::Lanes(n) = cfg.raw.pack {
+            cfg.check_pack(n)?;
+        }
         if cfg.product_bits() > 96 {
             return Err(invalid("mult_bits", cfg.raw.mult_bits, format!("acc_bits + bias_frac_bits + mult_bits must be at most 96 (acc_bits is {}, bias_frac_bits {})", cfg.acc_bits(), cfg.bias_frac_bits)));
         }
         Ok(cfg)
+    }
+
+    fn check_pack(&self, n: u32) -> Result<(), ConfigError> {
+        let value = n.to_string();
+        let Some((x, y)) = self.pack_operands() else {
+            return Err(invalid("pack", value, "packing needs lane multipliers: not with XNOR lanes (1-bit odd x 1-bit odd), bases or act_serial"));
+        };
+        let p = Packing::new(n, x, y).filter(|p| p.operand_bits() <= MAX_OPERAND_BITS);
+        if p.is_none() {
+            let wide = Packing::new(n, x, y).map_or("more than 64".to_string(), |p| format!("{} x {}", p.x_bits(), p.y_bits()));
+            let fits = qmac_arith::pack::widest(x, y, MAX_OPERAND_BITS, self.lanes).map_or("no packing fits".to_string(), |w| format!("pack = {} fits", w.terms));
+            return Err(invalid(
+                "pack",
+                value,
+                format!("{n} lanes of operands {x:?} x {y:?} need {wide}-bit signed multiplier operands; the Lattice DSP blocks take at most {MAX_OPERAND_BITS} ({fits})"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The ranges of the two operands of a lane multiply (weight side, activation side), when the PEs
+    /// multiply: `None` for XNOR, bases and bit-serial PEs.
+    fn pack_operands(&self) -> Option<((i64, i64), (i64, i64))> {
+        if self.act_serial || self.bases().is_some() {
+            return None;
+        }
+        let (we, wb) = self.pe_weight();
+        self.mac_kind().lane_operands((we, wb), (self.act_enc(), self.act_bits))
+    }
+
+    /// The exact packing of the PEs' lane products ([`RawConfig::pack`], [`qmac_arith::pack`]): `None`
+    /// when off (also for `auto` when not even two lanes fit 16 x 16 bits, or the PEs do not multiply).
+    pub fn packing(&self) -> Option<Packing> {
+        let (x, y) = self.pack_operands()?;
+        match self.pack {
+            PackName::Off => None,
+            PackName::Auto => qmac_arith::pack::widest(x, y, COMMON_OPERAND_BITS, self.lanes),
+            PackName::Lanes(n) => Packing::new(n, x, y),
+        }
+    }
+
+    /// Lanes per packed multiply (1 without packing).
+    pub fn pack_lanes(&self) -> u32 {
+        self.packing().map_or(1, |p| p.terms)
+    }
+
+    /// Multiplies per PE: one per group of [`Config::pack_lanes`] lanes, one per remaining lane (0
+    /// for PEs without multipliers).
+    pub fn pe_multipliers(&self) -> u32 {
+        if self.pack_operands().is_none() {
+            return 0;
+        }
+        let n = self.pack_lanes();
+        self.lanes / n + self.lanes % n
     }
 
     /// Parse and validate TOML text.
@@ -732,6 +886,7 @@ impl Config {
             input_regs: self.input_registers,
             running_totals: self.running_totals,
             pe_input_regs: self.pe_input_regs,
+            packing: self.packing(),
             bias_frac: self.bias_frac_bits,
             out_mode: match self.out_mode {
                 OutModeName::Pact => OutMode::Pact,

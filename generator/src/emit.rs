@@ -77,6 +77,12 @@ fn derived(cfg: &Config) -> Vec<(&'static str, String)> {
     if cfg.out_mode == OutModeName::Logits {
         d.push(("logit_bits", cfg.logit_bits().to_string()));
     }
+    if let Some(p) = cfg.packing() {
+        d.push(("pack_lanes", p.terms.to_string()));
+        d.push(("pack_spacing", p.spacing.to_string()));
+        d.push(("pack_operand_bits", format!("{} x {}", p.x_bits(), p.y_bits())));
+        d.push(("pe_multipliers", cfg.pe_multipliers().to_string()));
+    }
     d
 }
 

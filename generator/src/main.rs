@@ -1,6 +1,6 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use qmac::config::{Config, EncodingName, OutModeName, OutputUnitsName, RawConfig, RequantName, RoundingName, BITS_RANGE, DIM_RANGE, MAX_DEPTH_LIMIT};
+use qmac::config::{Config, EncodingName, OutModeName, OutputUnitsName, PackName, RawConfig, RequantName, RoundingName, BITS_RANGE, DIM_RANGE, MAX_DEPTH_LIMIT};
 use qmac::flow::{self, SimOptions};
 use qmac::vectors::StimulusOptions;
 use std::path::{Path, PathBuf};
@@ -207,6 +207,12 @@ struct ConfigFlags {
     /// paths. For fmax on ECP5 (with --running-totals); costs logic cells on iCE40.
     #[arg(long)]
     pe_input_regs: bool,
+    /// Exact DSP packing: `off`, `auto` (the most lanes whose packed operands fit 16 x 16 bits: an
+    /// iCE40 SB_MAC16, an ECP5 MULT18X18D), or lanes per multiply 2..=8 (operands up to 18 x 18
+    /// bits). One multiply computes a group's dot product exactly (W4A4: 2 lanes, W2A2: 3); synthesise
+    /// with --dsp so that each becomes one DSP block.
+    #[arg(long, value_name = "off|auto|N")]
+    pack: Option<PackName>,
 }
 
 impl ConfigFlags {
@@ -248,6 +254,9 @@ impl ConfigFlags {
         }
         if self.no_double_buffer {
             raw.double_buffer = false;
+        }
+        if let Some(p) = self.pack {
+            raw.pack = p;
         }
         Ok(Config::new(raw)?)
     }

@@ -247,3 +247,49 @@ fn output_modes_and_the_bias_fraction_are_validated() {
     let d = Config::default().to_toml();
     assert!(!d.contains("out_mode") && !d.contains("bias_frac_bits"), "{d}");
 }
+
+/// DSP packing (`pack`): the lanes per multiply are range-checked, a packing whose operands exceed
+/// the DSP blocks' 18 bits names the widths and the packing that fits, PEs without multipliers are
+/// refused, and `auto` resolves to the widest packing within 16 x 16 bits (off when none fits). The
+/// TOML forms are `"off"`, `"auto"` and an integer.
+#[test]
+fn dsp_packing_is_validated() {
+    use qmac::config::EncodingName::{Bases, Odd};
+    use qmac::config::PackName::{Auto, Lanes, Off};
+    let e = err(RawConfig { pack: Lanes(1), ..RawConfig::default() });
+    assert_eq!(e, "config field `pack` = 1 is invalid: allowed \"off\", \"auto\" or lanes per multiply 2..=8, at most lanes (8)");
+    let e = err(RawConfig { pack: Lanes(4), lanes: 3, ..RawConfig::default() });
+    assert!(e.contains("`pack` = 4") && e.contains("at most lanes (3)"), "{e}");
+    let e = err(RawConfig { pack: Lanes(3), ..RawConfig::default() });
+    assert_eq!(e, "config field `pack` = 3 is invalid: 3 lanes of operands (-8, 7) x (0, 15) need 25 x 25-bit signed multiplier operands; the Lattice DSP blocks take at most 18 (pack = 2 fits)");
+    let e = err(RawConfig { pack: Lanes(2), weight_bits: 8, act_bits: 8, ..RawConfig::default() });
+    assert!(e.contains("`pack` = 2") && e.contains("no packing fits"), "{e}");
+    let e = err(RawConfig { pack: Lanes(2), weight_bits: 1, weight_encoding: Odd, act_bits: 1, act_encoding: Odd, ..RawConfig::default() });
+    assert!(e.contains("`pack` = 2") && e.contains("XNOR"), "{e}");
+    let e = err(RawConfig { pack: Lanes(2), weight_bits: 2, weight_encoding: Bases, act_bits: 2, act_encoding: Bases, ..RawConfig::default() });
+    assert!(e.contains("`pack` = 2") && e.contains("bases"), "{e}");
+    let e = err(RawConfig { pack: Lanes(2), act_serial: true, ..RawConfig::default() });
+    assert!(e.contains("`pack` = 2") && e.contains("act_serial"), "{e}");
+    let auto = |raw: RawConfig| Config::new(RawConfig { pack: Auto, ..raw }).unwrap().pack_lanes();
+    assert_eq!(auto(RawConfig::default()), 2);
+    assert_eq!(auto(RawConfig { weight_bits: 2, act_bits: 2, ..RawConfig::default() }), 3);
+    assert_eq!(auto(RawConfig { weight_bits: 2, act_bits: 2, lanes: 2, ..RawConfig::default() }), 2);
+    assert_eq!(auto(RawConfig { weight_bits: 8, act_bits: 8, ..RawConfig::default() }), 1);
+    assert_eq!(auto(RawConfig { weight_bits: 1, weight_encoding: Odd, act_bits: 1, act_encoding: Odd, ..RawConfig::default() }), 1);
+    let c = Config::new(RawConfig { pack: Lanes(3), weight_bits: 2, act_bits: 2, lanes: 8, ..RawConfig::default() }).unwrap();
+    assert_eq!((c.pack_lanes(), c.pe_multipliers()), (3, 2 + 2));
+    assert_eq!(Config::default().pe_multipliers(), 8);
+    let toml = |t: &str| Config::from_toml(t, "t.toml").map(|c| c.pack);
+    assert_eq!(toml("pack = \"auto\""), Ok(Auto));
+    assert_eq!(toml("pack = 2"), Ok(Lanes(2)));
+    assert_eq!(toml("pack = \"off\""), Ok(Off));
+    let e = toml("pack = \"on\"").unwrap_err().to_string();
+    assert!(e.contains("pack") && e.contains("\"off\", \"auto\" or lanes per multiply 2..=8"), "{e}");
+    let e = toml("pack = -2").unwrap_err().to_string();
+    assert!(e.contains("pack"), "{e}");
+    // written out only when on, so the TOML of every other design is unchanged
+    assert!(!Config::default().to_toml().contains("pack"));
+    let on = Config::new(RawConfig { pack: Auto, ..RawConfig::default() }).unwrap();
+    assert!(on.to_toml().contains("pack = \"auto\""), "{}", on.to_toml());
+    assert_eq!(Config::from_toml(&on.to_toml(), "t").unwrap(), on);
+}

@@ -385,7 +385,7 @@ enum Item {
     Comment(String),
     Decl { name: String, ty: Ty, reg: bool, doc: String },
     Mem { name: String, width: u32, depth: u32, doc: String },
-    Net { name: String, rhs: Expr, doc: String },
+    Net { name: String, rhs: Expr, doc: String, partly_read: bool },
     Assign(Expr, Expr),
     Always { clk: String, body: Vec<Stmt>, keep: bool },
     Inst { module: String, name: String, conns: Vec<(String, String)> },
@@ -431,7 +431,15 @@ impl Body {
     /// Declare a wire and drive it: `wire name = rhs;`.
     pub fn net(&mut self, name: &str, rhs: &Expr, doc: &str) -> Expr {
         check_name(name);
-        self.items.push(Item::Net { name: name.to_string(), rhs: rhs.clone(), doc: doc.to_string() });
+        self.items.push(Item::Net { name: name.to_string(), rhs: rhs.clone(), doc: doc.to_string(), partly_read: false });
+        Expr::sig(name, rhs.ty)
+    }
+    /// [`Body::net`] for a value of which only some bits are read (the high bits of a product that is
+    /// computed whole by a DSP block): the declaration is wrapped in Verilator's lint waiver for
+    /// unused signal bits, and nothing else.
+    pub fn net_partly_read(&mut self, name: &str, rhs: &Expr, doc: &str) -> Expr {
+        check_name(name);
+        self.items.push(Item::Net { name: name.to_string(), rhs: rhs.clone(), doc: doc.to_string(), partly_read: true });
         Expr::sig(name, rhs.ty)
     }
     /// Continuous assignment, type-checked.
@@ -622,12 +630,18 @@ fn print_items(s: &mut String, items: &[Item], depth: usize) {
                     let _ = writeln!(s, "{decl:<44} // {doc}");
                 }
             }
-            Item::Net { name, rhs, doc } => {
+            Item::Net { name, rhs, doc, partly_read } => {
+                if *partly_read {
+                    let _ = writeln!(s, "{ind}/* verilator lint_off UNUSEDSIGNAL */");
+                }
                 let decl = format!("{ind}wire{} {name} = {};", rhs.ty.decl(), strip_outer(&rhs.text));
                 if doc.is_empty() {
                     let _ = writeln!(s, "{decl}");
                 } else {
                     let _ = writeln!(s, "{decl}  // {doc}");
+                }
+                if *partly_read {
+                    let _ = writeln!(s, "{ind}/* verilator lint_on UNUSEDSIGNAL */");
                 }
             }
             Item::Assign(l, r) => {

@@ -6,7 +6,7 @@
 //! cargo run --release -p qmac-testbenches --example random_configs -- <dir> [count] [seed]
 //! ```
 
-use qmac::config::{Config, EncodingName, OutModeName, OutputUnitsName, RawConfig, RequantName, RoundingName};
+use qmac::config::{Config, EncodingName, OutModeName, OutputUnitsName, PackName, RawConfig, RequantName, RoundingName};
 use qmac::rng::Rng;
 use qmac_testbenches::write_configs;
 use std::path::PathBuf;
@@ -56,6 +56,7 @@ fn random(rng: &mut Rng) -> RawConfig {
         output_units: pick(rng, &[OutputUnitsName::PerColumn, OutputUnitsName::Shared]),
         out_mode: pick(rng, &[OutModeName::Pact, OutModeName::Pact, OutModeName::Pact, OutModeName::Pact, OutModeName::Logits, OutModeName::Bases]),
         bias_frac_bits: if rng.chance(20) { 1 + rng.below(8) as u32 } else { 0 },
+        pack: if rng.chance(15) { pick(rng, &[PackName::Auto, PackName::Lanes(2), PackName::Lanes(3)]) } else { PackName::Off },
     }
 }
 

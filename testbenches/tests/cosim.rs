@@ -342,3 +342,47 @@ fn flipped_rounding_mode_fails_the_default_simulation() {
     let e = e.to_string();
     assert!(e.contains("mismatch"), "{e}");
 }
+
+/// Exact DSP packing (`pack`): W4A4 two lanes per multiply and W2A2 three (`auto`), a remaining
+/// plain lane, odd-level weights (their codes packed), signed and odd activations (the borrow of a
+/// negative low field either way), codebook levels, a saturating accumulator, running totals, PE
+/// input copies, no input registers, per column and shared output units.
+#[test]
+fn packed_dsp_lanes() {
+    use EncodingName::*;
+    use qmac::config::PackName::{Auto, Lanes};
+    let base = RawConfig { rows: 2, cols: 3, lanes: 4, max_depth: 64, pack: Lanes(2), ..RawConfig::default() };
+    let cfgs = vec![
+        base.clone(),
+        RawConfig { weight_bits: 2, act_bits: 2, lanes: 7, pack: Auto, output_units: OutputUnitsName::PerColumn, ..base.clone() },
+        RawConfig { weight_bits: 3, weight_encoding: Odd, act_bits: 3, act_encoding: Int, lanes: 5, running_totals: true, ..base.clone() },
+        RawConfig { weight_bits: 2, act_bits: 3, act_encoding: Odd, lanes: 6, pack: Lanes(3), pe_input_regs: true, ..base.clone() },
+        RawConfig { weight_bits: 2, weight_encoding: Codebook, level_bits: 5, act_bits: 3, input_registers: false, ..base.clone() },
+        RawConfig { acc_bits: Some(12), acc_saturate: true, lanes: 8, ..base.clone() },
+        RawConfig { rows: 3, cols: 2, weight_bits: 5, act_bits: 5, act_encoding: Int, lanes: 2, out_bits: Some(2), ..base },
+    ];
+    check_all("packed", cfgs, &[1, 2], StimulusOptions { layers: 2, tiles: 5, max_steps: 24, abort: true });
+}
+
+/// The packing's borrow correction is needed: with the borrow bit dropped from every packed group of
+/// the emitted PE, the default `qmac sim` stimulus fails; the same design unaltered passes first.
+#[test]
+fn packing_without_the_borrow_fails_the_simulation() {
+    use qmac::config::{Config, PackName};
+    use qmac::flow::{self, SimOptions};
+    let cfg = Config::new(RawConfig { rows: 2, cols: 2, lanes: 4, max_depth: 64, pack: PackName::Lanes(2), ..RawConfig::default() }).unwrap();
+    let dir = work_dir("mutation-borrow");
+    flow::generate(&cfg, &dir).unwrap();
+    let opts = SimOptions::default();
+    let ok = with_slot(|| flow::simulate_rtl(&dir, &cfg, &opts)).unwrap();
+    assert!(ok.report.summary.contains("PASS"), "{}", ok.report.summary);
+    let pe = dir.join("rtl/qmac_pe.v");
+    let text = std::fs::read_to_string(&pe).unwrap();
+    let mutated = text.replace("{8'd0, pack0_q[0]}", "9'd0").replace("{8'd0, pack1_q[0]}", "9'd0");
+    assert_eq!(text.matches("_q[0]}").count(), 2, "the borrow terms of the emitted PE have moved");
+    assert_eq!(mutated.matches("_q[0]}").count(), 0);
+    std::fs::write(&pe, mutated).unwrap();
+    let e = with_slot(|| flow::simulate_rtl(&dir, &cfg, &opts)).expect_err("a packing without its borrow must fail");
+    let e = e.to_string();
+    assert!(e.contains("mismatch"), "{e}");
+}

@@ -2,6 +2,7 @@
 //! and the values derived from it that several units share (stage counts, widths, latency).
 
 use qmac_arith::code::{Encoding, MacKind};
+use qmac_arith::pack::Packing;
 use qmac_arith::round::Rounding;
 use qmac_arith::width::{clog2, signed_bits};
 
@@ -76,6 +77,9 @@ pub struct HwParams {
     /// broadcast along a row or column is a register-to-register path and each PE's products start
     /// from registers beside it.
     pub pe_input_regs: bool,
+    /// Exact DSP packing of the lane products: groups of `terms` consecutive lanes share one multiply
+    /// ([`qmac_arith::pack`]); `None` for one multiply per lane.
+    pub packing: Option<Packing>,
     /// Fractional bits of the bias: the output stage adds the bias to `acc * 2^bias_frac`, so the bias,
     /// the clip level and the requantizer's input are [`HwParams::biased_bits`] wide.
     pub bias_frac: u32,
@@ -309,10 +313,17 @@ impl HwParams {
         (0..self.param_fields().len()).map(|i| pre + if !self.thresholds && i >= 2 { 2 } else { 0 }).collect()
     }
     /// Adder levels of a PE's tree: `ceil(log2(terms))`, with one term per lane (per lane pair for
-    /// XNOR, whose pairs are counted before the tree).
+    /// XNOR, whose pairs are counted before the tree; per packed group of lanes with packing).
     pub fn tree_depth(&self) -> u32 {
-        let terms = if self.kind() == MacKind::Xnor { self.lanes / 2 + self.lanes % 2 } else { self.lanes };
-        clog2(u64::from(terms))
+        clog2(u64::from(self.tree_terms()))
+    }
+    /// The adder tree's terms: lanes, lane pairs (XNOR), or packed groups and the remaining lanes.
+    pub fn tree_terms(&self) -> u32 {
+        match self.packing {
+            _ if self.kind() == MacKind::Xnor => self.lanes / 2 + self.lanes % 2,
+            Some(p) => self.lanes / p.terms + self.lanes % p.terms,
+            None => self.lanes,
+        }
     }
     /// Register stages of the adder tree: one, plus one per further `tree_levels` levels.
     pub fn tree_stages(&self) -> u32 {

@@ -1,5 +1,6 @@
 //! `<prefix>_pe`: one processing element, of the kind its operands need: lane products
-//! ([`products`]: multipliers, an AND per lane with odd weights, XNOR with +-1 operands), bit-serial
+//! ([`products`]: multipliers, several lanes packed into one multiply, an AND per lane with odd
+//! weights, XNOR with +-1 operands), bit-serial
 //! activations ([`serial`]), or per-basis-pair XNOR counts ([`bases`]). The kinds share the
 //! accumulator and hold register ([`accumulate`]) and the PE's own input copies (here).
 
@@ -13,6 +14,7 @@ pub use accumulate::AccParams;
 use super::{Bases, HwParams};
 use crate::rtl::{Body, Expr, Module, Stmt, Ty};
 use qmac_arith::code::{Encoding, MacKind};
+use qmac_arith::pack::Packing;
 
 /// What a processing element depends on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +50,8 @@ pub enum PeArith {
         kind: MacKind,
         /// Width of one step's dot product ([`HwParams::dot_bits`]).
         dot_bits: u32,
+        /// Groups of lanes packed into one multiply ([`HwParams::packing`]).
+        packing: Option<Packing>,
     },
     /// Bit-serial activations: each lane selects a shifted weight value by its activation bit.
     Serial {
@@ -80,7 +84,7 @@ impl HwParams {
         let arith = match (self.bases, self.serial) {
             (Some(bases), _) => PeArith::Bases { bases, dot_bits: self.dot_bits() },
             (None, true) => PeArith::Serial { weight_range: self.serial_weight_range() },
-            (None, false) => PeArith::Products { kind: self.kind(), dot_bits: self.dot_bits() },
+            (None, false) => PeArith::Products { kind: self.kind(), dot_bits: self.dot_bits(), packing: self.packing },
         };
         PeParams {
             name: self.module("pe"),
@@ -100,7 +104,7 @@ impl HwParams {
 /// One processing element: `lanes` products, an adder tree, an accumulator and a hold register.
 pub fn pe(p: &PeParams) -> Module {
     match p.arith {
-        PeArith::Products { kind, dot_bits } => products::pe_products(p, kind, dot_bits),
+        PeArith::Products { kind, dot_bits, packing } => products::pe_products(p, kind, dot_bits, packing),
         PeArith::Serial { weight_range } => serial::pe_serial(p, weight_range),
         PeArith::Bases { bases, dot_bits } => bases::pe_bases(p, bases, dot_bits),
     }

@@ -2,18 +2,30 @@
 
 use super::accumulate::{accumulate_and_hold, AccPorts};
 use super::{pe_inputs, pe_inputs_doc, xnor_dot, xnor_pair_counts, PeParams};
-use crate::rtl::{Module, Stmt, Ty};
+use crate::rtl::{Body, Expr, Module, Stmt, Ty};
 use crate::units::builders::{adder_tree_piped, code_value};
-use qmac_arith::code::MacKind;
+use qmac_arith::code::{Encoding, MacKind};
+use qmac_arith::pack::Packing;
 use qmac_arith::width::{clog2, signed_bits};
 
 /// A processing element of lane products (a multiplier, an AND, or XNOR on +-1 operands): `lanes`
 /// products, an adder tree, an accumulator and a hold register.
-pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32) -> Module {
+pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<Packing>) -> Module {
     let (l, ab, wb, aw) = (p.lanes, p.act_bits, p.weight_bits, p.acc.bits);
     let mut m = Module::new(&p.name);
     m.doc(&format!("Processing element: {l} lanes of {wb}-bit {} weights x {ab}-bit {} activations, {kind:?} lane arithmetic,", p.weight_enc.name(), p.act_enc.name()));
     m.doc(&format!("a {aw}-bit{} accumulator and a hold register that shifts the finished sum down the column.", if p.acc.saturate { " saturating" } else { "" }));
+    if let Some(pk) = packing {
+        m.doc(&format!(
+            "Lanes in groups of {}, one {} x {}-bit multiply each: the group's dot product is bits [{}+:{}] of the product, plus its bit {} (the borrow).",
+            pk.terms,
+            pk.x_bits(),
+            pk.y_bits(),
+            pk.field_lsb(),
+            pk.spacing,
+            pk.field_lsb() - 1
+        ));
+    }
     m.doc(&format!("Stages: lane products (S2), adder tree (S3..S{}), accumulate (S{}).", 2 + p.tree.stages, 3 + p.tree.stages));
     pe_inputs_doc(&mut m, p);
     let clk = m.input("clk_i", Ty::bit(), "clock");
@@ -38,16 +50,33 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32) -> Module {
         _ => {
             b.comment("S2: lane products");
             let tw = signed_bits(term_range.0.into(), term_range.1.into());
+            // each lane's codes; its operand values (the activation value, and the weight value or
+            // with odd weights the unsigned code c) where a multiply takes them as values
+            let raw = (kind == MacKind::OddWeights, p.act_enc == Encoding::Unsigned);
+            let packed = packing.map_or(0, |pk| l / pk.terms * pk.terms);
+            let mut group = Vec::new();
             for i in 0..l {
                 let ac = b.net(&format!("a{i}_code"), &a.slice(i * ab + ab - 1, i * ab), "");
                 let wc = b.net(&format!("w{i}_code"), &w.slice(i * wb + wb - 1, i * wb), "");
-                let (av, _) = code_value(b, &format!("a{i}_val"), &ac, p.act_enc);
-                let wv = if kind == MacKind::Direct {
+                let plain = i >= packed;
+                let av = if plain || !raw.1 { code_value(b, &format!("a{i}_val"), &ac, p.act_enc).0 } else { ac };
+                let wv = if !plain && raw.0 {
+                    wc
+                } else if kind == MacKind::Direct {
                     code_value(b, &format!("w{i}_val"), &wc, p.weight_enc).0
                 } else {
                     // odd weights: the unsigned code c, as a signed number
                     b.net(&format!("w{i}_val"), &wc.to_signed_value(), "")
                 };
+                if let (Some(pk), false) = (packing, plain) {
+                    group.push(LaneOperands { w: wv, a: av });
+                    if group.len() == pk.terms as usize {
+                        let g = i / pk.terms;
+                        terms.push(packed_group(b, &format!("pack{g}"), &pk, &group, &mut s2));
+                        group.clear();
+                    }
+                    continue;
+                }
                 // degenerate ranges (a 1-bit {-1, 0} weight times a 1-bit {0, 1} activation) have a
                 // product narrower than the operands; never truncate an operand
                 let tw = tw.max(av.width()).max(wv.width());
@@ -88,4 +117,61 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32) -> Module {
     };
     accumulate_and_hold(b, &p.acc, &clk, &dot_v, &acc_en, &ports);
     m
+}
+
+/// One lane's multiply operands: signed values, or unsigned codes where the code is the value
+/// (unsigned activations and odd weights' codes in a packed group).
+struct LaneOperands {
+    w: Expr,
+    a: Expr,
+}
+
+/// A packed operand `sum_i v_i * 2^(shift_i)` of `bits` signed bits (exact, so modular arithmetic
+/// in `bits` is): a concatenation when every value is an unsigned code that fits its field, else a sum.
+fn packed_operand(b: &mut Body, name: &str, vals: &[(&Expr, u32)], spacing: u32, bits: u32) -> Expr {
+    let fields_fit = vals.iter().all(|(v, _)| !v.ty().signed && v.width() <= spacing);
+    let shifts: Vec<u32> = vals.iter().map(|(_, s)| *s).collect();
+    let ascending = shifts.iter().enumerate().all(|(i, &s)| s == i as u32 * spacing);
+    if fields_fit && ascending {
+        // lane 0 lowest: {v_(n-1), v_(n-2) zero-extended to the spacing, ..., v_0 zero-extended}
+        let n = vals.len();
+        let parts: Vec<Expr> = (0..n).rev().map(|i| if i + 1 == n { vals[i].0.clone() } else { vals[i].0.resize(spacing) }).collect();
+        let cat = Expr::concat(&parts);
+        return b.net(name, &cat.resize(bits - 1).to_signed_value(), "the fields side by side");
+    }
+    let sum = vals
+        .iter()
+        .map(|(v, s)| {
+            let sv = if v.ty().signed { v.resize(bits) } else { v.resize(bits - 1).to_signed_value() };
+            if *s == 0 {
+                sv
+            } else {
+                sv.shl(*s)
+            }
+        })
+        .reduce(|x, y| x.add(&y))
+        .expect("a group has lanes");
+    b.net(name, &sum, "")
+}
+
+/// One packed multiply (S2): the group's weights `X = sum_i w_i 2^(i k)` times its activations
+/// `Y = sum_i a_i 2^((n-1-i) k)`, modulo `2^(E + k)`, registered; returns the group's dot product
+/// `((P >> E) + P[E-1]) mod 2^k` ([`Packing::field`]) as an adder-tree term with its range.
+fn packed_group(b: &mut Body, name: &str, pk: &Packing, group: &[LaneOperands], s2: &mut Vec<Stmt>) -> (Expr, (i64, i64)) {
+    let (n, k) = (pk.terms, pk.spacing);
+    assert_eq!(group.len(), n as usize);
+    let ws: Vec<(&Expr, u32)> = group.iter().enumerate().map(|(i, l)| (&l.w, i as u32 * k)).collect();
+    // activations in descending order: lane i at (n-1-i) k, so build it from the top lane down
+    let as_: Vec<(&Expr, u32)> = group.iter().enumerate().rev().map(|(i, l)| (&l.a, (n - 1 - i as u32) * k)).collect();
+    let x = packed_operand(b, &format!("{name}_x"), &ws, k, pk.x_bits());
+    let y = packed_operand(b, &format!("{name}_y"), &as_, k, pk.y_bits());
+    let (e, pw) = (pk.field_lsb(), pk.product_bits());
+    let mw = pw.max(x.width()).max(y.width());
+    let prod = b.net_partly_read(&format!("{name}_p"), &x.resize(mw).mul(&y.resize(mw)), &format!("{n} lanes in one multiply, modulo 2^{mw}"));
+    // only the field and the borrow bit below it are kept
+    let q = b.reg(&format!("{name}_q"), Ty::u(k + 1), &format!("product bits [{}:{}]: the field and the borrow", pw - 1, e - 1));
+    s2.push(Stmt::set(&q, &prod.slice(pw - 1, e - 1)));
+    let field = q.slice(k, 1).add(&q.bit(0).resize(k)).as_signed();
+    let dot = b.net(&format!("{name}_dot"), &field, "bits [E+k-1:E] plus the borrow bit E-1: the group's dot product");
+    (dot, pk.dot_range())
 }
