@@ -8,17 +8,19 @@
 //!    scheme.
 //! 3. [`export`]: the trained network in the network format: `net.toml` (the model with the scheme's
 //!    quantization, batch norm layers removed because they are folded, and every trained quantizer
-//!    parameter given: the input clip, each layer's PACT clips, level tables, the logits range) and
+//!    parameter given: the input clip, each layer's PACT clips, level tables; the last layer gives logits) and
 //!    `weights.safetensors` (the folded float weights and biases); `qmac net quantize` of those two
 //!    gives `network.json`, which is computed here the same way.
 //! 4. [`int_net`]: the integer parameters qmac's reference derived, evaluated by the trainer's integer
 //!    network (`qmac_train::IntNet`): the accuracy `qmac train` reports is the array's, sample for sample.
 
 use crate::net::chain::{quantize, QStage, QuantizedNet};
+use crate::net::lower::HostStage;
 use crate::net::lower::lower_from;
-use crate::net::{LayerKind, NetError, Network, Shape};
+use crate::net::{LayerKind, NetError, Network, OutputMode, Shape};
 use crate::outdir::Kind;
-use qmac_train::{ActQuant, Dataset, IntCompute, IntConv, IntNet, IntOutput, IntStage, Layer, LayerParams, ModelSpec, Scheme, TrainConfig, TrainError, WeightQuant};
+use crate::quantize::encode_bases;
+use qmac_train::{ActQuant, Dataset, IntBasesIn, IntCompute, IntConv, IntNet, IntOutput, IntStage, Layer, LayerParams, ModelSpec, Scheme, TrainConfig, TrainError, WeightQuant};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -216,7 +218,7 @@ pub fn train_to_dir(job: &TrainJob, progress: &mut dyn FnMut(&qmac_train::EpochL
     let mut trained = qmac_train::train(&spec, &train_data, val.as_ref(), Some(&scheme), &config, progress)?;
     let train_seconds = t_train.elapsed().as_secs_f64();
 
-    let (toml_text, tensors) = export(&model_text, &net, &spec, &scheme, &config, &mut trained, &train_data)?;
+    let (toml_text, tensors) = export(&model_text, &net, &spec, &scheme, &config, &mut trained)?;
     let enet = Network::from_toml(&toml_text, "the exported net.toml")?;
     let by_name: HashMap<&str, &(Vec<f32>, Vec<usize>)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let stages = lower_from(&enet, &mut |name| Ok(by_name.get(name).map(|t| (*t).clone()).expect("exported tensor")))?;
@@ -269,7 +271,6 @@ fn export(
     scheme: &Scheme,
     config: &TrainConfig,
     trained: &mut qmac_train::Trained,
-    train_data: &Dataset,
 ) -> Result<(String, Vec<(String, (Vec<f32>, Vec<usize>))>), TrainCmdError> {
     use toml::Value;
     let mut doc: toml::Table = model_text.parse().expect("validated by Network::from_toml");
@@ -297,16 +298,12 @@ fn export(
     quant.insert("act_bits".into(), Value::Integer(i64::from(act_bits)));
     quant.insert("granularity".into(), Value::String(granularity.into()));
     quant.insert("act_granularity".into(), Value::String(act_granularity.into()));
-    for keep in ["logits_bits", "rounding"] {
+    for keep in ["rounding"] {
         if let Some(v) = old_quant.get(keep) {
             quant.insert(keep.into(), v.clone());
         }
     }
     doc.insert("quant".into(), Value::Table(quant));
-    // the logits range of the trained network on its training data
-    let logits = trained.logits(train_data)?;
-    let (lo, hi) = logits.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(f64::from(v)), b.max(f64::from(v))));
-    let (lo, hi) = if hi > lo { (lo, hi) } else { (lo - 1.0, lo + 1.0) };
     let first = spec.layers.iter().position(|l| matches!(l, Layer::Dense { .. } | Layer::Conv2d { .. }));
     let last = spec.layers.iter().rposition(|l| matches!(l, Layer::Dense { .. }));
     let raw_layers = doc.get("layer").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -333,13 +330,12 @@ fn export(
                 if let Some(l) = levels {
                     q.insert("levels".into(), Value::Array(l.iter().map(|&v| Value::Float(v)).collect()));
                 }
-                let clips = if Some(i) == last {
-                    vec![lo, hi]
-                } else {
-                    // the PACT quantizer of the relu after this layer (and its batch norm)
-                    params[i + 1..].iter().find_map(|p| if let LayerParams::Pact { alpha, .. } = p { Some(alpha.clone()) } else { None }).expect("validated: a relu follows")
-                };
-                q.insert("clips".into(), Value::Array(clips.into_iter().map(Value::Float).collect()));
+                // the PACT quantizer of the relu after this layer (and its batch norm); the last layer
+                // gives the logits (the array's logits mode), which have no clips
+                if Some(i) != last {
+                    let clips = params[i + 1..].iter().find_map(|p| if let LayerParams::Pact { alpha, .. } = p { Some(alpha.clone()) } else { None }).expect("validated: a relu follows");
+                    q.insert("clips".into(), Value::Array(clips.into_iter().map(Value::Float).collect()));
+                }
                 t.insert("quant".into(), Value::Table(q));
                 layers.push(Value::Table(t));
             }
@@ -355,6 +351,8 @@ fn export(
 /// The integer network of a quantized network: every compute stage's weight code values and output
 /// parameters as qmac's reference derived them.
 pub fn int_net(q: &QuantizedNet) -> IntNet {
+    // the basis scales of the codes entering the next stage, if binary
+    let mut bases: Option<Vec<f64>> = None;
     let stages = q
         .stages
         .iter()
@@ -362,6 +360,19 @@ pub fn int_net(q: &QuantizedNet) -> IntNet {
             QStage::Compute(c) => {
                 let l = &c.layer;
                 let (out, k) = (l.geometry.out_channels, l.geometry.k);
+                let bases_in = l.is_bases().then(|| IntBasesIn {
+                    w_bases: l.weights.bits,
+                    a_bases: l.input.bits,
+                    pairs: l.channels.iter().flat_map(|ch| ch.pair_scales.iter().copied()).collect(),
+                    padded: l.config.max_depth as usize - k,
+                    pad_code: encode_bases(&[0.0], &l.input.basis_scales).expect("validated scales")[0],
+                });
+                let output = match c.mode {
+                    OutputMode::Pact => IntOutput::Pact,
+                    OutputMode::Bases => IntOutput::Bases { bases: l.config.out_bits.unwrap_or(1) },
+                    OutputMode::Logits => IntOutput::Logits { units: c.out_scales().to_vec() },
+                };
+                bases = (c.mode == OutputMode::Bases).then(|| c.basis_scales().to_vec());
                 IntStage::Compute(IntCompute {
                     input: match c.input {
                         Shape::Flat(n) => vec![n],
@@ -369,19 +380,20 @@ pub fn int_net(q: &QuantizedNet) -> IntNet {
                     },
                     conv: c.conv.map(|p| IntConv { kernel: p.kernel, stride: p.stride, padding: p.padding }),
                     out,
-                    values: (0..out).flat_map(|o| (0..k).map(move |kk| l.weights.value(o, kk))).collect(),
+                    // with binary inputs the weights' basis codes, else their values
+                    values: (0..out).flat_map(|o| (0..k).map(move |kk| if l.is_bases() { l.weights.codes[o][kk] as i64 } else { l.weights.value(o, kk) })).collect(),
                     params: l.params(),
                     out_bits: l.output.bits,
                     frac: l.config.bias_frac_bits,
-                    bases_in: None,
-                    output: IntOutput::Pact,
+                    bases_in,
+                    output,
                 })
             }
-            QStage::MaxPool { size, stride, input, .. } => {
+            QStage::Host(HostStage::MaxPool { size, stride, input, .. }) => {
                 let Shape::Image(s) = input else { unreachable!("validated: max-pool on images") };
-                IntStage::MaxPool { input: *s, size: *size, stride: *stride, bases: None }
+                IntStage::MaxPool { input: *s, size: *size, stride: *stride, bases: bases.clone() }
             }
-            QStage::Flatten { .. } => IntStage::Flatten,
+            QStage::Host(HostStage::Flatten { .. }) => IntStage::Flatten,
         })
         .collect();
     IntNet { input_alpha: q.input.alpha, input_bits: q.input.bits, rounding: q.network.rounding.into(), stages }

@@ -136,6 +136,11 @@ fn read_u8_npy(path: &Path) -> Vec<u64> {
     npyz::NpyFile::new(std::io::BufReader::new(f)).unwrap().into_vec::<u8>().unwrap().into_iter().map(u64::from).collect()
 }
 
+fn read_i64_npy(path: &Path) -> Vec<i64> {
+    let f = std::fs::File::open(path).unwrap();
+    npyz::NpyFile::new(std::io::BufReader::new(f)).unwrap().into_vec::<i64>().unwrap()
+}
+
 /// Trained with per-channel PACT clips (folded into the next layer's weights before SAWB) and batch
 /// norm, exported, run through the RTL: every layer's codes of the trainer's integer network equal the
 /// reference's and the RTL's, so every prediction does; the reported accuracy is the RTL's.
@@ -154,13 +159,19 @@ fn trained_network_predicts_exactly_what_the_rtl_computes() {
     let rep = simulate_dir(&out, &f.dir.join("test.npz"), &DataNames::default(), &opts).unwrap();
     assert_eq!(rep.bit_exact, Some(true), "{rep:#?}");
     for (i, c) in q.computes().iter().enumerate() {
-        let rtl = read_u8_npy(&out.join(format!("sim/layers/{:02}-{}.npy", c.index, c.name)));
-        assert_eq!(ours[i], reference.stages[i].codes, "layer {}: trainer against reference", c.name);
-        assert_eq!(ours[i], rtl, "layer {}: trainer against RTL", c.name);
+        let file = out.join(format!("sim/layers/{:02}-{}.npy", c.index, c.name));
+        // logits: the file holds them sign-extended, the reference's codes are their low out_bits
+        // (the array's width), the trainer's their 64-bit two's complement
+        let logits = c.mode == qmac::net::OutputMode::Logits;
+        let low = |v: u64| if logits { v & (u64::MAX >> (64 - c.layer.output.bits)) } else { v };
+        let rtl: Vec<u64> = if logits { read_i64_npy(&file).into_iter().map(|v| low(v as u64)).collect() } else { read_u8_npy(&file) };
+        let ours_low: Vec<u64> = ours[i].iter().map(|&v| low(v)).collect();
+        assert_eq!(ours_low, reference.stages[i].codes, "layer {}: trainer against reference", c.name);
+        assert_eq!(ours_low, rtl, "layer {}: trainer against RTL", c.name);
         assert!(ours[i].iter().collect::<std::collections::BTreeSet<_>>().len() > 2, "layer {} has varied codes", c.name);
     }
     let predicted = r.int_net.predict(&x, n).unwrap();
-    let rtl_pred = q.predict(&read_u8_npy(&out.join("sim/logits-codes.npy")));
+    let rtl_pred = q.predict_ints(&read_i64_npy(&out.join("sim/logits-int.npy"))).unwrap();
     assert_eq!(predicted.iter().map(|&p| p as usize).collect::<Vec<_>>(), rtl_pred);
     assert_eq!(r.report.integer.val, rep.rtl_accuracy);
     assert!(rep.rtl_accuracy.unwrap() > 0.5, "it learned something: {rep:#?}");
@@ -181,8 +192,11 @@ fn levels_and_uniform_match_the_reference() {
         let r = train_to_dir(&j, &mut |_| {}).unwrap();
         let reference = r.net.run(&x, n, |_, _, _| Ok(())).unwrap();
         let ours = r.int_net.codes(&x, n).unwrap();
+        let last = reference.stages.len() - 1;
+        let bits = r.net.computes()[last].layer.output.bits;
         for (i, st) in reference.stages.iter().enumerate() {
-            assert_eq!(ours[i], st.codes, "{scheme}: layer {i}");
+            let low = |v: u64| if i == last { v & (u64::MAX >> (64 - bits)) } else { v };
+            assert_eq!(ours[i].iter().map(|&v| low(v)).collect::<Vec<_>>(), st.codes, "{scheme}: layer {i}");
         }
         let layers = r.net.computes();
         if scheme.ends_with("levels") {

@@ -17,14 +17,21 @@ pub enum NetCmd {
     ///
     /// The model file (TOML) lists the layers in order (dense, conv2d, batch_norm, max_pool, flatten,
     /// activation) with the names of their tensors in --weights, the network-wide quantization
-    /// ([quant]: weights = "sawb", weight_bits, act_bits, ...) with per-layer overrides, the
-    /// calibration rule ([calibration] rule = "max" | "percentile" | "mse") and the array
-    /// ([array] rows, cols, lanes). See docs/network.md.
+    /// ([quant]: weights = "sawb", weight_bits, act = "pact" | "ls1" | "ls2" | "lsT" | "gf",
+    /// act_bits, bias_frac_bits, ...) with per-layer overrides (quant = { ... }), the calibration rule
+    /// ([calibration] rule = "max" | "percentile" | "mse") and the array ([array] rows, cols, lanes,
+    /// output_units = "per_column" | "shared"). See docs/network.md.
+    ///
+    /// The last layer gives logits (the array's signed biased accumulator, exact argmax); a layer with
+    /// binary activations (act = "ls2", ...) has its output stage compute the next layer's basis codes
+    /// from the pre-activation, with basis scales fitted on --calib; every bias has the fractional bits
+    /// that keep its rounding error under 1/8 of an output step unless bias_frac_bits is given.
     #[command(verbatim_doc_comment)]
     Quantize(NetQuantizeArgs),
     /// Run a data set through a quantized network: the float network, the integer reference, and every
     /// layer through the generated array in Verilator, compared bit-exact; writes sim/ (each layer's
-    /// output codes, the logits, report.json, report.md) into the directory and prints the report.
+    /// output codes, logits.npy with the real logits, logits-int.npy with the integers the array sent,
+    /// report.json, report.md) into the directory and prints the report.
     ///
     /// Example:
     ///   qmac net sim build/mlp --data test.npz --clock-mhz 100

@@ -181,6 +181,11 @@ pub fn npy_u8(shape: &[usize], codes: &[u64]) -> Vec<u8> {
     npy(shape, codes.iter().map(|&c| c as u8))
 }
 
+/// An `.npy` file of `i64` values with `shape`.
+pub fn npy_i64(shape: &[usize], v: &[i64]) -> Vec<u8> {
+    npy(shape, v.iter().copied())
+}
+
 /// An `.npy` file of `f32` values with `shape`.
 pub fn npy_f32(shape: &[usize], v: &[f64]) -> Vec<u8> {
     npy(shape, v.iter().map(|&c| c as f32))

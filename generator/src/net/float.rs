@@ -1,7 +1,12 @@
 //! The float network: the lowered stages on float inputs, in `f64`. It gives the float accuracy and the
-//! activations the PACT clips are calibrated on.
+//! activations the PACT clips and basis scales are calibrated on.
+//!
+//! A layer's activation is its ReLU, or, for a layer with binary activations (`output = "bases"`), the
+//! binary quantizer with its basis scales (the residual signs scaled, `lsq::quantize_with_scales`):
+//! that is the layer's activation function, not an approximation of one. A network's PACT clips are
+//! not applied in float.
 
-use super::lower::{gemm_rows, max_pool_batch, to_channel_major, Stage};
+use super::lower::{gemm_rows, to_channel_major, Stage};
 
 /// What [`forward`] computes for `n` samples.
 #[derive(Clone, Debug, PartialEq)]
@@ -13,8 +18,16 @@ pub struct FloatRun {
     pub output: Vec<f64>,
 }
 
-/// Run the float network on `n` samples `x` (`[n][input elements]`, channel-major per sample).
+/// Run the float network on `n` samples `x` (`[n][input elements]`, channel-major per sample), with
+/// ReLUs only (no binary activation quantizers: see [`forward_with`]).
 pub fn forward(stages: &[Stage], x: &[f32], n: usize) -> FloatRun {
+    forward_with(stages, x, n, |_, _| {})
+}
+
+/// [`forward`], with `act(i, y)` called on compute stage `i`'s pre-activation `y` (channel-major, after
+/// it is recorded in [`FloatRun::pre`] and before the ReLU): it may replace the values with the
+/// layer's activation (the binary quantizer of a `bases` layer), which is what the next stage sees.
+pub fn forward_with(stages: &[Stage], x: &[f32], n: usize, mut act: impl FnMut(usize, &mut Vec<f64>)) -> FloatRun {
     let mut cur: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
     let mut pre = Vec::new();
     for s in stages {
@@ -36,16 +49,16 @@ pub fn forward(stages: &[Stage], x: &[f32], n: usize) -> FloatRun {
                             + f64::from(c.bias[o]);
                     }
                 }
-                let y = to_channel_major(&y, n, out);
+                let mut y = to_channel_major(&y, n, out);
                 pre.push(y.clone());
+                act(pre.len() - 1, &mut y);
                 if c.relu {
                     y.into_iter().map(|v| v.max(0.0)).collect()
                 } else {
                     y
                 }
             }
-            Stage::MaxPool { size, stride, input, output, .. } => max_pool_batch(&cur, n, *input, *size, *stride, *output),
-            Stage::Flatten { .. } => cur,
+            Stage::Host(h) => h.run(cur, n),
         };
     }
     FloatRun { pre, output: cur }

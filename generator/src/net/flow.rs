@@ -1,7 +1,8 @@
 //! The two jobs behind `qmac net quantize` and `qmac net sim`, from files to an output directory.
 
 use super::chain::{quantize, QCompute, QuantizedNet};
-use super::data::{self, npy_f32, npy_u8};
+use super::calibrate::ActQuant;
+use super::data::{self, npy_f32, npy_i64, npy_u8};
 use super::float::{accuracy, argmax};
 use super::format::{Network, OutputMode};
 use super::lower::lower;
@@ -94,7 +95,7 @@ pub fn quantize_to_dir(
         Some(d) => {
             let run = q.run(&d.x, d.n, |_, _, _| Ok(()))?;
             let fl = argmax(&q.float_output(&d.x, d.n), classes);
-            Some((accuracy(&fl, &d.y), accuracy(&q.predict(&run.logits), &d.y)))
+            Some((accuracy(&fl, &d.y), accuracy(&q.predict(&run), &d.y)))
         }
         None => None,
     };
@@ -119,19 +120,26 @@ pub fn quantize_to_dir(
 }
 
 fn clips_text(c: &QCompute) -> String {
-    match c.mode {
-        OutputMode::Logits => format!("logits range [{:.4}, {:.4}]", c.clips[0], c.clips[1]),
-        _ => {
-            let (lo, hi) = c
-                .clips
-                .iter()
-                .fold((f64::INFINITY, 0.0f64), |(a, b), &v| (a.min(v), b.max(v)));
-            if c.clips.iter().all(|&v| v == c.clips[0]) {
+    match &c.act {
+        ActQuant::Logits => "-".into(),
+        ActQuant::Bases { scheme, scales } => format!("{} scales {}", scheme.name(), scales.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(", ")),
+        ActQuant::Pact(clips) => {
+            let (lo, hi) = clips.iter().fold((f64::INFINITY, 0.0f64), |(a, b), &v| (a.min(v), b.max(v)));
+            if clips.iter().all(|&v| v == clips[0]) {
                 format!("clip {lo:.4}")
             } else {
-                format!("{} clips {lo:.4}..{hi:.4}", c.clips.len())
+                format!("{} clips {lo:.4}..{hi:.4}", clips.len())
             }
         }
+    }
+}
+
+/// A compute layer's output as the tables show it: `pact 4`, `bases ls2 (2)`, `logits (27 bits)`.
+pub fn output_text(c: &QCompute) -> String {
+    match &c.act {
+        ActQuant::Pact(_) => format!("pact {}", c.layer.output.bits),
+        ActQuant::Bases { scheme, scales } => format!("bases {} ({})", scheme.name(), scales.len()),
+        ActQuant::Logits => format!("logits ({} bits)", c.layer.output.bits),
     }
 }
 
@@ -159,17 +167,17 @@ pub fn quantize_md(q: &QuantizedNet, calib_accuracy: Option<(f64, f64)>) -> Stri
     let hw = q.hardware().unwrap_or_default();
     let _ = writeln!(
         s,
-        "| layer | K | out | weights | output | clips | array |\n|---|---|---|---|---|---|---|"
+        "| layer | K | out | weights | output | clips, scales | bias F | array |\n|---|---|---|---|---|---|---|---|"
     );
     for (i, c) in q.computes().iter().enumerate() {
         let array = hw
             .iter()
             .find(|h| h.layers.contains(&i))
-            .map(|h| h.config.short_name())
+            .map(|h| super::chain::array_name(&h.config))
             .unwrap_or_default();
         let _ = writeln!(
             s,
-            "| {} {} | {} | {} | {} {} {} | {} {} | {} | {array} |",
+            "| {} {} | {} | {} | {} {} {} | {} | {} | {} | {array} |",
             c.index,
             c.name,
             c.layer.geometry.k,
@@ -177,9 +185,9 @@ pub fn quantize_md(q: &QuantizedNet, calib_accuracy: Option<(f64, f64)>) -> Stri
             c.layer.weights.scheme.name(),
             c.layer.weights.bits,
             c.layer.weights.granularity.name(),
-            c.mode.name(),
-            c.layer.output.bits,
-            clips_text(c)
+            output_text(c),
+            clips_text(c),
+            c.layer.config.bias_frac_bits
         );
     }
     let _ = writeln!(
@@ -187,7 +195,7 @@ pub fn quantize_md(q: &QuantizedNet, calib_accuracy: Option<(f64, f64)>) -> Stri
         "\n{} array(s): {}.",
         hw.len(),
         hw.iter()
-            .map(|h| h.config.short_name())
+            .map(|h| super::chain::array_name(&h.config))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -205,8 +213,8 @@ pub struct NetSimOptions {
 
 /// `qmac net sim`: run the data set through the float network, the integer reference and (with
 /// `opts.rtl`) every layer in Verilator; write `sim/` into `dir`: each layer's output codes
-/// (`layers/NN-name.npy`, `[N, ...]` channel-major), `logits.npy` (real values), `logits-codes.npy`,
-/// `report.json` and `report.md`.
+/// (`layers/NN-name.npy`, `[N, ...]` channel-major; `int64` logits for a logits layer), `logits.npy`
+/// (real values), `logits-int.npy` (the integers they come from), `report.json` and `report.md`.
 pub fn simulate_dir(
     dir: &Path,
     data_path: &Path,
@@ -221,7 +229,7 @@ pub fn simulate_dir(
     let t0 = Instant::now();
     let float_pred = argmax(&q.float_output(&d.x, d.n), classes);
     let reference = q.run(&d.x, d.n, |_, _, _| Ok(()))?;
-    let ref_acc = accuracy(&q.predict(&reference.logits), &d.y);
+    let ref_acc = accuracy(&q.predict(&reference), &d.y);
     let t_ref = t0.elapsed().as_secs_f64();
     let rtl = match &opts.rtl {
         Some(o) => Some(simulate(&q, &d.x, d.n, o)?),
@@ -230,7 +238,7 @@ pub fn simulate_dir(
     let final_run = rtl.as_ref().map_or(&reference, |r| &r.run);
     let rtl_acc = rtl
         .as_ref()
-        .map(|r| accuracy(&q.predict(&r.run.logits), &d.y));
+        .map(|r| accuracy(&q.predict(&r.run), &d.y));
     let times = Times {
         reference: t_ref,
         build: rtl.as_ref().map_or(0.0, |r| r.build_time.as_secs_f64()),
@@ -253,28 +261,11 @@ pub fn simulate_dir(
             super::Shape::Flat(f) => vec![f],
             super::Shape::Image(s) => s.to_vec(),
         });
-        files.push((
-            format!("layers/{:02}-{}.npy", c.index, c.name),
-            npy_u8(&shape, &st.codes),
-        ));
+        let npy = if c.mode == OutputMode::Logits { npy_i64(&shape, &final_run.logits) } else { npy_u8(&shape, &st.codes) };
+        files.push((format!("layers/{:02}-{}.npy", c.index, c.name), npy));
     }
-    let last = q
-        .computes()
-        .last()
-        .copied()
-        .expect("a network has a compute layer");
-    let per = last.output.per_channel();
-    let real: Vec<f64> = final_run
-        .logits
-        .iter()
-        .enumerate()
-        .map(|(i, &c)| last.offset + last.out_scales()[(i % classes) / per] * c as f64)
-        .collect();
-    files.push(("logits.npy".into(), npy_f32(&[d.n, classes], &real)));
-    files.push((
-        "logits-codes.npy".into(),
-        npy_u8(&[d.n, classes], &final_run.logits),
-    ));
+    files.push(("logits.npy".into(), npy_f32(&[d.n, classes], &final_run.real)));
+    files.push(("logits-int.npy".into(), npy_i64(&[d.n, classes], &final_run.logits)));
     files.push((
         "report.json".into(),
         (serde_json::to_string_pretty(&rep).expect("report serialises") + "\n").into_bytes(),

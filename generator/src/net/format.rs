@@ -12,10 +12,11 @@
 //! [quant]                          # network-wide; every field optional
 //! weights = "sawb"                 # sawb | uniform | ls1 | gf | levels (weight scheme)
 //! weight_bits = 4
-//! act_bits = 4                     # PACT bits of every hidden activation
+//! act = "pact"                     # hidden activations: pact | ls1 | ls2 | lsT | gf (binary bases)
+//! act_bits = 4                     # PACT bits of every hidden activation (binary: the number of bases)
 //! granularity = "per_channel"      # weight scales: per_tensor | per_channel
 //! act_granularity = "per_channel"  # PACT clips: per_tensor | per_channel
-//! logits_bits = 8                  # code bits of a logits output
+//! # bias_frac_bits = 3             # fractional bits of the loaded bias (default: derived per layer)
 //! rounding = "half_even"           # half_even | half_up
 //!
 //! [calibration]                    # how the PACT clips are chosen; every field optional
@@ -26,6 +27,7 @@
 //! rows = 8
 //! cols = 8
 //! lanes = 8
+//! output_units = "per_column"      # default "shared"
 //!
 //! [[layer]]
 //! type = "dense"                   # dense | conv2d | batch_norm | max_pool | flatten | activation
@@ -38,7 +40,9 @@
 
 use super::NetError;
 use crate::config::RoundingName;
-use crate::quantize::{ArraySpec, GranularityName, WeightScheme};
+use crate::config::MAX_BIAS_FRAC_BITS;
+use crate::quantize::{ArraySpec, GranularityName, InputScheme, QuantizeError, WeightScheme};
+use qmac_arith::pipeline::MAX_OUT_BASES;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -99,12 +103,12 @@ pub enum OutputMode {
     /// PACT codes (`act_bits`, unsigned), per-channel clips: the next layer's input codes. Needs a ReLU
     /// after the layer (PACT clips at 0).
     Pact,
-    /// Logits for the argmax of the last layer: `logits_bits` unsigned codes of `y - lo` over the
-    /// calibrated range `[lo, hi]` of the logits, one scale and offset for every channel (so the order
-    /// of the logits is kept up to the code step).
+    /// The last layer's logits: the array's `out_mode = "logits"`, the signed biased accumulator
+    /// `acc * 2^F + bias`, unclipped; one logit unit of channel `o` is worth `s_acc[o] / 2^F`.
     Logits,
-    /// Binary-basis codes computed by the output stage from the pre-activation (for a next layer with
-    /// binary activations): not supported by the array yet.
+    /// Binary-basis codes of the next layer's activations (`quant.act` = ls1, ls2, lsT or gf): the
+    /// array's `out_mode = "bases"`, the greedy residual signs of the pre-activation (no ReLU) with
+    /// the calibrated basis scales.
     Bases,
 }
 
@@ -179,7 +183,11 @@ pub struct RawQuant {
     /// Weight bits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight_bits: Option<u32>,
-    /// PACT bits of the layer's output (hidden layers).
+    /// The scheme of the layer's output activations: `pact` (PACT codes after a ReLU) or binary bases
+    /// (`ls1`, `ls2`, `lsT`, `gf`: the next layer's binary activations, from the pre-activation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<InputScheme>,
+    /// PACT bits of the layer's output (hidden layers); with binary `act` the number of bases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act_bits: Option<u32>,
     /// Weight scale granularity.
@@ -188,9 +196,10 @@ pub struct RawQuant {
     /// Clip granularity of the PACT outputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act_granularity: Option<GranularityName>,
-    /// Code bits of a logits output.
+    /// Fractional bits of the loaded bias (the array's `bias_frac_bits`, 0..=16); default: the fewest
+    /// that keep the bias's rounding error under 1/8 of the layer's output step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logits_bits: Option<u32>,
+    pub bias_frac_bits: Option<u32>,
     /// Output mode (layers only; default `pact` with a ReLU after the layer, `logits` for the last
     /// layer without one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,8 +207,9 @@ pub struct RawQuant {
     /// Rounding (network-wide only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rounding: Option<RoundingName>,
-    /// Given output clips instead of calibrated ones (layers only): a PACT output's clips (one, or one
-    /// per output channel), or a logits output's range `[lo, hi]` (`qmac train` writes them).
+    /// Given output quantizer parameters instead of calibrated ones (layers only): a PACT output's clips
+    /// (one, or one per output channel), or a binary output's basis scales `[v1, v2]` (`qmac train`
+    /// writes them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clips: Option<Vec<f64>>,
     /// A trained level table (layers only, `weights = "levels"`): `2^weight_bits` levels in code order,
@@ -215,20 +225,27 @@ pub struct LayerQuant {
     pub weights: WeightScheme,
     /// Weight bits.
     pub weight_bits: u32,
-    /// Output code bits (PACT: `act_bits`; logits: `logits_bits`).
-    pub out_bits: u32,
+    /// Output code bits: PACT `act_bits`, basis codes the number of bases; `None` for logits (their
+    /// width is the array's, `acc_bits + bias_frac_bits + 1`).
+    pub out_bits: Option<u32>,
+    /// The scheme of the output activations (`pact` for PACT and logits outputs).
+    pub act: InputScheme,
     /// Weight scale granularity.
     pub granularity: GranularityName,
     /// Clip granularity of a PACT output.
     pub act_granularity: GranularityName,
     /// Output mode.
     pub output: OutputMode,
-    /// Given clips (PACT: one per output channel; logits: `[lo, hi]`), else calibrated.
+    /// Given quantizer parameters instead of calibrated ones: PACT clips (one per output channel), or
+    /// the basis scales `[v1, v2]` of binary activations; `None` for logits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clips: Option<Vec<f64>>,
     /// A given level table (`levels` weights), else fitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub levels: Option<Vec<f64>>,
+    /// Fractional bias bits given (`None`: derived, [`crate::quantize::bias_frac_bits_for`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias_frac_bits: Option<u32>,
 }
 
 /// `[input]`.
@@ -529,7 +546,7 @@ impl Network {
                 };
                 let msg = if ty.is_none() {
                     format!("missing field `type` (allowed: {TYPES})")
-                } else if msg.contains("unknown variant") {
+                } else if ty.as_ref().is_some_and(|t| msg.contains(&format!("unknown variant `{t}`"))) {
                     format!(
                         "field `type` = {:?} is not a layer type; allowed: {TYPES}",
                         ty.unwrap_or_default()
@@ -556,14 +573,15 @@ impl Network {
 
     /// Read, parse and validate a `net.toml` file.
     pub fn from_file(path: &std::path::Path) -> Result<Network, NetError> {
-        let text = std::fs::read_to_string(path).map_err(|source| NetError::Io {
+        let text = crate::limits::read_text(path, crate::limits::MAX_TOML_BYTES).map_err(|source| NetError::Io {
             path: path.to_path_buf(),
             source,
         })?;
         Network::from_toml(&text, &path.display().to_string())
     }
 
-    /// Validate the parsed parts: values in range, layer order, and every shape derived.
+    /// Validate the parsed parts: values in range, layer order, every shape derived, and the
+    /// activations between layers (each layer's output mode, the weights its inputs allow).
     pub fn validate(
         name: Option<String>,
         input: RawInput,
@@ -608,17 +626,21 @@ impl Network {
             ));
         }
         let act_bits = quant.act_bits.unwrap_or(4);
-        bits_in(None, "quant.act_bits", act_bits, 1, 8)?;
-        let input_bits = input.bits.unwrap_or(act_bits);
-        bits_in(None, "input.bits", input_bits, 1, 8)?;
-        if array.rows == 0 || array.lanes == 0 || array.cols == Some(0) {
-            return Err(bad(
-                None,
-                "array",
-                "a zero rows, cols or lanes",
-                "allowed: rows, cols, lanes >= 1",
-            ));
+        if quant.act.unwrap_or_default() == InputScheme::Pact {
+            bits_in(None, "quant.act_bits", act_bits, 1, 8)?;
         }
+        let input_bits = input.bits.unwrap_or(if quant.act.unwrap_or_default() == InputScheme::Pact { act_bits } else { 8 });
+        bits_in(None, "input.bits", input_bits, 1, 8)?;
+        if let Some(f) = quant.bias_frac_bits {
+            bits_in(None, "quant.bias_frac_bits", f, 0, MAX_BIAS_FRAC_BITS)?;
+        }
+        if let Some(f) = array.bias_frac_bits {
+            return Err(bad(None, "array.bias_frac_bits", f, "allowed only as quant.bias_frac_bits (network-wide, or in a layer's quant table)"));
+        }
+        array.validate().map_err(|e| match e {
+            QuantizeError::Spec { field, value, allowed } => NetError::Field { layer: String::new(), field, value: cap(&value), allowed },
+            e => NetError::Read(e),
+        })?;
         let n = raw.len();
         let last_compute = raw
             .iter()
@@ -660,47 +682,63 @@ impl Network {
             });
             cur = out;
         }
-        // output modes: a PACT output needs a relu after the layer; logits only on the last layer
-        for (i, l) in layers.iter().enumerate() {
-            let (LayerKind::Dense { quant: q, .. } | LayerKind::Conv2d { quant: q, .. }) = &l.kind
-            else {
-                continue;
-            };
+        // output modes, and the weights each layer's input activations allow
+        let mut input_act: Option<(usize, String, InputScheme)> = None;
+        for i in 0..layers.len() {
             let relu = layers[i + 1..]
                 .iter()
                 .take_while(|x| matches!(x.kind, LayerKind::BatchNorm { .. } | LayerKind::Relu))
                 .any(|x| x.kind == LayerKind::Relu);
+            let l = &mut layers[i];
             let at = Some((l.index, l.name.as_str()));
-            match q.output {
+            let (LayerKind::Dense { quant: q, .. } | LayerKind::Conv2d { quant: q, .. }) = &mut l.kind
+            else {
+                continue;
+            };
+            let last = i == last_compute;
+            let output = q.output;
+            let act = q.act;
+            let binary_act = act != InputScheme::Pact;
+            match output {
+                OutputMode::Pact if binary_act => {
+                    return Err(bad(at, "quant.output", "pact", format!("bases with quant.act = \"{}\" (binary activations are basis codes)", act.name())));
+                }
                 OutputMode::Pact if !relu => {
-                    let allowed = if i == last_compute {
+                    let allowed = if last {
                         "a relu after the layer (PACT clips at 0), or output = \"logits\""
                     } else {
-                        "a relu after the layer: a hidden layer's output stage is PACT, which clips at 0 (the array has no signed hidden outputs)"
+                        "a relu after the layer (PACT clips at 0), or binary activations from the pre-activation (quant.act = \"ls1\", \"ls2\", \"lsT\" or \"gf\"): the array has no signed PACT outputs"
                     };
                     return Err(bad(at, "quant.output", "pact", allowed));
                 }
-                OutputMode::Logits if i != last_compute => {
-                    return Err(bad(
-                        at,
-                        "quant.output",
-                        "logits",
-                        "only on the last dense or conv2d layer",
-                    ))
+                OutputMode::Logits if !last => {
+                    return Err(bad(at, "quant.output", "logits", "only on the last dense or conv2d layer"))
                 }
                 OutputMode::Logits if relu => {
-                    return Err(bad(
-                        at,
-                        "quant.output",
-                        "logits",
-                        "a layer without a relu after it (logits are signed)",
-                    ))
+                    return Err(bad(at, "quant.output", "logits", "a layer without a relu after it (logits are signed)"))
                 }
-                OutputMode::Bases => {
-                    return Err(bad(at, "quant.output", "bases", "pact or logits: binary activations computed by the output stage are not supported by the array yet"));
+                OutputMode::Bases if last => {
+                    return Err(bad(at, "quant.output", "bases", "a layer with a dense or conv2d layer after it (the last layer gives the logits)"));
+                }
+                OutputMode::Bases if !binary_act => {
+                    return Err(bad(at, "quant.act", "pact", "ls1, ls2, lsT or gf with output = \"bases\" (the next layer's binary activations)"));
+                }
+                OutputMode::Bases if relu => {
+                    return Err(bad(at, "quant.output", "bases", format!("no relu after the layer: binary activations (quant.act = \"{}\") are the signs of the pre-activation, which a relu would make all positive", act.name())));
                 }
                 _ => {}
             }
+            let binary_w = q.weights.binary(q.weight_bits).is_some();
+            match &input_act {
+                Some((pi, pname, pact)) if !binary_w => {
+                    return Err(bad(at, "quant.weights", format!("{} with weight_bits = {}", q.weights.name(), q.weight_bits), format!("ls1, ls2, lsT or gf: this layer's inputs are binary activations (quant.act = \"{}\" on layer {pi} `{pname}`), which the array multiplies only with binary weights", pact.name())));
+                }
+                None if binary_w && q.weight_bits > 1 => {
+                    return Err(bad(at, "quant.weights", format!("{} with weight_bits = {}", q.weights.name(), q.weight_bits), "sawb, uniform, levels, or ls1/gf with 1 bit: multi-basis weights need binary activations (quant.act = \"ls1\", \"ls2\", \"lsT\" or \"gf\" on the layer before), and this layer's inputs are PACT codes"));
+                }
+                _ => {}
+            }
+            input_act = (output == OutputMode::Bases).then(|| (l.index, l.name.clone(), act));
             Self::check_given(at, q, l.output.channels())?;
         }
         Ok(Network {
@@ -715,19 +753,26 @@ impl Network {
         })
     }
 
-    /// Given clips and levels: counts and values.
+    /// Given clips, basis scales and levels: counts and values.
     fn check_given(at: Option<(usize, &str)>, q: &LayerQuant, channels: usize) -> Result<(), NetError> {
         let show = |v: &[f64]| format!("{v:?}");
         if let Some(c) = &q.clips {
+            let positive = c.iter().all(|v| v.is_finite() && *v > 0.0);
             match q.output {
-                OutputMode::Logits if !(c.len() == 2 && c.iter().all(|v| v.is_finite()) && c[0] < c[1]) => {
-                    return Err(bad(at, "quant.clips", show(c), "with a logits output: the range [lo, hi], finite, lo < hi"));
+                OutputMode::Logits => {
+                    return Err(bad(at, "quant.clips", show(c), "none with a logits output: the array's logits are the unclipped biased accumulator"));
                 }
-                OutputMode::Logits => {}
-                _ if !(c.len() == 1 || c.len() == channels) || !c.iter().all(|v| v.is_finite() && *v > 0.0) => {
+                OutputMode::Bases => {
+                    let bases = q.out_bits.unwrap_or(0) as usize;
+                    if c.len() != bases || !positive || (q.act == InputScheme::LsT && c[0] != c[1]) {
+                        let tern = if q.act == InputScheme::LsT { ", equal (ternary)" } else { "" };
+                        return Err(bad(at, "quant.clips", show(c), format!("with act = \"{}\": the {bases} basis scales [v1{}], each finite and > 0{tern}", q.act.name(), if bases == 2 { ", v2" } else { "" })));
+                    }
+                }
+                OutputMode::Pact if !(c.len() == 1 || c.len() == channels) || !positive => {
                     return Err(bad(at, "quant.clips", show(c), format!("1 clip or {channels} (one per output channel), each finite and > 0")));
                 }
-                _ => {}
+                OutputMode::Pact => {}
             }
         }
         if let Some(l) = &q.levels {
@@ -765,20 +810,41 @@ impl Network {
                 format!("allowed {lo}..={hi} for weights = \"{}\"", weights.name()),
             ));
         }
-        if weights.binary(weight_bits).is_some() && weight_bits > 1 {
-            return Err(bad(
-                at,
-                "quant.weights",
-                format!("{} with weight_bits = {weight_bits}", weights.name()),
-                "sawb, uniform, levels, or ls1/gf with 1 bit: multi-basis weights need binary activations, and a network's activations are PACT codes (the array has no multi-basis x PACT mode)",
-            ));
+        // the output activations: the last layer's are its logits, whatever the network's act
+        if let (true, Some(a)) = (last, own.act.filter(|a| a.is_binary())) {
+            return Err(bad(at, "quant.act", a.name(), "pact (or leave it out) on the last dense or conv2d layer: its output is the logits; binary activations only on a layer with a next layer"));
         }
-        let act = own.act_bits.unwrap_or(act_bits);
-        bits_in(at, "quant.act_bits", act, 1, 8)?;
-        let logits = own.logits_bits.or(net.logits_bits).unwrap_or(8);
-        bits_in(at, "quant.logits_bits", logits, 1, 8)?;
+        let act = if last && own.act.is_none() {
+            InputScheme::Pact
+        } else {
+            own.act.or(net.act).unwrap_or_default()
+        };
+        let bits = if act.is_binary() {
+            // the number of bases: given where the scheme is, else the scheme's own
+            let given = if own.act.is_some() { own.act_bits } else { own.act_bits.or(net.act_bits) };
+            let b = given.unwrap_or(match act {
+                InputScheme::Ls1 => 1,
+                _ => 2,
+            });
+            let (lo, hi) = act.bits_range();
+            let hi = hi.min(MAX_OUT_BASES);
+            if b < lo || b > hi {
+                return Err(bad(at, "quant.act_bits", b, format!("allowed {lo}..={hi} for act = \"{}\" (the number of bases the output stage computes)", act.name())));
+            }
+            b
+        } else {
+            let b = own.act_bits.unwrap_or(act_bits);
+            bits_in(at, "quant.act_bits", b, 1, 8)?;
+            b
+        };
+        let bias_frac_bits = own.bias_frac_bits.or(net.bias_frac_bits);
+        if let Some(f) = bias_frac_bits {
+            bits_in(at, "quant.bias_frac_bits", f, 0, MAX_BIAS_FRAC_BITS)?;
+        }
         let output = own.output.unwrap_or(if last {
             OutputMode::Logits
+        } else if act.is_binary() {
+            OutputMode::Bases
         } else {
             OutputMode::Pact
         });
@@ -802,15 +868,11 @@ impl Network {
         } else {
             granularity
         };
-        let out_bits = if output == OutputMode::Logits {
-            logits
-        } else {
-            act
-        };
         Ok(LayerQuant {
             weights,
             weight_bits,
-            out_bits,
+            out_bits: (output != OutputMode::Logits).then_some(bits),
+            act,
             granularity,
             act_granularity: own
                 .act_granularity
@@ -819,6 +881,7 @@ impl Network {
             output,
             clips: own.clips.clone(),
             levels: own.levels.clone(),
+            bias_frac_bits,
         })
     }
 

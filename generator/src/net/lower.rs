@@ -70,13 +70,13 @@ impl Compute {
     }
 }
 
-/// One step of the lowered network.
+/// A stage the host runs on codes (and the float network on values): max-pool or flatten. The same
+/// type serves the float network ([`Stage::Host`]) and the quantized one
+/// ([`super::chain::QStage::Host`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// Computed by the array.
-    Compute(Compute),
-    /// Max pooling (host).
+pub enum HostStage {
+    /// Max pooling.
     MaxPool {
         /// Layer name.
         name: String,
@@ -89,7 +89,7 @@ pub enum Stage {
         /// Output shape.
         output: Shape,
     },
-    /// Flatten (host; a reinterpretation of the channel-major layout).
+    /// Flatten (a reinterpretation of the channel-major layout).
     Flatten {
         /// Layer name.
         name: String,
@@ -100,12 +100,62 @@ pub enum Stage {
     },
 }
 
+impl HostStage {
+    /// Input shape of one sample.
+    pub fn input(&self) -> Shape {
+        match self {
+            HostStage::MaxPool { input, .. } | HostStage::Flatten { input, .. } => *input,
+        }
+    }
+
+    /// Output shape of one sample.
+    pub fn output(&self) -> Shape {
+        match self {
+            HostStage::MaxPool { output, .. } | HostStage::Flatten { output, .. } => *output,
+        }
+    }
+
+    /// The stage on `n` samples `x` (channel-major per sample) of any ordered type.
+    pub fn run<T: Copy + PartialOrd>(&self, x: Vec<T>, n: usize) -> Vec<T> {
+        match self {
+            HostStage::MaxPool { size, stride, input, output, .. } => {
+                let len = input.len();
+                (0..n).flat_map(|i| max_pool(&x[i * len..(i + 1) * len], *input, *size, *stride, *output)).collect()
+            }
+            HostStage::Flatten { .. } => x,
+        }
+    }
+
+    /// True if the geometry fits the shapes (a `network.json` edited by hand is checked with it).
+    pub fn fits(&self) -> bool {
+        match self {
+            HostStage::MaxPool { size, stride, input, output, .. } => match (input, output) {
+                (Shape::Image([c, h, w]), Shape::Image([c2, oh, ow])) => {
+                    c == c2 && size.iter().chain(stride).all(|&v| v > 0) && size[0] <= *h && size[1] <= *w && (h - size[0]) / stride[0] + 1 == *oh && (w - size[1]) / stride[1] + 1 == *ow
+                }
+                _ => false,
+            },
+            HostStage::Flatten { input, output, .. } => input.len() == output.len() && matches!(output, Shape::Flat(_)),
+        }
+    }
+}
+
+/// One step of the lowered network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Computed by the array.
+    Compute(Compute),
+    /// Max-pool or flatten, in the host.
+    Host(HostStage),
+}
+
 impl Stage {
     /// Output shape of one sample.
     pub fn output(&self) -> Shape {
         match self {
             Stage::Compute(c) => c.output,
-            Stage::MaxPool { output, .. } | Stage::Flatten { output, .. } => *output,
+            Stage::Host(h) => h.output(),
         }
     }
 }
@@ -257,27 +307,21 @@ pub fn lower_from(net: &Network, weights: &mut TensorSource<'_>) -> Result<Vec<S
                     c.relu = true;
                 }
             }
-            LayerKind::MaxPool { size, stride } => stages.push(Stage::MaxPool {
+            LayerKind::MaxPool { size, stride } => stages.push(Stage::Host(HostStage::MaxPool {
                 name: l.name.clone(),
                 size: *size,
                 stride: *stride,
                 input: l.input,
                 output: l.output,
-            }),
-            LayerKind::Flatten => stages.push(Stage::Flatten {
+            })),
+            LayerKind::Flatten => stages.push(Stage::Host(HostStage::Flatten {
                 name: l.name.clone(),
                 input: l.input,
                 output: l.output,
-            }),
+            })),
         }
     }
     Ok(stages)
-}
-
-/// [`max_pool`] of each of `n` samples.
-pub fn max_pool_batch<T: Copy + PartialOrd>(x: &[T], n: usize, input: Shape, size: [usize; 2], stride: [usize; 2], output: Shape) -> Vec<T> {
-    let len = input.len();
-    (0..n).flat_map(|i| max_pool(&x[i * len..(i + 1) * len], input, size, stride, output)).collect()
 }
 
 /// Max pooling of one sample's channel-major values `[C][H][W]` (any ordered type: codes or floats).

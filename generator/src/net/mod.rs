@@ -10,9 +10,12 @@
 //! 1. [`Network::from_file`]: parse and validate `net.toml`, every layer's shape derived.
 //! 2. [`lower::lower`]: read the tensors, check their shapes, fold batch norm: a list of [`lower::Stage`]s
 //!    (compute, max-pool, flatten), the float network.
-//! 3. [`float::forward`]: the float network on the calibration set; [`calibrate::clips`] picks the clips.
-//! 4. [`chain::quantize`]: every compute stage through [`crate::quantize::quantize_layer`], the previous
-//!    layer's per-channel output scales folded into its weights: a [`chain::QuantizedNet`].
+//! 3. [`calibrate::calibrate`]: the float network on the calibration set ([`float::forward_with`]);
+//!    every PACT clip and every set of binary basis scales: a [`calibrate::Calibrated`] (which training
+//!    can give instead).
+//! 4. [`chain::chain`]: every compute stage through [`crate::quantize::quantize_layer_to`] with its
+//!    output stage (PACT, basis codes, logits), the previous layer's per-channel output scales folded
+//!    into its weights (or its basis scales into the pair scales): a [`chain::QuantizedNet`].
 //! 5. [`chain::QuantizedNet::run`]: the integer reference on data; [`rtl::simulate`]: every layer in
 //!    Verilator, layers with the same hardware on one cached build.
 

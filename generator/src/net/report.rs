@@ -2,7 +2,6 @@
 //! verdict and cycles, the builds, and the throughput at a clock; as JSON and as a Markdown table.
 
 use super::chain::{CalibrationRecord, QuantizedNet};
-use super::format::OutputMode;
 use super::rtl::{ModelBuild, RtlRun};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -96,12 +95,9 @@ pub fn report(
             let array = hw
                 .iter()
                 .find(|h| h.layers.contains(&i))
-                .map(|h| h.config.short_name())
+                .map(|h| super::chain::array_name(&h.config))
                 .unwrap_or_default();
-            let output = match c.mode {
-                OutputMode::Logits => format!("logits {}", c.layer.output.bits),
-                m => format!("{} {}", m.name(), c.layer.output.bits),
-            };
+            let output = super::flow::output_text(c);
             LayerRow {
                 index: c.index,
                 name: c.name.clone(),

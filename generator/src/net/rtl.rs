@@ -208,14 +208,14 @@ pub fn simulate(
         let h = hw.iter().position(|h| h.layers.contains(&run.compute)).expect("every layer has hardware");
         if builds[h].is_none() {
             if opts.progress {
-                eprintln!("qmac net: array {} for {} layer(s): building the Verilator model (or taking it from the cache)", cfg.short_name(), hw[h].layers.len());
+                eprintln!("qmac net: array {} for {} layer(s): building the Verilator model (or taking it from the cache)", super::chain::array_name(cfg), hw[h].layers.len());
             }
             let (exe, dir, cached, t) = model(cfg, &opts.cache, &opts.build)?;
             build_time += t;
             if opts.progress {
-                eprintln!("qmac net: array {}: {}", cfg.short_name(), if cached { "cached model".to_string() } else { format!("built in {:.1} s", t.as_secs_f64()) });
+                eprintln!("qmac net: array {}: {}", super::chain::array_name(cfg), if cached { "cached model".to_string() } else { format!("built in {:.1} s", t.as_secs_f64()) });
             }
-            builds[h] = Some((exe, ModelBuild { array: cfg.short_name(), dir: dir.display().to_string(), cached, seconds: t.as_secs_f64(), layers: Vec::new() }));
+            builds[h] = Some((exe, ModelBuild { array: super::chain::array_name(cfg), dir: dir.display().to_string(), cached, seconds: t.as_secs_f64(), layers: Vec::new() }));
         }
         let (exe, b) = builds[h].as_mut().expect("built above");
         b.layers.push(c.name.clone());

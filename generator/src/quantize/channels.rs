@@ -18,9 +18,38 @@ fn to_i128(x: f64) -> i128 {
     x.clamp(-1e30, 1e30) as i128
 }
 
+/// What the layer's output stage computes (the array's `out_mode`). `qmac quantize` specs give PACT
+/// outputs; `qmac net` also uses the other two for a network's last layer and for a layer whose next
+/// layer takes binary activations.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutputStage {
+    /// PACT codes with the spec's `output` clips (`out_mode = "pact"`).
+    Pact,
+    /// The biased accumulator `acc * 2^F + bias`, signed and unclipped (`out_mode = "logits"`): only
+    /// the bias is loaded. One logit unit of channel `o` is worth `acc_scale[o] / 2^F`
+    /// (`output.scales`); the spec's `output` clips are not used.
+    Logits,
+    /// The greedy residual signs of the pre-activation with the next layer's basis scales `v` (1 or 2
+    /// of them; `out_mode = "bases"`): `mult / 2^shift ~= acc_scale / (2^F v_1)`, so that
+    /// `z = (acc * 2^F + bias) * mult / 2^shift` is the pre-activation in units of `v_1`
+    /// (`output.scales` is `v_1` for every channel); the spec's `output` clips are not used.
+    Bases(Vec<f64>),
+}
+
 /// Quantize a layer: weight codes, per-channel integer parameters and the array configuration.
 pub fn quantize_layer(spec: &Spec, t: &LayerTensors, source: Source) -> Result<QuantizedLayer, QuantizeError> {
+    quantize_layer_to(spec, t, source, &OutputStage::Pact)
+}
+
+/// [`quantize_layer`] with the output stage `stage`.
+pub fn quantize_layer_to(spec: &Spec, t: &LayerTensors, source: Source, stage: &OutputStage) -> Result<QuantizedLayer, QuantizeError> {
     spec.validate()?;
+    if let OutputStage::Bases(v) = stage {
+        let ok = (1..=qmac_arith::pipeline::MAX_OUT_BASES as usize).contains(&v.len()) && v.iter().all(|x| x.is_finite() && *x > 0.0);
+        if !ok {
+            return Err(QuantizeError::Spec { field: "output basis scales".into(), value: format!("{v:?}"), allowed: format!("1..={} finite scales > 0", qmac_arith::pipeline::MAX_OUT_BASES) });
+        }
+    }
     let geo = geometry(spec, &t.weight_shape)?;
     let (out, k) = (geo.out_channels, geo.k);
     if t.weight.len() != out * k {
@@ -77,7 +106,6 @@ pub fn quantize_layer(spec: &Spec, t: &LayerTensors, source: Source) -> Result<Q
         }
     }
     let out_n = (1u64 << spec.output.bits) - 1;
-    let out_scales: Vec<f64> = out_alphas.iter().map(|a| a / out_n as f64).collect();
 
     // weights
     let wq = quantize_weights(spec, &t.weight, out)?;
@@ -102,12 +130,22 @@ pub fn quantize_layer(spec: &Spec, t: &LayerTensors, source: Source) -> Result<Q
         .map(|o| if binary_in { pair_scales(weights.basis_scales_of(o), &in_scales, spec.array.level_bits, rounding) } else { (weights.scale(o) * s_a, Vec::new()) })
         .collect();
     // the bias's fractional bits: its rounding error, at most 2^-(F+1) accumulator units, under 1/8 of
-    // every channel's output step alpha / (n * s_acc)
+    // every channel's output step in accumulator units: alpha / (n * s_acc) for PACT codes, v_1 / s_acc
+    // (the unit of z) for basis codes, one accumulator unit for logits
     let frac = spec.array.bias_frac_bits.unwrap_or_else(|| {
-        let steps = acc_scales.iter().zip(&out_alphas).filter(|((s, _), _)| *s > 0.0).map(|((s, _), a)| a / (out_n as f64 * s));
-        bias_frac_bits_for(steps.fold(f64::INFINITY, f64::min))
+        let step = |o: usize| match stage {
+            OutputStage::Pact => out_alphas[o] / (out_n as f64 * acc_scales[o].0),
+            OutputStage::Logits => 1.0,
+            OutputStage::Bases(v) => v[0] / acc_scales[o].0,
+        };
+        bias_frac_bits_for((0..out).filter(|&o| acc_scales[o].0 > 0.0).map(step).fold(f64::INFINITY, f64::min))
     });
     let fs = 2f64.powi(frac as i32);
+    let out_scales: Vec<f64> = match stage {
+        OutputStage::Pact => out_alphas.iter().map(|a| a / out_n as f64).collect(),
+        OutputStage::Logits => acc_scales.iter().map(|(s, _)| s / fs).collect(),
+        OutputStage::Bases(v) => vec![v[0]; out],
+    };
 
     // per channel: bias and clip in the accumulator domain (in units of 2^-frac), reduced to the
     // reachable range
@@ -147,6 +185,27 @@ pub fn quantize_layer(spec: &Spec, t: &LayerTensors, source: Source) -> Result<Q
         };
         let b = f64::from(bias[o]);
         let mut notes = Vec::new();
+        if *stage != OutputStage::Pact {
+            // logits: only the bias; basis codes: the bias and mult / 2^shift = s_acc / (2^F v_1). A
+            // channel with all-zero weights (s_acc = 0, acc always 0): basis codes get the bias b / v_1
+            // (in units of 2^-F) and mult / 2^shift = 2^-F, so z = b / v_1; a logit has no unit to
+            // carry its bias in and is 0
+            let (bias_real, m) = match (stage, s_acc == 0.0) {
+                (OutputStage::Bases(v), true) => {
+                    notes.push(format!("all-zero weights: constant output, the basis code of the bias {b:.4}"));
+                    (b / v[0], 1.0 / fs)
+                }
+                (OutputStage::Bases(v), false) => (b / s_acc, s_acc / (fs * v[0])),
+                (_, true) => {
+                    notes.push("all-zero weights: logit 0".into());
+                    (0.0, 0.0)
+                }
+                _ => (b / s_acc, 0.0),
+            };
+            let bias_i = to_i128(round_f64(bias_real * fs, rounding)) - (offset << frac);
+            pre.push(Pre { s_acc, pair_scales: pair_m, offset, lo, hi, bias_real, alpha_real: 0.0, m, bias: bias_i, alpha: 0, notes });
+            continue;
+        }
         let (bias_real, alpha_real, m) = if s_acc == 0.0 { (0.0, 0.0, 0.0) } else { (b / s_acc, out_alphas[o] / s_acc, s_acc * out_n as f64 / out_alphas[o]) };
         // the bias is loaded in the array's accumulator domain, which includes the padded elements
         // bias and clip in units of 2^-frac, and the multiplier takes those units to output steps
@@ -207,7 +266,17 @@ pub fn quantize_layer(spec: &Spec, t: &LayerTensors, source: Source) -> Result<Q
         level_bits: spec.array.level_bits,
         act_bits: spec.input.bits,
         act_encoding: if binary_in { EncodingName::Bases } else { EncodingName::Unsigned },
-        out_bits: Some(spec.output.bits),
+        out_bits: match stage {
+            OutputStage::Pact => Some(spec.output.bits),
+            OutputStage::Logits => None,
+            OutputStage::Bases(v) => Some(v.len() as u32),
+        },
+        out_mode: match stage {
+            OutputStage::Pact => crate::config::OutModeName::Pact,
+            OutputStage::Logits => crate::config::OutModeName::Logits,
+            OutputStage::Bases(_) => crate::config::OutModeName::Bases,
+        },
+        output_units: spec.array.output_units.unwrap_or(crate::config::OutputUnitsName::Shared),
         bias_frac_bits: frac,
         acc_bits: None,
         acc_saturate: false,
@@ -229,7 +298,7 @@ pub fn quantize_layer(spec: &Spec, t: &LayerTensors, source: Source) -> Result<Q
     let mut channels = Vec::with_capacity(out);
     for p in pre {
         let mut notes = p.notes;
-        let (mult, shift, saturated) = mult_shift(p.m, spec.array.mult_bits, max_shift, rounding);
+        let (mult, shift, saturated) = if *stage == OutputStage::Logits { (0, 0, false) } else { mult_shift(p.m, spec.array.mult_bits, max_shift, rounding) };
         if saturated {
             notes.push(format!("multiplier {:.4} does not fit mult_bits = {}; saturated to {mult}", p.m, spec.array.mult_bits));
         }
@@ -266,7 +335,7 @@ pub fn quantize_layer(spec: &Spec, t: &LayerTensors, source: Source) -> Result<Q
         weights,
         bias,
         input: InputQuant { scheme: spec.input.scheme, bits: spec.input.bits, alpha: a_in, scale: s_a, basis_scales: in_scales, calibrated: false },
-        output: OutputQuant { bits: spec.output.bits, alphas: out_alphas, scales: out_scales },
+        output: OutputQuant { bits: cfg.out_bits(), alphas: if *stage == OutputStage::Pact { out_alphas } else { Vec::new() }, scales: out_scales },
         channels,
         config: (*cfg).clone(),
     };

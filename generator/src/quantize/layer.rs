@@ -237,7 +237,8 @@ pub fn layer_vectors(q: &QuantizedLayer, inputs: &[f32], shape: &[usize]) -> Res
 }
 
 /// The array's tiles for GEMM rows `a_rows` (`[patches][K]` input codes) of the quantized layer `q`, on
-/// the array `cfg` (the layer's own configuration, or a larger one that serves several layers), with
+/// the array `cfg` (the layer's own configuration, or a larger one that serves several layers, with
+/// its parameters as [`QuantizedLayer::params_on`] loads them there), with
 /// `steps` steps per tile (at least `K / lanes` rounded up; the layer's own `max_depth / lanes` with
 /// binary activations, whose bias takes off exactly that many padded elements): one [`Layer`] per
 /// group of `cols` output channels (see the module docs), and the array's output codes `[patches][out]`
@@ -245,7 +246,7 @@ pub fn layer_vectors(q: &QuantizedLayer, inputs: &[f32], shape: &[usize]) -> Res
 pub fn gemm_layers(q: &QuantizedLayer, cfg: &Config, a_rows: &[u64], patches: usize, steps: usize) -> (Vec<Layer>, Vec<u64>) {
     let (out, k) = (q.geometry.out_channels, q.geometry.k);
     let (rows, cols, lanes) = (cfg.rows as usize, cfg.cols as usize, cfg.lanes as usize);
-    let params = q.params();
+    let params = q.params_on(cfg);
     let zero = ChannelParams { bias: 0, alpha: 0, mult: 0, shift: 0 };
     let mut layers = Vec::new();
     let mut codes = vec![0u64; patches * out];

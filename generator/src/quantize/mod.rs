@@ -75,7 +75,7 @@ mod weights;
 
 pub use import::{im2col, read_tensor, tensor_names, ConvGeometry};
 pub use layer::{gemm_layers, layer_vectors, CodeAgreement, LayerVectors, OutputError};
-pub use channels::{bias_frac_bits_for, quantize_layer};
+pub use channels::{bias_frac_bits_for, quantize_layer, quantize_layer_to, OutputStage};
 pub use levels::{codebook, fixed_levels};
 pub use lsq::{calibrate_input_scales, encode_bases, pair_scales};
 pub use pact::{mult_shift, pact_code};

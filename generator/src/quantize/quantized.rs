@@ -266,6 +266,22 @@ impl QuantizedLayer {
         self.channels.iter().map(ChannelQuant::params).collect()
     }
 
+    /// The parameters to load on an array `cfg` that serves this layer with at least its
+    /// `bias_frac_bits` (`F' = F + d`): `bias * 2^d`, `alpha * 2^d`, `shift + d`, which give exactly the
+    /// same PACT and basis codes (`t' = 2^d t`, and `mult / 2^(shift + d)` takes it back), and logits
+    /// `2^d` times the layer's own (one logit unit is then worth `output.scales[o] / 2^d`).
+    pub fn params_on(&self, cfg: &Config) -> Vec<ChannelParams> {
+        let d = cfg.bias_frac_bits.saturating_sub(self.config.bias_frac_bits);
+        let logits = self.config.out_mode == crate::config::OutModeName::Logits;
+        self.channels
+            .iter()
+            .map(|c| {
+                let p = c.params();
+                ChannelParams { bias: p.bias << d, alpha: p.alpha << d, mult: p.mult, shift: if logits { p.shift } else { p.shift + d } }
+            })
+            .collect()
+    }
+
     /// True when the array computes with basis pairs (binary activations).
     pub fn is_bases(&self) -> bool {
         self.config.act_encoding == EncodingName::Bases

@@ -36,6 +36,7 @@
 //! mult_bits = 16
 //! level_bits = 8                  # codebook levels and basis-pair scales (levels, binary inputs)
 //! module_prefix = "qmac"
+//! # output_units = "per_column"  # default "shared": one output stage for all columns
 //! ```
 //!
 //! Parsing rejects unknown fields (serde `deny_unknown_fields`); [`Spec::validate`] rejects values out
@@ -336,6 +337,10 @@ pub struct ArraySpec {
     /// 1/8 of its output step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bias_frac_bits: Option<u32>,
+    /// The array's `output_units` (`per_column` or `shared`, the default): one output stage per column
+    /// (a tile drains in `rows` cycles) or one for all columns (`rows * cols` cycles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_units: Option<crate::config::OutputUnitsName>,
 }
 
 fn default_rows() -> u32 {
@@ -357,9 +362,33 @@ fn default_rounding() -> RoundingName {
     RoundingName::HalfEven
 }
 
+impl ArraySpec {
+    /// Check every field's range (the array configuration's ranges, docs/configuration.md): the first
+    /// bad field is reported as `array.<field>` with its value and what is allowed.
+    pub fn validate(&self) -> Result<(), QuantizeError> {
+        let a = self;
+        in_range("array.rows", a.rows, 1, 64)?;
+        if let Some(c) = a.cols {
+            in_range("array.cols", c, 1, 64)?;
+        }
+        in_range("array.lanes", a.lanes, 1, 64)?;
+        in_range("array.mult_bits", a.mult_bits, 1, 32)?;
+        if let Some(f) = a.bias_frac_bits {
+            in_range("array.bias_frac_bits", f, 0, crate::config::MAX_BIAS_FRAC_BITS)?;
+        }
+        in_range("array.level_bits", a.level_bits, 2, 16)?;
+        let p = &a.module_prefix;
+        let ok_prefix = !p.is_empty() && p.len() <= 32 && p.starts_with(|c: char| c.is_ascii_lowercase()) && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !ok_prefix {
+            return Err(invalid("array.module_prefix", format!("{p:?}"), "allowed: 1 to 32 characters of a-z, 0-9 and _, starting with a letter"));
+        }
+        Ok(())
+    }
+}
+
 impl Default for ArraySpec {
     fn default() -> Self {
-        ArraySpec { rows: 8, cols: None, lanes: 4, mult_bits: 16, level_bits: 8, module_prefix: default_prefix(), bias_frac_bits: None }
+        ArraySpec { rows: 8, cols: None, lanes: 4, mult_bits: 16, level_bits: 8, module_prefix: default_prefix(), bias_frac_bits: None, output_units: None }
     }
 }
 
@@ -555,23 +584,7 @@ impl Spec {
         }
         in_range("output.bits", self.output.bits, 1, 8)?;
         check_alpha("output.alpha", &self.output.alpha, true)?;
-        let a = &self.array;
-        in_range("array.rows", a.rows, 1, 64)?;
-        if let Some(c) = a.cols {
-            in_range("array.cols", c, 1, 64)?;
-        }
-        in_range("array.lanes", a.lanes, 1, 64)?;
-        in_range("array.mult_bits", a.mult_bits, 1, 32)?;
-        if let Some(f) = a.bias_frac_bits {
-            in_range("array.bias_frac_bits", f, 0, crate::config::MAX_BIAS_FRAC_BITS)?;
-        }
-        in_range("array.level_bits", a.level_bits, 2, 16)?;
-        let p = &a.module_prefix;
-        let ok_prefix = !p.is_empty() && p.len() <= 32 && p.starts_with(|c: char| c.is_ascii_lowercase()) && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !ok_prefix {
-            return Err(invalid("array.module_prefix", format!("{p:?}"), "allowed: 1 to 32 characters of a-z, 0-9 and _, starting with a letter"));
-        }
-        Ok(())
+        self.array.validate()
     }
 
     /// The convolution geometry (defaults when the section is left out).
