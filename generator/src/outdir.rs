@@ -96,7 +96,7 @@ impl Kind {
         match self {
             Kind::Build => &["sim", "logs", "synth"],
             Kind::Quantized => &["hw"],
-            Kind::Net => &["sim"],
+            Kind::Net => &["sim", "work"],
             Kind::Train => &["sim", "work"],
             Kind::Sweep | Kind::Schemes | Kind::Bench | Kind::NetSim => &[],
         }

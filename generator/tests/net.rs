@@ -364,7 +364,7 @@ fn sim_opts(tmp: &tempfile::TempDir, out: &Path, stall: u32) -> NetSimOptions {
 /// computation's, with the last layer in the array's logits mode and each layer's bias in the
 /// fractional bits the rule gives (the first conv runs on the array of the second conv's finer
 /// bias, given, with its parameters scaled to it); layers with the same hardware share one build (three builds for four
-/// layers); a second run takes every model from the cache.
+/// layers); a second run takes every model from the cache; the directory can be quantized again.
 #[test]
 fn small_network_runs_bit_exact_through_the_rtl() {
     let mut rng = Rng::new(13);
@@ -401,6 +401,9 @@ fn small_network_runs_bit_exact_through_the_rtl() {
     let again = simulate_dir(&r.out, &r.data, &DataNames::default(), &sim_opts(&r.tmp, &r.out, 0)).unwrap();
     assert!(again.builds.iter().all(|b| b.cached) && again.seconds.build == 0.0);
     assert_eq!(again.bit_exact, Some(true));
+    // the directory, with the sim/ and work/ that net sim wrote into it, can be quantized again
+    let p = |f: &str| r.tmp.path().join(f);
+    quantize_to_dir(&p("net.toml"), &p("w.safetensors"), &p("calib.npz"), &DataNames::default(), &r.out).unwrap();
 }
 
 /// Binary activations between layers: conv with PACT inputs whose output stage gives ls-2 codes of its
