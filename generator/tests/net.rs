@@ -489,6 +489,14 @@ quant = { weights = "lsT", weight_bits = 2 }
         let bits = q.computes()[i].layer.output.bits;
         assert_eq!(o.iter().map(|&v| if i == 2 { v & (u64::MAX >> (64 - bits)) } else { v }).collect::<Vec<_>>(), *e, "trainer's integer network, layer {i}");
     }
+    // given basis scales (quant.clips, as training gives them) are taken as they are, and are the next
+    // layer's input scales
+    let given = BIN.replace("act = \"ls2\" }", "act = \"ls2\", clips = [0.75, 0.25] }");
+    std::fs::write(tmp.path().join("given.toml"), &given).unwrap();
+    let p = |f: &str| tmp.path().join(f);
+    let g = quantize_to_dir(&p("given.toml"), &p("w.safetensors"), &p("calib.npz"), &DataNames::default(), &p("given")).unwrap().net;
+    assert_eq!(g.computes()[0].basis_scales(), [0.75, 0.25]);
+    assert_eq!(g.computes()[1].layer.input.basis_scales, [0.75, 0.25]);
     // both bases of every binary layer are used (the first is not +1 for every input, as after a relu)
     for (c, codes) in q.computes().iter().zip(&r.expect).take(2) {
         for bit in 0..2 {
