@@ -87,7 +87,10 @@ enum Cmd {
     ///
     /// Schemes: wKaM (SAWB K-bit weights, PACT M-bit activations, one learned clip per layer),
     /// wKaM-pc (a learned clip per channel), wKaM-levels (a learned table of 2^K weight levels,
-    /// channel-wise PACT), wKaM-uniform (plain uniform weights, calibrated clips); K, M in 1..=8.
+    /// channel-wise PACT), wKaM-uniform (plain uniform weights, calibrated clips); K, M in 1..=8;
+    /// binary-ls1, binary-ls2, binary-lsT, binary-gf1, binary-gf2 (ls-1 weights; binary activations
+    /// of that least-squares scheme, computed by each layer's output stage from the pre-activation;
+    /// the model's activation layers mark where they go).
     ///
     /// Writes network.json, net.toml and weights.safetensors (the trained network in the network
     /// format: batch norm folded, every trained clip and level table given), model.toml (the model
@@ -495,7 +498,8 @@ struct TrainArgs {
     /// Training data: .npz with `x` (samples) and `y` (labels).
     #[arg(long, value_name = "FILE")]
     data: PathBuf,
-    /// The quantization scheme: wKaM, wKaM-pc, wKaM-levels, wKaM-uniform (K, M in 1..=8).
+    /// The quantization scheme: wKaM, wKaM-pc, wKaM-levels, wKaM-uniform (K, M in 1..=8),
+    /// binary-ls1, binary-ls2, binary-lsT, binary-gf1, binary-gf2.
     #[arg(long)]
     scheme: String,
     /// Output directory, written all at once; replaced only if `qmac train` wrote it (or it is empty).

@@ -21,6 +21,7 @@ use crate::net::{LayerKind, NetError, Network, OutputMode, Shape};
 use crate::outdir::Kind;
 use crate::quantize::encode_bases;
 use qmac_train::{ActQuant, Dataset, IntBasesIn, IntCompute, IntConv, IntNet, IntOutput, IntStage, Layer, LayerParams, ModelSpec, Scheme, TrainConfig, TrainError, WeightQuant};
+use qmac_arith::quant::lsq::BinaryScheme;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -178,11 +179,13 @@ pub fn model_spec(net: &Network, origin: &Path) -> Result<ModelSpec, TrainCmdErr
 
 /// Refuses schemes the network format cannot carry yet.
 fn check_exportable(scheme: &Scheme) -> Result<(), TrainCmdError> {
-    if let ActQuant::Binary(_) = scheme.acts {
-        return Err(TrainCmdError::Scheme {
-            scheme: scheme.name.clone(),
-            message: "binary activations between layers are not in the network format yet (a layer's output stage gives PACT codes); allowed here: wKaM, wKaM-pc, wKaM-levels, wKaM-uniform (w1a1: 1-bit SAWB weights, 1-bit PACT activations)".into(),
-        });
+    if let ActQuant::Binary(BinaryScheme::Greedy { bases }) = scheme.acts {
+        if bases > 2 {
+            return Err(TrainCmdError::Scheme {
+                scheme: scheme.name.clone(),
+                message: format!("{bases} activation bases: the array's output stage computes at most 2 (binary-gf1, binary-gf2, binary-ls1, binary-ls2, binary-lsT)"),
+            });
+        }
     }
     Ok(())
 }
@@ -287,14 +290,22 @@ fn export(
         WeightQuant::Levels { bits } => ("levels", bits, "per_tensor"),
         WeightQuant::Binary(_) => ("ls1", 1, "per_channel"),
     };
-    let (act_bits, act_granularity) = match scheme.acts {
-        ActQuant::Pact { bits, per_channel, .. } => (bits, if per_channel { "per_channel" } else { "per_tensor" }),
-        ActQuant::Binary(_) => unreachable!("refused by check_exportable"),
+    // binary activations: the scheme and its number of bases (computed by the output stage)
+    let (act, act_bits, act_granularity) = match scheme.acts {
+        ActQuant::Pact { bits, per_channel, .. } => ("pact", bits, if per_channel { "per_channel" } else { "per_tensor" }),
+        ActQuant::Binary(b) => match b {
+            BinaryScheme::Ls1 => ("ls1", 1, "per_tensor"),
+            BinaryScheme::Ls2 => ("ls2", 2, "per_tensor"),
+            BinaryScheme::LsTernary => ("lsT", 2, "per_tensor"),
+            BinaryScheme::Greedy { bases } => ("gf", bases, "per_tensor"),
+        },
     };
+    let binary_acts = act != "pact";
     let mut quant = toml::Table::new();
     let old_quant = doc.get("quant").and_then(Value::as_table).cloned().unwrap_or_default();
     quant.insert("weights".into(), Value::String(wname.into()));
     quant.insert("weight_bits".into(), Value::Integer(i64::from(wbits)));
+    quant.insert("act".into(), Value::String(act.into()));
     quant.insert("act_bits".into(), Value::Integer(i64::from(act_bits)));
     quant.insert("granularity".into(), Value::String(granularity.into()));
     quant.insert("act_granularity".into(), Value::String(act_granularity.into()));
@@ -333,13 +344,20 @@ fn export(
                 // the PACT quantizer of the relu after this layer (and its batch norm); the last layer
                 // gives the logits (the array's logits mode), which have no clips
                 if Some(i) != last {
-                    let clips = params[i + 1..].iter().find_map(|p| if let LayerParams::Pact { alpha, .. } = p { Some(alpha.clone()) } else { None }).expect("validated: a relu follows");
+                    let clips = params[i + 1..].iter().find_map(|p| match p {
+                        LayerParams::Pact { alpha, .. } => Some(alpha.clone()),
+                        LayerParams::Bases { scales } => Some(scales.clone()),
+                        _ => None,
+                    }).expect("validated: a relu follows");
                     q.insert("clips".into(), Value::Array(clips.into_iter().map(Value::Float).collect()));
                 }
                 t.insert("quant".into(), Value::Table(q));
                 layers.push(Value::Table(t));
             }
             _ if matches!(net.layers[i].kind, LayerKind::BatchNorm { .. }) => {}
+            // binary activations are the signs of the pre-activation, computed by the layer's output
+            // stage: the network format has no relu after such a layer
+            _ if binary_acts && net.layers[i].kind == LayerKind::Relu => {}
             _ => layers.push(Value::Table(t)),
         }
     }

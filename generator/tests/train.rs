@@ -186,7 +186,7 @@ fn trained_network_predicts_exactly_what_the_rtl_computes() {
 fn levels_and_uniform_match_the_reference() {
     let f = files(MODEL, &[96, 1, 6, 6], 0);
     let (x, n) = read_test(&f);
-    for (scheme, first) in [("w2a3-levels", None), ("w3a2-uniform", Some(8))] {
+    for (scheme, first) in [("w2a3-levels", None), ("w3a2-uniform", Some(8)), ("binary-ls2", None), ("binary-gf1", Some(8))] {
         let mut j = job(&f, scheme, scheme);
         j.config.first_weight_bits = first;
         let r = train_to_dir(&j, &mut |_| {}).unwrap();
@@ -201,6 +201,10 @@ fn levels_and_uniform_match_the_reference() {
         let layers = r.net.computes();
         if scheme.ends_with("levels") {
             assert!(layers.iter().all(|c| c.layer.weights.levels.as_ref().is_some_and(|l| !l.fitted)), "trained level tables");
+        } else if scheme.starts_with("binary") {
+            // binary activations between the layers: basis codes out of the first two, into the last two
+            assert!(layers[0].mode == qmac::net::OutputMode::Bases && layers[1].mode == qmac::net::OutputMode::Bases, "{scheme}");
+            assert!(layers[1].layer.is_bases() && layers[2].layer.is_bases(), "{scheme}");
         } else {
             assert_eq!((layers[0].layer.weights.bits, layers[1].layer.weights.bits), (8, 3));
         }
@@ -221,8 +225,8 @@ fn bad_input_gets_one_clear_error() {
     let f = files(MODEL, &[96, 1, 6, 6], 0);
     let e = err(&f, "w2a9");
     assert!(e.starts_with("unknown scheme \"w2a9\"; allowed: wKaM"), "{e}");
-    let e = err(&f, "binary-ls2");
-    assert!(e.starts_with("scheme binary-ls2: binary activations between layers are not in the network format yet"), "{e}");
+    let e = err(&f, "binary-gf3");
+    assert!(e.starts_with("scheme binary-gf3: 3 activation bases: the array's output stage computes at most 2"), "{e}");
     let bad_shape = files(MODEL, &[96, 1, 6, 6], 0);
     let (x, y) = quadrants(96, 5);
     write_npz(&bad_shape.dir.join("train.npz"), &[48, 72], &x, &y[..48]);
