@@ -95,7 +95,8 @@ pub struct RawConfig {
     /// Each PE registers its own copy of its activations and weights: one more cycle of latency and
     /// `lanes * (act_bits + weight_bits)` flip-flops per PE, so that the broadcast of an input to a
     /// row's or a column's PEs is a register-to-register path. For fmax on ECP5, where flip-flops
-    /// are plentiful beside the LUTs; on iCE40 each of them takes a logic cell.
+    /// are plentiful beside the LUTs; on iCE40 each of them takes a logic cell. With `pack` the lane
+    /// operands (packed and plain) are registered once more before the multiplies (one more cycle).
     pub pe_input_regs: bool,
     /// Output units: `per_column` (one clip/requantize unit per column, a tile drains in `rows` cycles)
     /// or `shared` (one unit for all columns, a tile drains in `rows * cols` cycles; much smaller when

@@ -207,13 +207,14 @@ struct ConfigFlags {
     running_totals: bool,
     /// Each PE registers its own copy of its inputs (one more cycle of latency, lanes * (act-bits +
     /// weight-bits) flip-flops per PE): broadcasts along rows and columns become register-to-register
-    /// paths. For fmax on ECP5 (with --running-totals); costs logic cells on iCE40.
+    /// paths. For fmax on ECP5 (with --running-totals); costs logic cells on iCE40. With --pack the
+    /// lane operands are registered once more before the multiplies (one more cycle).
     #[arg(long)]
     pe_input_regs: bool,
     /// Exact DSP packing: `off`, `auto` (the most lanes whose packed operands fit 16 x 16 bits: an
     /// iCE40 SB_MAC16, an ECP5 MULT18X18D), or lanes per multiply 2..=8 (operands up to 18 x 18
     /// bits). One multiply computes a group's dot product exactly (W4A4: 2 lanes, W2A2: 3); synthesise
-    /// with --dsp so that each becomes one DSP block.
+    /// with --dsp so that each becomes one DSP block (on ECP5 with --pe-input-regs for fmax).
     #[arg(long, value_name = "off|auto|N")]
     pack: Option<PackName>,
 }

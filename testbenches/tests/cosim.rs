@@ -346,7 +346,9 @@ fn flipped_rounding_mode_fails_the_default_simulation() {
 /// Exact DSP packing (`pack`): W4A4 two lanes per multiply and W2A2 three (`auto`), a remaining
 /// plain lane, odd-level weights (their codes packed), signed and odd activations (the borrow of a
 /// negative low field either way), codebook levels, a saturating accumulator, running totals, PE
-/// input copies, no input registers, per column and shared output units.
+/// input copies (with them the lane operands are registered before the multiplies: the odd weights'
+/// row correction one stage later, a plain lane beside the groups), no input registers, per column and
+/// shared output units.
 #[test]
 fn packed_dsp_lanes() {
     use EncodingName::*;
@@ -355,7 +357,7 @@ fn packed_dsp_lanes() {
     let cfgs = vec![
         base.clone(),
         RawConfig { weight_bits: 2, act_bits: 2, lanes: 7, pack: Auto, output_units: OutputUnitsName::PerColumn, ..base.clone() },
-        RawConfig { weight_bits: 3, weight_encoding: Odd, act_bits: 3, act_encoding: Int, lanes: 5, running_totals: true, ..base.clone() },
+        RawConfig { weight_bits: 3, weight_encoding: Odd, act_bits: 3, act_encoding: Int, lanes: 5, running_totals: true, pe_input_regs: true, ..base.clone() },
         RawConfig { weight_bits: 2, act_bits: 3, act_encoding: Odd, lanes: 6, pack: Lanes(3), pe_input_regs: true, ..base.clone() },
         RawConfig { weight_bits: 2, weight_encoding: Codebook, level_bits: 5, act_bits: 3, input_registers: false, ..base.clone() },
         RawConfig { acc_bits: Some(12), acc_saturate: true, lanes: 8, ..base.clone() },

@@ -336,7 +336,13 @@ impl HwParams {
             // bit-serial, one lane: the input registers feed the accumulator directly
             return 2 + u32::from(self.pe_input_regs);
         }
-        2 + u32::from(self.input_regs) + u32::from(self.pe_input_regs) + self.tree_stages()
+        2 + u32::from(self.input_regs) + u32::from(self.pe_input_regs) + self.pack_stages() + self.tree_stages()
+    }
+    /// Extra register stages of a packed PE: 1 with packing and [`HwParams::pe_input_regs`] (the lane
+    /// operands, packed or plain, are registered beside the PE before the multiplies, so that a DSP
+    /// block's input comes from a register), else 0.
+    pub fn pack_stages(&self) -> u32 {
+        u32::from(self.packing.is_some() && self.pe_input_regs)
     }
     /// Bit-serial activations: the range of the shifted weight values a PE adds, `w * 2^k` for bits
     /// `k < act_bits`, and `-w * 2^(act_bits - 1)` for the sign bit of two's complement activations.

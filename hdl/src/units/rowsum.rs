@@ -22,7 +22,8 @@ pub struct RowsumParams {
     /// Width of a PE's dot product, which the correction is subtracted from.
     pub dot_bits: u32,
     /// Register stages from the row's activations to the PE's `dot_q`, which the correction matches:
-    /// the PE's adder-tree stages, and its own input registers ([`HwParams::pe_input_regs`]).
+    /// the PE's adder-tree stages, its own input registers ([`HwParams::pe_input_regs`]) and the
+    /// packed operands' register ([`HwParams::pack_stages`]).
     pub align_stages: u32,
 }
 
@@ -36,7 +37,7 @@ impl HwParams {
             act_enc: self.act_enc,
             weight_bits: self.weight_bits,
             dot_bits: self.dot_bits(),
-            align_stages: self.tree_stages() + u32::from(self.pe_input_regs),
+            align_stages: self.tree_stages() + u32::from(self.pe_input_regs) + self.pack_stages(),
         })
     }
 }

@@ -25,6 +25,9 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
             pk.spacing,
             pk.field_lsb() - 1
         ));
+        if p.own_inputs {
+            m.doc("S2 is two stages: every lane's operands registered (S2a, the groups' packed), then the products (S2b); the stages after it are one more cycle later.");
+        }
     }
     m.doc(&format!("Stages: lane products (S2), adder tree (S3..S{}), accumulate (S{}).", 2 + p.tree.stages, 3 + p.tree.stages));
     pe_inputs_doc(&mut m, p);
@@ -39,6 +42,7 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
 
     // S2: lane products
     let mut s2 = Vec::new();
+    let mut s2a = Vec::new();
     let mut terms = Vec::new();
     let term_range = kind.lane_term_range((p.weight_enc, wb), (p.act_enc, ab));
     match kind {
@@ -54,6 +58,7 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
             // with odd weights the unsigned code c) where a multiply takes them as values
             let raw = (kind == MacKind::OddWeights, p.act_enc == Encoding::Unsigned);
             let packed = packing.map_or(0, |pk| l / pk.terms * pk.terms);
+            let op_regs = packing.is_some() && p.own_inputs;
             let mut group = Vec::new();
             for i in 0..l {
                 let ac = b.net(&format!("a{i}_code"), &a.slice(i * ab + ab - 1, i * ab), "");
@@ -72,11 +77,22 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
                     group.push(LaneOperands { w: wv, a: av });
                     if group.len() == pk.terms as usize {
                         let g = i / pk.terms;
-                        terms.push(packed_group(b, &format!("pack{g}"), &pk, &group, &mut s2));
+                        terms.push(packed_group(b, &format!("pack{g}"), &pk, &group, op_regs.then_some(&mut s2a), &mut s2));
                         group.clear();
                     }
                     continue;
                 }
+                // with the PE's own input copies a packed PE registers every lane's operands (S2a), as
+                // the groups' packed ones
+                let (av, wv) = if op_regs {
+                    let aq = b.reg(&format!("a{i}_q"), av.ty(), "");
+                    let wq = b.reg(&format!("w{i}_q"), wv.ty(), "");
+                    s2a.push(Stmt::set(&aq, &av));
+                    s2a.push(Stmt::set(&wq, &wv));
+                    (aq, wq)
+                } else {
+                    (av, wv)
+                };
                 // degenerate ranges (a 1-bit {-1, 0} weight times a 1-bit {0, 1} activation) have a
                 // product narrower than the operands; never truncate an operand
                 let tw = tw.max(av.width()).max(wv.width());
@@ -86,6 +102,11 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
                 terms.push((q, term_range));
             }
         }
+    }
+    if !s2a.is_empty() {
+        // kept: Yosys would otherwise merge a column's (a row's) copies into one register far from
+        // most of its DSP blocks, or absorb it into an SB_MAC16's input register behind the adders
+        b.always_kept(&clk, s2a);
     }
     b.always(&clk, s2);
 
@@ -154,17 +175,29 @@ fn packed_operand(b: &mut Body, name: &str, vals: &[(&Expr, u32)], spacing: u32,
     b.net(name, &sum, "")
 }
 
-/// One packed multiply (S2): the group's weights `X = sum_i w_i 2^(i k)` times its activations
-/// `Y = sum_i a_i 2^((n-1-i) k)`, modulo `2^(E + k)`, registered; returns the group's dot product
+/// One packed multiply: the group's weights `X = sum_i w_i 2^(i k)` times its activations
+/// `Y = sum_i a_i 2^((n-1-i) k)` (registered, S2a, when `s2a` is given), multiplied modulo `2^(E + k)`
+/// into a register; returns the group's dot product
 /// `((P >> E) + P[E-1]) mod 2^k` ([`Packing::field`]) as an adder-tree term with its range.
-fn packed_group(b: &mut Body, name: &str, pk: &Packing, group: &[LaneOperands], s2: &mut Vec<Stmt>) -> (Expr, (i64, i64)) {
+fn packed_group(b: &mut Body, name: &str, pk: &Packing, group: &[LaneOperands], s2a: Option<&mut Vec<Stmt>>, s2: &mut Vec<Stmt>) -> (Expr, (i64, i64)) {
     let (n, k) = (pk.terms, pk.spacing);
     assert_eq!(group.len(), n as usize);
     let ws: Vec<(&Expr, u32)> = group.iter().enumerate().map(|(i, l)| (&l.w, i as u32 * k)).collect();
     // activations in descending order: lane i at (n-1-i) k, so build it from the top lane down
     let as_: Vec<(&Expr, u32)> = group.iter().enumerate().rev().map(|(i, l)| (&l.a, (n - 1 - i as u32) * k)).collect();
-    let x = packed_operand(b, &format!("{name}_x"), &ws, k, pk.x_bits());
-    let y = packed_operand(b, &format!("{name}_y"), &as_, k, pk.y_bits());
+    let xs = packed_operand(b, &format!("{name}_x"), &ws, k, pk.x_bits());
+    let ys = packed_operand(b, &format!("{name}_y"), &as_, k, pk.y_bits());
+    let (x, y) = match s2a {
+        // S2a: the packed operands registered, so that the multiply (a DSP block) starts from registers
+        Some(s2a) => {
+            let x = b.reg(&format!("{name}_xq"), xs.ty(), "packed weights");
+            let y = b.reg(&format!("{name}_yq"), ys.ty(), "packed activations");
+            s2a.push(Stmt::set(&x, &xs));
+            s2a.push(Stmt::set(&y, &ys));
+            (x, y)
+        }
+        None => (xs, ys),
+    };
     let (e, pw) = (pk.field_lsb(), pk.product_bits());
     let mw = pw.max(x.width()).max(y.width());
     let prod = b.net_partly_read(&format!("{name}_p"), &x.resize(mw).mul(&y.resize(mw)), &format!("{n} lanes in one multiply, modulo 2^{mw}"));
