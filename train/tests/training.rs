@@ -356,3 +356,31 @@ fn npz_datasets() {
         "{e}"
     );
 }
+
+/// With per-channel PACT clips, a layer's weights are quantized with the scale of each input
+/// channel's codes folded in, as the integer network computes them: `Q(W s) / s`, `s[c] = alpha[c] /
+/// (2^bits - 1)` of the clips before it (repeated over each channel's pixels by flatten), not `Q(W)`.
+#[test]
+fn per_channel_clips_fold_into_the_next_weights() {
+    use qmac_arith::quant::{sawb, Granularity};
+    let data = blobs(120, 6);
+    let scheme: Scheme = "w2a2-pc".parse().unwrap();
+    let t = train(&cnn(), &data, None, Some(&scheme), &config(7), &mut |_| {}).unwrap();
+    let layers = t.layers().unwrap();
+    let LayerParams::Pact { alpha, bits } = &layers[2] else {
+        panic!("layer 2 is the PACT quantizer")
+    };
+    assert!(alpha.iter().any(|&a| a != alpha[0]), "per-channel clips differ: {alpha:?}");
+    let LayerParams::Weights { weight, shape, .. } = &layers[5] else {
+        panic!("layer 5 is the dense layer")
+    };
+    let n = ((1u32 << bits) - 1) as f32;
+    // 4 channels of 2x2 pixels after the pool, flattened channel-major
+    let s: Vec<f32> = (0..shape[1]).map(|k| alpha[k / 4] as f32 / n).collect();
+    let folded: Vec<f32> = weight.iter().enumerate().map(|(i, &w)| w * s[i % shape[1]]).collect();
+    let g = Granularity::PerChannel { axis0_len: shape[0] };
+    let want: Vec<f32> = sawb::quantize(&folded, g, 2).unwrap().dequantize().into_iter().enumerate().map(|(i, v)| v / s[i % shape[1]]).collect();
+    assert_eq!(t.quantized_weights(5).unwrap().unwrap(), want);
+    let plain = sawb::quantize(weight, g, 2).unwrap().dequantize();
+    assert_ne!(want, plain, "folding changes the quantized weights");
+}
