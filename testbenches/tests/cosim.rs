@@ -231,6 +231,9 @@ fn running_totals() {
         // two values per tile through a difference unit: its memory is read at the issue
         RawConfig { rows: 2, output_units: per_col, ..base.clone() },
         RawConfig { rows: 1, cols: 2, ..base.clone() },
+        // one column with its own output unit: the difference unit takes the whole hold-register bus
+        // (Yosys' check once failed on a signed cast of that whole-bus port connection)
+        RawConfig { rows: 2, cols: 1, output_units: per_col, ..base.clone() },
         RawConfig { rows: 4, cols: 3, weight_encoding: Odd, weight_bits: 3, act_encoding: Int, ..base.clone() },
         RawConfig { lanes: 16, weight_bits: 1, weight_encoding: Odd, act_bits: 1, act_encoding: Odd, output_units: per_col, tree_levels_per_stage: 1, ..base.clone() },
         RawConfig { lanes: 32, weight_bits: 1, weight_encoding: Odd, act_bits: 1, act_encoding: Odd, input_registers: false, ..base.clone() },

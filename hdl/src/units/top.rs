@@ -221,7 +221,7 @@ pub fn top(p: &HwParams, units: &Units) -> Module {
                 _ => match &units.delta {
                     Some(delta) => {
                         let acc = b.wire("tile_acc", Ty::s(aw), "the tile's sum of the issued PE (D2)");
-                        b.instance(delta, "u_delta", &tot_conns(part(&col, aw).as_signed(), acc.clone()));
+                        b.instance(delta, "u_delta", &tot_conns(part(&col, aw), acc.clone()));
                         acc
                     }
                     None => part(&col, aw),
