@@ -2,6 +2,7 @@
 
 use super::flow::{quantize_to_dir, simulate_dir, DataNames, NetSimOptions};
 use super::rtl::RtlOptions;
+use crate::sim::BuildOptions;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -139,7 +140,8 @@ pub fn run_net(cmd: &NetCmd) -> anyhow::Result<()> {
                 work: a.dir.join("work"),
                 seed: a.seed,
                 stall_pct: a.stall,
-                build: Default::default(),
+                // one model is built at a time here: its C++ compile may take every core
+                build: BuildOptions { jobs: std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1)), ..Default::default() },
                 progress: true,
             });
             let rep = simulate_dir(
