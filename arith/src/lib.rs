@@ -14,6 +14,7 @@
 pub mod code;
 pub mod pack;
 pub mod pipeline;
+pub mod pool;
 pub mod quant;
 pub mod round;
 pub mod splitmix;

@@ -12,6 +12,7 @@
 //! the basis signs over the `k` elements and the tile's padded elements (codes 0, every basis -1). So the predictions of [`IntNet::predict`]
 //! are those of the reference and of the array, sample for sample.
 
+use qmac_arith::pool::max_pool;
 use qmac_arith::pipeline::{bases_code, biased, output_code_frac, ChannelParams};
 use qmac_arith::quant::{pact, Granularity, Rounding};
 
@@ -308,22 +309,3 @@ fn compute(c: &IntCompute, x: &[u64], rounding: Rounding) -> Vec<u64> {
     }
 }
 
-fn max_pool(x: &[u64], [c, h, w]: [usize; 3], size: [usize; 2], stride: [usize; 2]) -> Vec<u64> {
-    let oh = (h - size[0]) / stride[0] + 1;
-    let ow = (w - size[1]) / stride[1] + 1;
-    let mut out = Vec::with_capacity(c * oh * ow);
-    for ch in 0..c {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut m = 0;
-                for dy in 0..size[0] {
-                    for dx in 0..size[1] {
-                        m = m.max(x[(ch * h + oy * stride[0] + dy) * w + ox * stride[1] + dx]);
-                    }
-                }
-                out.push(m);
-            }
-        }
-    }
-    out
-}
