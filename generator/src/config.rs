@@ -111,7 +111,15 @@ pub struct RawConfig {
     /// bit-serial PEs, which have no multipliers.
     #[serde(skip_serializing_if = "PackName::is_off")]
     pub pack: PackName,
+    /// Lane pairs per PE computed by a paired 8 x 8 product unit (`<prefix>_mul8x2`): lanes `2j` and
+    /// `2j + 1` for `j < dsp_pairs`, the other lanes plain products. `qmac synth` maps each unit onto
+    /// one iCE40 SB_MAC16 in its dual 8 x 8 mode (two MACs per block; Yosys alone maps one multiply per
+    /// block). Every lane operand must fit 8 bits, signed or unsigned; not with `pack`, XNOR, `bases` or
+    /// bit-serial PEs. 0 (the default): none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dsp_pairs: u32,
 }
+
 
 /// DSP packing as written in configuration files: `"off"`, `"auto"`, or lanes per multiply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -278,6 +286,7 @@ impl Default for RawConfig {
             running_totals: false,
             pe_input_regs: false,
             pack: PackName::Off,
+            dsp_pairs: 0,
         }
     }
 }
@@ -559,6 +568,9 @@ impl Config {
         if let PackName::Lanes(n) = cfg.raw.pack {
             cfg.check_pack(n)?;
         }
+        if cfg.raw.dsp_pairs > 0 {
+            cfg.check_dsp_pairs()?;
+        }
         if cfg.product_bits() > 96 {
             return Err(invalid("mult_bits", cfg.raw.mult_bits, format!("acc_bits + bias_frac_bits + mult_bits must be at most 96 (acc_bits is {}, bias_frac_bits {})", cfg.acc_bits(), cfg.bias_frac_bits)));
         }
@@ -579,6 +591,30 @@ impl Config {
                 value,
                 format!("{n} lanes of operands {x:?} x {y:?} need {wide}-bit signed multiplier operands; the Lattice DSP blocks take at most {MAX_OPERAND_BITS} ({fits})"),
             ));
+        }
+        Ok(())
+    }
+
+    fn check_dsp_pairs(&self) -> Result<(), ConfigError> {
+        let n = self.dsp_pairs;
+        if n > self.lanes / 2 {
+            return Err(invalid("dsp_pairs", n, format!("allowed 0..={} (lane pairs, at most lanes / 2 with lanes = {})", self.lanes / 2, self.lanes)));
+        }
+        if self.pack != PackName::Off {
+            return Err(invalid("dsp_pairs", n, format!("not with pack = {} (a lane is either packed or paired)", self.pack)));
+        }
+        let Some((x, y)) = self.pack_operands() else {
+            return Err(invalid("dsp_pairs", n, "paired products need lane multipliers: not with XNOR lanes (1-bit odd x 1-bit odd), bases or act_serial"));
+        };
+        let fits = |(lo, hi): (i64, i64)| (lo >= -128 && hi <= 127) || (lo >= 0 && hi <= 255);
+        for (side, r) in [("weight", x), ("activation", y)] {
+            if !fits(r) {
+                return Err(invalid(
+                    "dsp_pairs",
+                    n,
+                    format!("the {side} operand of a lane ranges over {}..={}, which does not fit 8 bits (signed -128..=127 or unsigned 0..=255)", r.0, r.1),
+                ));
+            }
         }
         Ok(())
     }
@@ -888,6 +924,7 @@ impl Config {
             running_totals: self.running_totals,
             pe_input_regs: self.pe_input_regs,
             packing: self.packing(),
+            dsp_pairs: self.dsp_pairs,
             bias_frac: self.bias_frac_bits,
             out_mode: match self.out_mode {
                 OutModeName::Pact => OutMode::Pact,

@@ -83,6 +83,11 @@ fn derived(cfg: &Config) -> Vec<(&'static str, String)> {
         d.push(("pack_operand_bits", format!("{} x {}", p.x_bits(), p.y_bits())));
         d.push(("pe_multipliers", cfg.pe_multipliers().to_string()));
     }
+    if let Some(u) = cfg.hw_params().mul8x2_params() {
+        d.push(("dsp_pair_module", u.name));
+        d.push(("dsp_pair_weight_signed", u8::from(u.x_signed).to_string()));
+        d.push(("dsp_pair_act_signed", u8::from(u.y_signed).to_string()));
+    }
     d
 }
 

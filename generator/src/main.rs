@@ -217,6 +217,11 @@ struct ConfigFlags {
     /// with --dsp so that each becomes one DSP block (on ECP5 with --pe-input-regs for fmax).
     #[arg(long, value_name = "off|auto|N")]
     pack: Option<PackName>,
+    /// Lane pairs per PE computed by a paired 8 x 8 product unit, which qmac synth maps onto one iCE40
+    /// SB_MAC16 in its dual 8x8 mode (two MACs per block); the other lanes are plain products. Lane
+    /// operands must fit 8 bits; not with --pack.
+    #[arg(long, value_name = "N")]
+    dsp_pairs: Option<u32>,
 }
 
 impl ConfigFlags {
@@ -261,6 +266,9 @@ impl ConfigFlags {
         }
         if let Some(p) = self.pack {
             raw.pack = p;
+        }
+        if let Some(n) = self.dsp_pairs {
+            raw.dsp_pairs = n;
         }
         Ok(Config::new(raw)?)
     }

@@ -293,3 +293,47 @@ fn dsp_packing_is_validated() {
     assert!(on.to_toml().contains("pack = \"auto\""), "{}", on.to_toml());
     assert_eq!(Config::from_toml(&on.to_toml(), "t").unwrap(), on);
 }
+
+/// Paired 8 x 8 products (`dsp_pairs`): at most lanes / 2 pairs, not with packing or PEs without
+/// multipliers, and only for lane operands of 8 bits (signed or unsigned); the unit's signedness per
+/// side follows the operands, and the manifest's derived values name it for `qmac synth`.
+#[test]
+fn dsp_pairs_are_validated() {
+    use qmac::config::EncodingName::{Bases, Codebook, Int, Odd, Unsigned};
+    use qmac::config::PackName::Lanes;
+    let w8a8 = RawConfig { weight_bits: 8, act_bits: 8, lanes: 3, ..RawConfig::default() };
+    let e = err(RawConfig { dsp_pairs: 2, ..w8a8.clone() });
+    assert_eq!(e, "config field `dsp_pairs` = 2 is invalid: allowed 0..=1 (lane pairs, at most lanes / 2 with lanes = 3)");
+    let e = err(RawConfig { dsp_pairs: 1, pack: Lanes(2), weight_bits: 4, act_bits: 4, ..RawConfig::default() });
+    assert_eq!(e, "config field `dsp_pairs` = 1 is invalid: not with pack = 2 (a lane is either packed or paired)");
+    let e = err(RawConfig { dsp_pairs: 1, act_encoding: Odd, ..w8a8.clone() });
+    assert_eq!(e, "config field `dsp_pairs` = 1 is invalid: the activation operand of a lane ranges over -255..=255, which does not fit 8 bits (signed -128..=127 or unsigned 0..=255)");
+    let e = err(RawConfig { dsp_pairs: 1, weight_encoding: Codebook, weight_bits: 3, level_bits: 9, ..w8a8.clone() });
+    assert!(e.contains("the weight operand of a lane ranges over -256..=255"), "{e}");
+    let e = err(RawConfig { dsp_pairs: 1, weight_bits: 1, weight_encoding: Odd, act_bits: 1, act_encoding: Odd, ..w8a8.clone() });
+    assert!(e.contains("`dsp_pairs` = 1") && e.contains("XNOR"), "{e}");
+    let e = err(RawConfig { dsp_pairs: 1, weight_bits: 2, weight_encoding: Bases, act_bits: 2, act_encoding: Bases, ..w8a8.clone() });
+    assert!(e.contains("`dsp_pairs` = 1") && e.contains("bases"), "{e}");
+    let e = err(RawConfig { dsp_pairs: 1, act_serial: true, ..w8a8.clone() });
+    assert!(e.contains("`dsp_pairs` = 1") && e.contains("act_serial"), "{e}");
+    // signedness per side: int weights signed, unsigned activations unsigned, odd-level weight codes
+    // unsigned (also against 7-bit odd activations, -127..=127, signed)
+    let unit = |raw: RawConfig| {
+        let u = Config::new(raw).unwrap().hw_params().mul8x2_params().expect("a paired unit");
+        (u.x_signed, u.y_signed)
+    };
+    assert_eq!(unit(RawConfig { dsp_pairs: 1, ..w8a8.clone() }), (true, false));
+    assert_eq!(unit(RawConfig { dsp_pairs: 1, act_encoding: Int, ..w8a8.clone() }), (true, true));
+    assert_eq!(unit(RawConfig { dsp_pairs: 1, weight_encoding: Odd, act_encoding: Unsigned, ..w8a8.clone() }), (false, false));
+    assert_eq!(unit(RawConfig { dsp_pairs: 1, weight_encoding: Odd, act_encoding: Odd, act_bits: 7, ..w8a8.clone() }), (false, true));
+    assert!(Config::new(w8a8.clone()).unwrap().hw_params().mul8x2_params().is_none());
+    // written out only when used; the manifest names the unit and its signedness
+    assert!(!Config::new(w8a8.clone()).unwrap().to_toml().contains("dsp_pairs"));
+    let on = Config::new(RawConfig { dsp_pairs: 1, ..w8a8 }).unwrap();
+    assert!(on.to_toml().contains("dsp_pairs = 1"), "{}", on.to_toml());
+    let g = qmac::emit::generate(&on);
+    let m: serde_json::Value = serde_json::from_str(&g.manifest).unwrap();
+    let d = &m["derived"];
+    assert_eq!((d["dsp_pair_module"].as_str(), d["dsp_pair_weight_signed"].as_u64(), d["dsp_pair_act_signed"].as_u64()), (Some("qmac_mul8x2"), Some(1), Some(0)));
+    assert!(g.rtl.iter().any(|(p, _)| p == "rtl/qmac_mul8x2.v"));
+}

@@ -383,7 +383,7 @@ impl Stmt {
 #[derive(Clone, Debug)]
 enum Item {
     Comment(String),
-    Decl { name: String, ty: Ty, reg: bool, doc: String },
+    Decl { name: String, ty: Ty, reg: bool, doc: String, partly_read: bool },
     Mem { name: String, width: u32, depth: u32, doc: String },
     Net { name: String, rhs: Expr, doc: String, partly_read: bool },
     Assign(Expr, Expr),
@@ -407,13 +407,21 @@ impl Body {
     /// Declare a `wire`.
     pub fn wire(&mut self, name: &str, ty: Ty, doc: &str) -> Expr {
         check_name(name);
-        self.items.push(Item::Decl { name: name.to_string(), ty, reg: false, doc: doc.to_string() });
+        self.items.push(Item::Decl { name: name.to_string(), ty, reg: false, doc: doc.to_string(), partly_read: false });
+        Expr::sig(name, ty)
+    }
+    /// [`Body::wire`] for a value of which only some bits are read (an instance output wider than the
+    /// value it carries): the declaration is wrapped in Verilator's lint waiver for unused signal
+    /// bits, and nothing else.
+    pub fn wire_partly_read(&mut self, name: &str, ty: Ty, doc: &str) -> Expr {
+        check_name(name);
+        self.items.push(Item::Decl { name: name.to_string(), ty, reg: false, doc: doc.to_string(), partly_read: true });
         Expr::sig(name, ty)
     }
     /// Declare a `reg` written by a clocked process.
     pub fn reg(&mut self, name: &str, ty: Ty, doc: &str) -> Expr {
         check_name(name);
-        self.items.push(Item::Decl { name: name.to_string(), ty, reg: true, doc: doc.to_string() });
+        self.items.push(Item::Decl { name: name.to_string(), ty, reg: true, doc: doc.to_string(), partly_read: false });
         Expr::sig(name, ty)
     }
     /// Declare a memory `reg [width-1:0] name [0:depth-1]`, unsigned words, written and read in clocked
@@ -617,17 +625,23 @@ fn print_items(s: &mut String, items: &[Item], depth: usize) {
                 prev_kind = "comment";
             }
             Item::Decl { .. } | Item::Mem { .. } => {
-                let (decl, doc) = match item {
-                    Item::Decl { name, ty, reg, doc } => (format!("{ind}{}{} {name};", if *reg { "reg " } else { "wire" }, ty.decl()), doc),
+                let (decl, doc, partly) = match item {
+                    Item::Decl { name, ty, reg, doc, partly_read } => (format!("{ind}{}{} {name};", if *reg { "reg " } else { "wire" }, ty.decl()), doc, *partly_read),
                     Item::Mem { name, width, depth, doc } => {
-                        (format!("{ind}(* no_rw_check, ram_style = \"block\" *) reg [{}:0] {name} [0:{}];", width - 1, depth - 1), doc)
+                        (format!("{ind}(* no_rw_check, ram_style = \"block\" *) reg [{}:0] {name} [0:{}];", width - 1, depth - 1), doc, false)
                     }
                     _ => unreachable!(),
                 };
+                if partly {
+                    let _ = writeln!(s, "{ind}/* verilator lint_off UNUSEDSIGNAL */");
+                }
                 if doc.is_empty() {
                     let _ = writeln!(s, "{decl}");
                 } else {
                     let _ = writeln!(s, "{decl:<44} // {doc}");
+                }
+                if partly {
+                    let _ = writeln!(s, "{ind}/* verilator lint_on UNUSEDSIGNAL */");
                 }
             }
             Item::Net { name, rhs, doc, partly_read } => {

@@ -320,30 +320,41 @@ fn random_config_sweep() {
     check_all("random", cfgs, &[7, 8], StimulusOptions { layers: 2, tiles: 5, max_steps: 16, abort: true });
 }
 
+/// Generate `raw` into `work_dir(group)`, check that the default `qmac sim` stimulus passes on it,
+/// apply `mutate` to the emitted `rtl/<file>` (which must change it: `moved` says what was not found),
+/// and check that the same stimulus then fails with a mismatch. Returns the passing run.
+fn mutation_fails(group: &str, raw: RawConfig, file: &str, moved: &str, mutate: impl Fn(&str) -> String) -> qmac::flow::SimOutcome {
+    use qmac::config::Config;
+    use qmac::flow::{self, SimOptions};
+    let cfg = Config::new(raw).unwrap();
+    let dir = work_dir(group);
+    flow::generate(&cfg, &dir).unwrap();
+    let opts = SimOptions::default();
+    let ok = with_slot(|| flow::simulate_rtl(&dir, &cfg, &opts)).unwrap();
+    assert!(ok.report.summary.contains("PASS"), "{}", ok.report.summary);
+    let path = dir.join("rtl").join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mutated = mutate(&text);
+    assert_ne!(mutated, text, "{moved}");
+    std::fs::write(&path, mutated).unwrap();
+    let e = with_slot(|| flow::simulate_rtl(&dir, &cfg, &opts)).expect_err("the mutated design must fail");
+    let e = e.to_string();
+    assert!(e.contains("mismatch"), "{e}");
+    ok
+}
+
 /// The directed corners catch a requantizer that rounds ties the wrong way: with the emitted rounding
 /// flipped from half_even to half_up (the tie bit `q_low[0]` replaced by 1), the default `qmac sim`
 /// stimulus fails, where random stimulus alone had no exact tie with an even quotient. The same
 /// design unaltered passes first.
 #[test]
 fn flipped_rounding_mode_fails_the_default_simulation() {
-    use qmac::config::Config;
-    use qmac::flow::{self, SimOptions};
-    let cfg = Config::new(RawConfig { rows: 2, cols: 2, lanes: 2, max_depth: 64, ..RawConfig::default() }).unwrap();
-    assert_eq!(cfg.rounding, RoundingName::HalfEven);
-    let dir = work_dir("mutation-rounding");
-    flow::generate(&cfg, &dir).unwrap();
-    let opts = SimOptions::default();
-    let ok = with_slot(|| flow::simulate_rtl(&dir, &cfg, &opts)).unwrap();
-    assert!(ok.report.summary.contains("PASS"), "{}", ok.report.summary);
+    let raw = RawConfig { rows: 2, cols: 2, lanes: 2, max_depth: 64, ..RawConfig::default() };
+    assert_eq!(raw.rounding, RoundingName::HalfEven);
+    let ok = mutation_fails("mutation-rounding", raw, "qmac_requant.v", "the tie term of the emitted requantizer has moved", |t| {
+        t.replace("(sticky || q_low[0])", "(sticky || 1'b1)")
+    });
     assert!(ok.corners.get(qmac::corners::Corner::TieEven).unwrap() > 0, "{}", ok.corners);
-    let requant = dir.join("rtl/qmac_requant.v");
-    let text = std::fs::read_to_string(&requant).unwrap();
-    let flipped = text.replace("(sticky || q_low[0])", "(sticky || 1'b1)");
-    assert_ne!(flipped, text, "the tie term of the emitted requantizer has moved");
-    std::fs::write(&requant, flipped).unwrap();
-    let e = with_slot(|| flow::simulate_rtl(&dir, &cfg, &opts)).expect_err("half_up rounding in a half_even design must fail");
-    let e = e.to_string();
-    assert!(e.contains("mismatch"), "{e}");
 }
 
 /// Exact DSP packing (`pack`): W4A4 two lanes per multiply and W2A2 three (`auto`), a remaining
@@ -373,21 +384,43 @@ fn packed_dsp_lanes() {
 /// the emitted PE, the default `qmac sim` stimulus fails; the same design unaltered passes first.
 #[test]
 fn packing_without_the_borrow_fails_the_simulation() {
-    use qmac::config::{Config, PackName};
-    use qmac::flow::{self, SimOptions};
-    let cfg = Config::new(RawConfig { rows: 2, cols: 2, lanes: 4, max_depth: 64, pack: PackName::Lanes(2), ..RawConfig::default() }).unwrap();
-    let dir = work_dir("mutation-borrow");
-    flow::generate(&cfg, &dir).unwrap();
-    let opts = SimOptions::default();
-    let ok = with_slot(|| flow::simulate_rtl(&dir, &cfg, &opts)).unwrap();
-    assert!(ok.report.summary.contains("PASS"), "{}", ok.report.summary);
-    let pe = dir.join("rtl/qmac_pe.v");
-    let text = std::fs::read_to_string(&pe).unwrap();
-    let mutated = text.replace("{8'd0, pack0_q[0]}", "9'd0").replace("{8'd0, pack1_q[0]}", "9'd0");
-    assert_eq!(text.matches("_q[0]}").count(), 2, "the borrow terms of the emitted PE have moved");
-    assert_eq!(mutated.matches("_q[0]}").count(), 0);
-    std::fs::write(&pe, mutated).unwrap();
-    let e = with_slot(|| flow::simulate_rtl(&dir, &cfg, &opts)).expect_err("a packing without its borrow must fail");
-    let e = e.to_string();
-    assert!(e.contains("mismatch"), "{e}");
+    use qmac::config::PackName;
+    let raw = RawConfig { rows: 2, cols: 2, lanes: 4, max_depth: 64, pack: PackName::Lanes(2), ..RawConfig::default() };
+    mutation_fails("mutation-borrow", raw, "qmac_pe.v", "the borrow terms of the emitted PE have moved", |text| {
+        let mutated = text.replace("{8'd0, pack0_q[0]}", "9'd0").replace("{8'd0, pack1_q[0]}", "9'd0");
+        assert_eq!(text.matches("_q[0]}").count(), 2, "the borrow terms of the emitted PE have moved");
+        assert_eq!(mutated.matches("_q[0]}").count(), 0);
+        mutated
+    });
+}
+
+/// Paired 8 x 8 products (`dsp_pairs`): every signedness of the unit (int x unsigned W8A8, int x int,
+/// odd-level weight codes x unsigned and x odd activations), a plain lane beside a pair, products
+/// narrower than the unit's 16 bits, codebook levels, PE input copies, running totals, no input
+/// registers, a saturating accumulator, per column and shared output units.
+#[test]
+fn dsp_pair_lanes() {
+    use EncodingName::*;
+    let base = RawConfig { rows: 2, cols: 3, lanes: 3, max_depth: 64, weight_bits: 8, act_bits: 8, dsp_pairs: 1, ..RawConfig::default() };
+    let cfgs = vec![
+        base.clone(),
+        RawConfig { lanes: 4, dsp_pairs: 2, act_encoding: Int, output_units: OutputUnitsName::PerColumn, ..base.clone() },
+        RawConfig { lanes: 2, weight_encoding: Odd, weight_bits: 5, running_totals: true, ..base.clone() },
+        RawConfig { lanes: 5, dsp_pairs: 2, weight_encoding: Odd, act_encoding: Odd, act_bits: 7, pe_input_regs: true, ..base.clone() },
+        RawConfig { weight_bits: 3, act_bits: 2, input_registers: false, output_units: OutputUnitsName::PerColumn, ..base.clone() },
+        RawConfig { lanes: 4, weight_encoding: Codebook, weight_bits: 3, level_bits: 8, act_encoding: Int, act_bits: 6, ..base.clone() },
+        RawConfig { rows: 3, cols: 2, lanes: 2, acc_bits: Some(18), acc_saturate: true, ..base },
+    ];
+    check_all("dsp-pairs", cfgs, &[1, 2], StimulusOptions { layers: 2, tiles: 5, max_steps: 24, abort: true });
+}
+
+/// The co-simulation sees the paired unit's signedness: with the unsigned activations of the emitted
+/// `qmac_mul8x2` read as signed in one product, the default `qmac sim` stimulus fails; the same
+/// design unaltered passes first.
+#[test]
+fn paired_unit_with_signed_activations_fails_the_simulation() {
+    let raw = RawConfig { rows: 2, cols: 2, lanes: 2, max_depth: 64, weight_bits: 8, act_bits: 8, dsp_pairs: 1, ..RawConfig::default() };
+    mutation_fails("mutation-pair-sign", raw, "qmac_mul8x2.v", "the second product of the emitted unit has moved", |t| {
+        t.replace("$signed({{7{y1_v[8]}}, y1_v})", "$signed({{8{y1_i[7]}}, y1_i})")
+    });
 }

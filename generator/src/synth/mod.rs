@@ -80,6 +80,49 @@ impl std::str::FromStr for DspPolicy {
     }
 }
 
+/// The Yosys techmap rule that maps the paired 8 x 8 product unit (`<prefix>_mul8x2`) onto one iCE40
+/// SB_MAC16 in its dual 8x8 mode (`hdl/verilog/ice40_mul8x2_map.v`).
+pub const ICE40_MUL8X2_MAP: &str = include_str!("../../../hdl/verilog/ice40_mul8x2_map.v");
+
+/// The file name of [`ICE40_MUL8X2_MAP`] in a synthesis directory.
+pub const ICE40_MUL8X2_MAP_FILE: &str = "ice40_mul8x2_map.v";
+
+/// The paired 8 x 8 product unit of a design, as its manifest records it (`derived.dsp_pair_module`,
+/// `dsp_pair_weight_signed`, `dsp_pair_act_signed`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PairUnit {
+    /// The unit's module name.
+    pub module: String,
+    /// Its `x` operands (weights) are signed.
+    pub x_signed: bool,
+    /// Its `y` operands (activations) are signed.
+    pub y_signed: bool,
+}
+
+impl PairUnit {
+    /// The unit recorded in `manifest`, if any; an error names a malformed entry.
+    pub fn from_manifest(manifest: &Manifest) -> Result<Option<PairUnit>, String> {
+        let Some(m) = manifest.derived.get("dsp_pair_module") else {
+            return Ok(None);
+        };
+        let module = m.as_str().filter(|s| manifest::is_identifier(s) && !s.contains('$')).ok_or_else(|| {
+            format!("derived.dsp_pair_module = {} is not a Verilog module name", crate::limits::capped(&m.to_string()))
+        })?;
+        let flag = |key: &str| match manifest.derived.get(key).and_then(|v| v.as_u64()) {
+            Some(0) => Ok(false),
+            Some(1) => Ok(true),
+            _ => Err(format!("derived.{key} must be 0 or 1 beside dsp_pair_module")),
+        };
+        Ok(Some(PairUnit { module: module.to_string(), x_signed: flag("dsp_pair_weight_signed")?, y_signed: flag("dsp_pair_act_signed")? }))
+    }
+
+    /// The Yosys command that maps every instance of the unit onto an SB_MAC16, with the rule file at
+    /// `map` (relative to Yosys' working directory).
+    pub fn ice40_techmap(&self, map: &str) -> String {
+        format!("techmap -D QMAC_MUL8X2={} -D QMAC_X_SIGNED={} -D QMAC_Y_SIGNED={} -map {map}", self.module, u8::from(self.x_signed), u8::from(self.y_signed))
+    }
+}
+
 /// Options of one synthesis run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SynthOptions {
@@ -407,6 +450,7 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
         path: build_dir.join("manifest.json"),
         message: "derived.macs_per_cycle is missing".into(),
     })?;
+    let pair_unit = PairUnit::from_manifest(&manifest).map_err(|message| SynthError::Manifest { path: build_dir.join("manifest.json"), message })?;
     let kind = match manifest.config.get("kind").and_then(|k| k.as_str()) {
         Some("baseline") => "baseline",
         _ => "qmac",
@@ -461,6 +505,15 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
         .ok_or_else(|| SynthError::Options { message: format!("constraints/{cname} has no clock frequency line") })?;
     write_file(&dir.join(cname), &constraints)?;
 
+    // the paired units go to SB_MAC16 blocks whenever DSPs are allowed (also in the retry of
+    // `--dsp=auto` without inferred ones: they are what the configuration asked for)
+    let pair_map = pair_unit.as_ref().filter(|_| target.family() == Family::Ice40 && opts.dsp != DspPolicy::Off);
+    let map_path = dir.join(ICE40_MUL8X2_MAP_FILE);
+    if pair_map.is_some() {
+        write_file(&map_path, ICE40_MUL8X2_MAP)?;
+    } else if map_path.exists() {
+        std::fs::remove_file(&map_path).map_err(|e| SynthError::io(&map_path, e))?;
+    }
     let script = |dsp: bool| {
         let mut ys = String::new();
         ys.push_str(&format!(
@@ -473,6 +526,11 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
         }
         ys.push_str(&format!("read_verilog {}\n", r(&format!("{stem}.v"))));
         ys.push_str(&format!("hierarchy -check -top {stem}\n"));
+        if let Some(u) = pair_map {
+            // each paired 8 x 8 product unit becomes one SB_MAC16 in dual 8x8 mode (docs/synthesis.md)
+            ys.push_str(&u.ice40_techmap(&r(ICE40_MUL8X2_MAP_FILE)));
+            ys.push('\n');
+        }
         if opts.abc9_clock {
             // ABC9's delay target in picoseconds: the requested clock period
             ys.push_str(&format!("scratchpad -set abc9.D {}\n", (1e6 / freq).round() as u64));
@@ -628,6 +686,9 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
     ] {
         files_out.insert(k.to_string(), r(&f));
     }
+    if pair_map.is_some() {
+        files_out.insert("dsp_pair_map".into(), r(ICE40_MUL8X2_MAP_FILE));
+    }
     if several {
         for run in &seed_runs {
             files_out.insert(format!("nextpnr_log_seed{}", run.seed), r(&seed_file("nextpnr.log", run.seed)));
@@ -742,6 +803,23 @@ mod tests {
         assert!(r.baseline_does_not_fit.is_none());
         let failed = SynthError::Options { message: "broken".into() };
         assert!(sample_report("qmac", 0.39).attach_baseline_outcome(Err(failed)).is_err());
+    }
+
+    #[test]
+    fn paired_unit_from_the_manifest() {
+        let m = |derived: serde_json::Value| -> Manifest {
+            serde_json::from_value(serde_json::json!({"top": "t", "ports": [{"name": "clk", "direction": "input", "width": 1}], "derived": derived})).unwrap()
+        };
+        assert_eq!(PairUnit::from_manifest(&m(serde_json::json!({"macs_per_cycle": 16}))), Ok(None));
+        let u = PairUnit::from_manifest(&m(serde_json::json!({"dsp_pair_module": "l1_mul8x2", "dsp_pair_weight_signed": 1, "dsp_pair_act_signed": 0}))).unwrap().unwrap();
+        assert_eq!(u, PairUnit { module: "l1_mul8x2".into(), x_signed: true, y_signed: false });
+        assert_eq!(u.ice40_techmap("m.v"), "techmap -D QMAC_MUL8X2=l1_mul8x2 -D QMAC_X_SIGNED=1 -D QMAC_Y_SIGNED=0 -map m.v");
+        let e = PairUnit::from_manifest(&m(serde_json::json!({"dsp_pair_module": "a b; shell", "dsp_pair_weight_signed": 1, "dsp_pair_act_signed": 0}))).unwrap_err();
+        assert!(e.contains("dsp_pair_module") && e.contains("not a Verilog module name"), "{e}");
+        let e = PairUnit::from_manifest(&m(serde_json::json!({"dsp_pair_module": "l1_mul8x2", "dsp_pair_weight_signed": 2, "dsp_pair_act_signed": 0}))).unwrap_err();
+        assert!(e.contains("dsp_pair_weight_signed must be 0 or 1"), "{e}");
+        let e = PairUnit::from_manifest(&m(serde_json::json!({"dsp_pair_module": "l1_mul8x2", "dsp_pair_weight_signed": 1}))).unwrap_err();
+        assert!(e.contains("dsp_pair_act_signed"), "{e}");
     }
 
     #[test]

@@ -417,7 +417,12 @@ impl fmt::Display for SynthReport {
             self.board,
             self.seed,
             self.dsp_policy.name(),
-            if self.dsp_enabled { "allowed" } else { "not used" },
+            match (self.dsp_enabled, r.dsp.used) {
+                (true, _) => "allowed",
+                // the paired 8 x 8 units are mapped onto DSP blocks even when none is inferred
+                (false, 0) => "not used",
+                (false, _) => "not inferred; paired units in DSPs",
+            },
             if self.keep_hierarchy { "hierarchy kept" } else { "flattened" },
             if self.abc9_clock { ", ABC9 delay target = clock period" } else { "" },
         )?;

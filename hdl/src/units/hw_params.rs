@@ -80,6 +80,9 @@ pub struct HwParams {
     /// Exact DSP packing of the lane products: groups of `terms` consecutive lanes share one multiply
     /// ([`qmac_arith::pack`]); `None` for one multiply per lane.
     pub packing: Option<Packing>,
+    /// Lane pairs per PE whose two products are one paired 8 x 8 unit ([`mul8x2`](super::mul8x2)): lanes
+    /// `2j` and `2j + 1` for `j < dsp_pairs`; 0 for none. Not with packing.
+    pub dsp_pairs: u32,
     /// Fractional bits of the bias: the output stage adds the bias to `acc * 2^bias_frac`, so the bias,
     /// the clip level and the requantizer's input are [`HwParams::biased_bits`] wide.
     pub bias_frac: u32,

@@ -13,6 +13,7 @@
 //!
 //! ```text
 //! inputs ─> pe/        one PE (products.rs, serial.rs, bases.rs; accumulate.rs: accumulator, hold)
+//!           mul8x2.rs  two 8 x 8 products of a PE's lane pair (one iCE40 SB_MAC16 in dual 8x8 mode)
 //!           rowsum.rs  n_w * sum a per row, for odd-level weights
 //!       ─> array.rs    input registers (codebook decode, bit-serial shift), rows x cols PEs
 //!       ─> drain / output stage, per column or shared (select.rs first):
@@ -39,6 +40,7 @@ mod ctrl;
 mod delta;
 mod hw_params;
 mod logit;
+mod mul8x2;
 mod outbuf;
 mod pact;
 mod params;
@@ -55,6 +57,7 @@ pub use ctrl::ctrl;
 pub use delta::{delta, DeltaParams};
 pub use hw_params::{Bases, HwParams, OutMode, COMBINE_STAGES};
 pub use logit::{logit, LogitParams};
+pub use mul8x2::{mul8x2, Mul8x2Params, MUL8X2_OPERAND_BITS, MUL8X2_PRODUCT_BITS};
 pub use outbuf::{outbuf, OutbufParams};
 pub use pact::{pact, PactParams};
 pub use params::{params, ParamLayout, Table, TableKind};
@@ -125,7 +128,8 @@ pub fn design(p: &HwParams) -> Vec<Module> {
     let delta = p.delta_params().map(|d| delta(&d));
     let units = Units { pe, rowsum, array, out, params: params(&p.param_layout()), ctrl: ctrl(p), outbuf: outbuf(&p.outbuf_params()), select, combine, delta };
     let top = top(p, &units);
-    let mut mods = vec![units.pe];
+    let mut mods: Vec<Module> = p.mul8x2_params().map(|m| mul8x2(&m)).into_iter().collect();
+    mods.push(units.pe);
     mods.extend(units.rowsum);
     mods.push(units.array);
     mods.extend(units.select);

@@ -1,6 +1,6 @@
 //! `<prefix>_pe`: one processing element, of the kind its operands need: lane products
-//! ([`products`]: multipliers, several lanes packed into one multiply, an AND per lane with odd
-//! weights, XNOR with +-1 operands), bit-serial
+//! ([`products`]: multipliers, several lanes packed into one multiply, lane pairs in a paired 8 x 8
+//! product unit, an AND per lane with odd weights, XNOR with +-1 operands), bit-serial
 //! activations ([`serial`]), or per-basis-pair XNOR counts ([`bases`]). The kinds share the
 //! accumulator and hold register ([`accumulate`]) and the PE's own input copies (here).
 
@@ -11,7 +11,7 @@ mod serial;
 
 pub use accumulate::AccParams;
 
-use super::{Bases, HwParams};
+use super::{Bases, HwParams, Mul8x2Params};
 use crate::rtl::{Body, Expr, Module, Stmt, Ty};
 use qmac_arith::code::{Encoding, MacKind};
 use qmac_arith::pack::Packing;
@@ -39,6 +39,8 @@ pub struct PeParams {
     pub own_inputs: bool,
     /// The accumulator and its hold register.
     pub acc: AccParams,
+    /// Lane pairs computed by a paired 8 x 8 product unit, and that unit ([`HwParams::dsp_pairs`]).
+    pub pairs: Option<(u32, Mul8x2Params)>,
 }
 
 /// The kind of a processing element, with what only that kind needs.
@@ -97,6 +99,7 @@ impl HwParams {
             tree: Tree { levels_per_stage: self.tree_levels, depth: self.tree_depth(), stages: self.tree_stages() },
             own_inputs: self.pe_input_regs,
             acc: self.acc_params(),
+            pairs: self.mul8x2_params().map(|u| (self.dsp_pairs, u)),
         }
     }
 }

@@ -2,11 +2,12 @@
 
 use super::accumulate::{accumulate_and_hold, AccPorts};
 use super::{pe_inputs, pe_inputs_doc, xnor_dot, xnor_pair_counts, PeParams};
+use crate::units::{mul8x2, Mul8x2Params, MUL8X2_OPERAND_BITS};
 use crate::rtl::{Body, Expr, Module, Stmt, Ty};
 use crate::units::builders::{adder_tree_piped, code_value};
 use qmac_arith::code::{Encoding, MacKind};
 use qmac_arith::pack::Packing;
-use qmac_arith::width::{clog2, signed_bits};
+use qmac_arith::width::{clog2, signed_bits, unsigned_bits};
 
 /// A processing element of lane products (a multiplier, an AND, or XNOR on +-1 operands): `lanes`
 /// products, an adder tree, an accumulator and a hold register.
@@ -28,6 +29,9 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
         if p.own_inputs {
             m.doc("S2 is two stages: every lane's operands registered (S2a, the groups' packed), then the products (S2b); the stages after it are one more cycle later.");
         }
+    }
+    if let Some((n, unit)) = &p.pairs {
+        m.doc(&format!("Lanes 0..{} in pairs, each pair's two products in one {} (S2).", 2 * n, unit.name));
     }
     m.doc(&format!("Stages: lane products (S2), adder tree (S3..S{}), accumulate (S{}).", 2 + p.tree.stages, 3 + p.tree.stages));
     pe_inputs_doc(&mut m, p);
@@ -60,9 +64,25 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
             let packed = packing.map_or(0, |pk| l / pk.terms * pk.terms);
             let op_regs = packing.is_some() && p.own_inputs;
             let mut group = Vec::new();
+            let paired = p.pairs.as_ref().map_or(0, |(n, _)| 2 * n);
+            let mut pair_ops = Vec::new();
             for i in 0..l {
                 let ac = b.net(&format!("a{i}_code"), &a.slice(i * ab + ab - 1, i * ab), "");
                 let wc = b.net(&format!("w{i}_code"), &w.slice(i * wb + wb - 1, i * wb), "");
+                if let (Some((_, unit)), true) = (&p.pairs, i < paired) {
+                    // the lane's operands as the paired unit takes them: 8-bit values, or codes where the
+                    // side is unsigned (unsigned activations, odd-level weight codes)
+                    let x = if unit.x_signed { code_value(b, &format!("w{i}_val"), &wc, p.weight_enc).0 } else { wc };
+                    let y = if unit.y_signed { code_value(b, &format!("a{i}_val"), &ac, p.act_enc).0 } else { ac };
+                    let x = b.net(&format!("w{i}_x"), &x.resize(MUL8X2_OPERAND_BITS), "");
+                    let y = b.net(&format!("a{i}_y"), &y.resize(MUL8X2_OPERAND_BITS), "");
+                    pair_ops.push((x, y));
+                    if pair_ops.len() == 2 {
+                        terms.extend(paired_products(b, i / 2, unit, &clk, &pair_ops, term_range));
+                        pair_ops.clear();
+                    }
+                    continue;
+                }
                 let plain = i >= packed;
                 let av = if plain || !raw.1 { code_value(b, &format!("a{i}_val"), &ac, p.act_enc).0 } else { ac };
                 let wv = if !plain && raw.0 {
@@ -138,6 +158,46 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
     };
     accumulate_and_hold(b, &p.acc, &clk, &dot_v, &acc_en, &ports);
     m
+}
+
+/// Lanes `2j` and `2j + 1` (`ops`: each lane's 8-bit weight-side and activation-side operands) as one
+/// instance `pair<j>` of the paired 8 x 8 product unit, whose outputs are the two lanes' registered
+/// products (S2) `prod<2j>_q`, `prod<2j+1>_q`; returns them as signed adder-tree terms, each narrowed
+/// to the width of `range` when the unit's 16 bits are more.
+fn paired_products(b: &mut Body, j: u32, unit: &Mul8x2Params, clk: &Expr, ops: &[(Expr, Expr)], range: (i64, i64)) -> Vec<(Expr, (i64, i64))> {
+    let pt = unit.product_ty();
+    let need = if pt.signed { signed_bits(range.0.into(), range.1.into()) } else { unsigned_bits(range.1 as u128) };
+    let mut outs = Vec::new();
+    let mut terms = Vec::new();
+    for k in 0..2 {
+        let i = 2 * j + k;
+        let doc = "this lane's product, registered in the paired unit";
+        let q = if need < pt.width { b.wire_partly_read(&format!("prod{i}_q"), pt, doc) } else { b.wire(&format!("prod{i}_q"), pt, doc) };
+        // signed terms, as the plain lanes' (an unsigned product gets a zero bit on top)
+        let t = if need < pt.width { q.slice(need - 1, 0) } else { q.clone() };
+        let term = match (pt.signed, need < pt.width) {
+            (true, false) => q.clone(),
+            (true, true) => b.net(&format!("prod{i}_v"), &t.as_signed(), ""),
+            (false, _) => b.net(&format!("prod{i}_v"), &t.to_signed_value(), ""),
+        };
+        outs.push(q);
+        terms.push((term, range));
+    }
+    let m = mul8x2(unit);
+    b.instance(
+        &m,
+        &format!("pair{j}"),
+        &[
+            ("clk_i", clk.clone()),
+            ("x0_i", ops[0].0.clone()),
+            ("y0_i", ops[0].1.clone()),
+            ("x1_i", ops[1].0.clone()),
+            ("y1_i", ops[1].1.clone()),
+            ("p0_o", outs[0].clone()),
+            ("p1_o", outs[1].clone()),
+        ],
+    );
+    terms
 }
 
 /// One lane's multiply operands: signed values, or unsigned codes where the code is the value
