@@ -79,7 +79,7 @@ fn snapshots_of_named_configs() {
         let g = generate(&cfg);
         for (path, text) in &g.rtl {
             let unit = path.trim_start_matches("rtl/").trim_end_matches(".v");
-            if ["qmac_pe", "qmac_top", "qmac_requant", "qmac_thresh", "qmac_ctrl", "qmac_combine"].contains(&unit) {
+            if ["qmac_pe", "qmac_top", "qmac_requant", "qmac_thresh", "qmac_ctrl", "qmac_combine", "qmac_mul8x2"].contains(&unit) {
                 insta::assert_snapshot!(format!("{name}__{unit}"), text);
             }
         }

@@ -74,8 +74,11 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
                     // side is unsigned (unsigned activations, odd-level weight codes)
                     let x = if unit.x_signed { code_value(b, &format!("w{i}_val"), &wc, p.weight_enc).0 } else { wc };
                     let y = if unit.y_signed { code_value(b, &format!("a{i}_val"), &ac, p.act_enc).0 } else { ac };
-                    let x = b.net(&format!("w{i}_x"), &x.resize(MUL8X2_OPERAND_BITS), "");
-                    let y = b.net(&format!("a{i}_y"), &y.resize(MUL8X2_OPERAND_BITS), "");
+                    // named nets: the unit's ports take names (Yosys 0.70 once failed on a signed
+                    // cast in a port connection)
+                    let widen = |b: &mut Body, v: Expr, name: String| if v.width() == MUL8X2_OPERAND_BITS { v } else { b.net(&name, &v.resize(MUL8X2_OPERAND_BITS), "") };
+                    let x = widen(b, x, format!("w{i}_x"));
+                    let y = widen(b, y, format!("a{i}_y"));
                     pair_ops.push((x, y));
                     if pair_ops.len() == 2 {
                         terms.extend(paired_products(b, i / 2, unit, &clk, &pair_ops, term_range));
@@ -128,7 +131,10 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
         // most of its DSP blocks, or absorb it into an SB_MAC16's input register behind the adders
         b.always_kept(&clk, s2a);
     }
-    b.always(&clk, s2);
+    if !s2.is_empty() {
+        // (empty when every lane is in a paired unit, whose registers are the products')
+        b.always(&clk, s2);
+    }
 
     // adder tree, registered every tree_levels levels
     b.comment(&format!("S3: adder tree ({} register stage{})", p.tree.stages, if p.tree.stages > 1 { "s" } else { "" }));
