@@ -6,6 +6,7 @@ use qmac_hdl::rtl::{Dir, Module};
 use qmac_hdl::units::design;
 use serde_json::json;
 use crate::outdir::{Kind, Staged};
+use crate::synth::target_defaults::TargetRecord;
 use std::fs;
 use std::path::Path;
 
@@ -93,6 +94,12 @@ fn derived(cfg: &Config) -> Vec<(&'static str, String)> {
 
 /// Generate every file of the design in memory.
 pub fn generate(cfg: &Config) -> Generated {
+    generate_for(cfg, None)
+}
+
+/// [`generate`] for a target: `manifest.json` records `target` (docs/interface.md) and `config.toml`
+/// starts with a comment naming the target and the fields its defaults set. The RTL is the same.
+pub fn generate_for(cfg: &Config, target: Option<&TargetRecord>) -> Generated {
     let modules: Vec<Module> = design(&cfg.hw_params());
     let rtl: Vec<(String, String)> =
         modules.iter().map(|m| (format!("rtl/{}.v", m.name()), m.to_verilog(&header(cfg, m.name())))).collect();
@@ -114,7 +121,7 @@ pub fn generate(cfg: &Config) -> Generated {
             (k.to_string(), value)
         })
         .collect();
-    let manifest = json!({
+    let mut manifest = json!({
         "generator": GENERATOR,
         "top": top.name(),
         "name": cfg.short_name(),
@@ -123,15 +130,27 @@ pub fn generate(cfg: &Config) -> Generated {
         "ports": ports,
         "files": rtl.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(),
     });
+    let mut config = cfg.to_toml();
+    if let Some(t) = target {
+        manifest["target"] = serde_json::to_value(t).expect("target record serialises");
+        let fields: Vec<&str> = t.defaults.keys().map(String::as_str).collect();
+        let set = if fields.is_empty() { "nothing".to_string() } else { fields.join(", ") };
+        config = format!("# generated with --target {}: its defaults set {set} (manifest.json: target)\n{config}", t.name);
+    }
     let manifest = serde_json::to_string_pretty(&manifest).expect("manifest serialises") + "\n";
-    Generated { rtl, filelist, manifest, config: cfg.to_toml() }
+    Generated { rtl, filelist, manifest, config }
 }
 
 /// Write the design to `out` as [`crate::outdir`] describes: only over an empty directory or a build
 /// directory qmac wrote (nothing else in it), all at once, one run at a time. A build directory that
 /// already holds exactly this design is left as it is (with its `sim/` model, whose build is reused).
 pub fn write(cfg: &Config, out: &Path) -> Result<Generated, EmitError> {
-    let g = generate(cfg);
+    write_for(cfg, None, out)
+}
+
+/// [`write`] of [`generate_for`].
+pub fn write_for(cfg: &Config, target: Option<&TargetRecord>, out: &Path) -> Result<Generated, EmitError> {
+    let g = generate_for(cfg, target);
     let staged = Staged::begin(out, Kind::Build)?;
     if staged.has_previous() && is_unchanged(&g, staged.target()) {
         return Ok(g);

@@ -139,6 +139,11 @@ pub fn generate(cfg: &Config, out: &Path) -> Result<emit::Generated, emit::EmitE
     emit::write(cfg, out)
 }
 
+/// Generate a build directory for a target ([`emit::write_for`]).
+pub fn generate_for(cfg: &Config, target: Option<&crate::synth::target_defaults::TargetRecord>, out: &Path) -> Result<emit::Generated, emit::EmitError> {
+    emit::write_for(cfg, target, out)
+}
+
 /// Lint with Verilator and check with Yosys.
 pub fn check(dir: &Path) -> Result<(), SimError> {
     let info = sim::build_info(dir)?;

@@ -3,6 +3,7 @@ use clap::{Args, Parser, Subcommand};
 use qmac::config::{Config, EncodingName, OutModeName, OutputUnitsName, PackName, RawConfig, RequantName, RoundingName, BITS_RANGE, DIM_RANGE, MAX_DEPTH_LIMIT};
 use qmac::flow::{self, SimOptions};
 use qmac::vectors::StimulusOptions;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -54,8 +55,12 @@ enum Cmd {
     /// stream. Prints PASS or the first mismatch, and how often each corner class was hit (n/a: the
     /// design cannot reach it).
     Sim(SimArgs),
-    /// The whole job on the built-in default configuration (or --config): generate, lint and check,
-    /// simulate against the reference, synthesise (default target ecp5-85k), and print a summary.
+    /// The main job: generate for a target with its defaults, lint and check, simulate against the
+    /// reference, synthesise beside the plain array, and print a summary with each step's time.
+    ///
+    /// Without --config the configuration is configs/main-job.toml (built in; flags override it): a
+    /// W2A2 array of 4x4 PEs with 4 lanes, 64 MACs per cycle like the plain 8x8 array it is compared
+    /// with, on the iCE40 UP5K.
     Run(RunArgs),
     /// Synthesise, place and route a build directory with Yosys and nextpnr (iCE40, ECP5), inside a small
     /// board wrapper that serialises the wide buses; prints a QoR report (LUTs, FFs, DSPs, fmax, GOPS)
@@ -117,7 +122,7 @@ enum Cmd {
     },
 }
 
-#[derive(Args, Debug, Default)]
+#[derive(Args, Debug, Default, Clone)]
 struct ConfigFlags {
     /// TOML configuration file; flags below override its fields.
     #[arg(long, value_name = "FILE")]
@@ -225,53 +230,84 @@ struct ConfigFlags {
 }
 
 impl ConfigFlags {
+    /// The configuration: built-in defaults < the `--config` file's keys < flags.
     fn resolve(&self) -> Result<Config> {
-        let mut raw = match &self.config {
+        let (raw, _) = self.raw(None)?;
+        Ok(Config::new(raw)?)
+    }
+
+    /// The configuration for `target`, with the target's defaults (docs/synthesis.md, "Per-target
+    /// defaults") applied to every field that neither the `--config` file (a key present) nor a flag
+    /// sets; without a target as [`ConfigFlags::resolve`].
+    fn resolve_for(&self, target: Option<qmac::synth::Target>) -> Result<(Config, Option<TargetApplied>)> {
+        self.resolve_for_with(target, None)
+    }
+
+    /// [`ConfigFlags::resolve_for`] with `fallback` (name, TOML text) as the file when no `--config`
+    /// is given.
+    fn resolve_for_with(&self, target: Option<qmac::synth::Target>, fallback: Option<(&str, &str)>) -> Result<(Config, Option<TargetApplied>)> {
+        let (raw, explicit) = self.raw(fallback)?;
+        match target {
+            None => Ok((Config::new(raw)?, None)),
+            Some(t) => {
+                let (cfg, applied) = qmac::synth::target_defaults::apply(t, raw, &explicit)?;
+                Ok((cfg, Some(applied)))
+            }
+        }
+    }
+
+    /// The raw configuration and the names of the fields the user set (keys of the `--config` file,
+    /// and the fields of the flags given).
+    fn raw(&self, fallback: Option<(&str, &str)>) -> Result<(RawConfig, BTreeSet<String>)> {
+        let mut explicit = BTreeSet::new();
+        let file = match &self.config {
             Some(p) => {
                 let text = qmac::limits::read_text(p, qmac::limits::MAX_TOML_BYTES).with_context(|| format!("cannot read config {}", p.display()))?;
-                toml::from_str::<RawConfig>(&text).map_err(|e| anyhow::anyhow!("cannot parse config {}: {}", p.display(), qmac::limits::capped_lines(e.to_string().trim())))?
+                Some((p.display().to_string(), text))
+            }
+            None => fallback.map(|(name, text)| (name.to_string(), text.to_string())),
+        };
+        let mut raw = match file {
+            Some((name, text)) => {
+                let bad = |e: toml::de::Error| anyhow::anyhow!("cannot parse config {name}: {}", qmac::limits::capped_lines(e.to_string().trim()));
+                let raw = toml::from_str::<RawConfig>(&text).map_err(bad)?;
+                // the keys present (RawConfig's serde defaults cannot tell absent from default)
+                explicit.extend(toml::from_str::<toml::Table>(&text).map_err(bad)?.keys().cloned());
+                raw
             }
             None => RawConfig::default(),
         };
         macro_rules! set {
-            ($($f:ident => $t:ident),*) => { $( if let Some(v) = &self.$f { raw.$t = v.clone(); } )* };
+            ($($f:ident => $t:ident),*) => { $( if let Some(v) = &self.$f { raw.$t = v.clone(); explicit.insert(stringify!($t).to_string()); } )* };
         }
         set!(prefix => module_prefix, rows => rows, cols => cols, lanes => lanes, max_depth => max_depth,
              weight_bits => weight_bits, weight_encoding => weight_encoding, level_bits => level_bits, act_bits => act_bits,
              act_encoding => act_encoding, mult_bits => mult_bits, rounding => rounding, requant => requant, output_units => output_units,
-             tree_levels_per_stage => tree_levels_per_stage, out_mode => out_mode, bias_frac_bits => bias_frac_bits);
-        if self.out_bits.is_some() {
-            raw.out_bits = self.out_bits;
+             tree_levels_per_stage => tree_levels_per_stage, out_mode => out_mode, bias_frac_bits => bias_frac_bits, pack => pack, dsp_pairs => dsp_pairs);
+        macro_rules! opt {
+            ($($f:ident),*) => { $( if self.$f.is_some() { raw.$f = self.$f; explicit.insert(stringify!($f).to_string()); } )* };
         }
-        if self.acc_bits.is_some() {
-            raw.acc_bits = self.acc_bits;
+        opt!(out_bits, acc_bits);
+        macro_rules! flag {
+            ($($f:ident => $t:ident = $v:expr),*) => { $( if self.$f { raw.$t = $v; explicit.insert(stringify!($t).to_string()); } )* };
         }
-        if self.acc_saturate {
-            raw.acc_saturate = true;
-        }
-        if self.act_serial {
-            raw.act_serial = true;
-        }
-        if self.no_input_registers {
-            raw.input_registers = false;
-        }
-        if self.running_totals {
-            raw.running_totals = true;
-        }
-        if self.pe_input_regs {
-            raw.pe_input_regs = true;
-        }
-        if self.no_double_buffer {
-            raw.double_buffer = false;
-        }
-        if let Some(p) = self.pack {
-            raw.pack = p;
-        }
-        if let Some(n) = self.dsp_pairs {
-            raw.dsp_pairs = n;
-        }
-        Ok(Config::new(raw)?)
+        flag!(acc_saturate => acc_saturate = true, act_serial => act_serial = true, no_input_registers => input_registers = false,
+              running_totals => running_totals = true, pe_input_regs => pe_input_regs = true, no_double_buffer => double_buffer = false);
+        Ok((raw, explicit))
     }
+}
+
+type TargetApplied = qmac::synth::target_defaults::Applied;
+
+/// The line that says what a target's defaults set.
+fn describe_applied(a: &TargetApplied) -> String {
+    let set: Vec<String> = a.set.iter().map(|s| format!("{} = {}", s.field(), s.value())).collect();
+    format!(
+        "target {}: its defaults set {}; DSP policy {} (manifest.json records both)",
+        a.target,
+        if set.is_empty() { "nothing (every field was given)".to_string() } else { set.join(", ") },
+        a.dsp.name()
+    )
 }
 
 #[derive(Args, Debug)]
@@ -282,6 +318,16 @@ struct GenerateArgs {
     /// lists everything in it); any other non-empty directory is refused.
     #[arg(short, long, value_name = "DIR")]
     out: PathBuf,
+    /// The device the design is for: ice40-up5k, ice40-hx8k, ecp5-25k, ecp5-85k. Its defaults (the
+    /// options measured best there: docs/synthesis.md) fill every field that neither --config nor a
+    /// flag sets; manifest.json records the target, those fields and the DSP policy, which
+    /// `qmac synth` then uses when given none.
+    #[arg(long, value_parser = parse_target)]
+    target: Option<qmac::synth::Target>,
+}
+
+fn parse_target(s: &str) -> Result<qmac::synth::Target, String> {
+    s.parse::<qmac::synth::Target>().map_err(|e| e.to_string())
 }
 
 #[derive(Args, Debug)]
@@ -339,21 +385,27 @@ struct RunArgs {
     out: PathBuf,
     #[command(flatten)]
     stim: StimFlags,
-    /// Synthesis target: ice40-up5k, ice40-hx8k, ecp5-25k, ecp5-85k.
-    #[arg(long, default_value = "ecp5-85k")]
+    /// The target: ice40-up5k, ice40-hx8k, ecp5-25k, ecp5-85k. Its defaults (as for
+    /// `qmac generate --target`) fill every field that neither --config nor a flag sets, and its
+    /// DSP policy is used for synthesis.
+    #[arg(long, default_value = "ice40-up5k", value_parser = parse_target)]
     target: qmac::synth::Target,
     /// Skip synthesis.
     #[arg(long)]
     no_synth: bool,
+    /// Do not synthesise the plain array of the same shape and precision beside the design.
+    #[arg(long)]
+    no_baseline: bool,
 }
 
 #[derive(Args, Debug)]
 struct SweepCmd {
     #[command(flatten)]
     sweep: qmac::synth::cli::SweepArgs,
-    /// Output units of every generated point (per-column or shared).
-    #[arg(long, value_enum, default_value = "shared")]
-    output_units: OutputUnitsName,
+    /// Output units of every generated point (per-column or shared) [default: shared, or with
+    /// --target-defaults the target's].
+    #[arg(long, value_enum)]
+    output_units: Option<OutputUnitsName>,
     /// Largest reduction depth K of every generated point (sizes the accumulators; lanes..=16777216).
     #[arg(long, default_value_t = 512, value_parser = within(1..=MAX_DEPTH_LIMIT))]
     max_depth: u32,
@@ -374,9 +426,13 @@ fn step(msg: &str) {
     eprintln!("qmac: {msg}");
 }
 
-fn generate(cfg: &Config, out: &Path) -> Result<()> {
-    let g = flow::generate(cfg, out)?;
+fn generate(cfg: &Config, applied: Option<&TargetApplied>, out: &Path) -> Result<()> {
+    let record = applied.map(|a| a.record());
+    let g = flow::generate_for(cfg, record.as_ref(), out)?;
     println!("generated {} ({} modules, acc {} bits, latency {} cycles, {} MACs/cycle) in {}", cfg.short_name(), g.rtl.len(), cfg.acc_bits(), cfg.latency(), cfg.macs_per_cycle(), out.display());
+    if let Some(a) = applied {
+        println!("{}", describe_applied(a));
+    }
     Ok(())
 }
 
@@ -409,7 +465,10 @@ fn main() -> std::process::ExitCode {
 
 fn run(cmd: Cmd) -> Result<()> {
     match cmd {
-        Cmd::Generate(a) => generate(&a.cfg.resolve()?, &a.out),
+        Cmd::Generate(a) => {
+            let (cfg, applied) = a.cfg.resolve_for(a.target)?;
+            generate(&cfg, applied.as_ref(), &a.out)
+        }
         Cmd::Check { dir } => {
             flow::check(&dir)?;
             println!("check: verilator -Wall lint clean; yosys check -assert clean, no latches");
@@ -429,47 +488,29 @@ fn run(cmd: Cmd) -> Result<()> {
         Cmd::Quantize(a) => qmac::quantize::cli::run_quantize(&a),
         Cmd::Net(c) => qmac::net::cli::run_net(&c),
         Cmd::Train(a) => train(&a),
-        Cmd::Run(a) => {
-            let cfg = a.cfg.resolve()?;
-            let n = if a.no_synth { 3 } else { 4 };
-            step(&format!("[1/{n}] generating {}", cfg.short_name()));
-            generate(&cfg, &a.out)?;
-            step(&format!("[2/{n}] lint and structural check"));
-            flow::check(&a.out)?;
-            println!("check: verilator -Wall lint clean; yosys check -assert clean, no latches");
-            step(&format!("[3/{n}] co-simulation against the reference"));
-            simulate(&a.out, &a.stim.options())?;
-            if !a.no_synth {
-                step(&format!("[4/{n}] synthesis, place and route for {} (a few minutes)", a.target));
-                let mut opts = qmac::synth::SynthOptions::new(a.target);
-                opts.dsp = qmac::synth::DspPolicy::Auto;
-                let report = qmac::synth::synth(&a.out, &opts)?;
-                println!("{report}");
-            }
-            println!("done: {} is generated, lint-clean, bit-exact against the reference{}", a.out.display(), if a.no_synth { "" } else { " and placed and routed" });
-            Ok(())
-        }
+        Cmd::Run(a) => main_job(&a),
         Cmd::Synth(a) => qmac::synth::cli::run_synth(&a),
         Cmd::Sweep(SweepCmd { sweep: a, output_units, max_depth }) => {
-            if max_depth < a.lanes {
-                anyhow::bail!("--max-depth {max_depth} is below --lanes {}: a tile has at least one step of lanes products (allowed lanes..={MAX_DEPTH_LIMIT})", a.lanes);
+            let lanes = a.points().iter().map(|p| p.lanes).max().unwrap_or(1);
+            if max_depth < lanes {
+                anyhow::bail!("--max-depth {max_depth} is below --lanes {lanes}: a tile has at least one step of lanes products (allowed lanes..={MAX_DEPTH_LIMIT})");
             }
-            qmac::synth::cli::run_sweep(&a, |p, dir| {
-            let binary = |bits: u32, other: EncodingName| if bits == 1 { EncodingName::Odd } else { other };
-            let raw = RawConfig {
-                rows: p.rows,
-                cols: p.cols,
-                lanes: p.lanes,
-                max_depth,
-                output_units,
-                weight_bits: p.weight_bits,
-                weight_encoding: binary(p.weight_bits, EncodingName::Int),
-                act_bits: p.act_bits,
-                act_encoding: binary(p.act_bits, EncodingName::Unsigned),
-                ..RawConfig::default()
-            };
-            let cfg = Config::new(raw).map_err(|e| e.to_string())?;
-            qmac::emit::write(&cfg, dir).map(|_| ()).map_err(|e| e.to_string())
+            let point_config = |p: &qmac::synth::SweepPoint| sweep_config(p, max_depth, output_units, a.target_defaults);
+            let mut points = a.points();
+            if a.target_defaults && a.dsp.is_none() {
+                for p in &mut points {
+                    // a point whose configuration is invalid fails in its generator below
+                    if let Ok((_, Some(applied))) = point_config(p) {
+                        p.dsp = Some(applied.dsp);
+                    }
+                }
+            }
+            let command = std::env::args().collect::<Vec<_>>().join(" ");
+            let command = command.replacen(&std::env::args().next().unwrap_or_default(), "qmac", 1);
+            qmac::synth::cli::run_sweep(&a, &points, Some(command), |p, dir| {
+                let (cfg, applied) = point_config(p).map_err(|e| format!("{e:#}"))?;
+                let record = applied.map(|a| a.record());
+                qmac::emit::write_for(&cfg, record.as_ref(), dir).map(|_| ()).map_err(|e| e.to_string())
             })
         }
         Cmd::Bench { dir, json } => {
@@ -496,6 +537,72 @@ fn run(cmd: Cmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The configuration of a sweep point: its shape and precision (1-bit widths binary, i.e. `odd`),
+/// `max_depth`, and `output_units` if given (else shared); with `target_defaults` the point's target
+/// defaults fill the rest, as `qmac generate --target` would.
+fn sweep_config(p: &qmac::synth::SweepPoint, max_depth: u32, output_units: Option<OutputUnitsName>, target_defaults: bool) -> Result<(Config, Option<TargetApplied>)> {
+    let binary = |bits: u32, other: EncodingName| if bits == 1 { EncodingName::Odd } else { other };
+    let flags = ConfigFlags {
+        rows: Some(p.rows),
+        cols: Some(p.cols),
+        lanes: Some(p.lanes),
+        max_depth: Some(max_depth),
+        output_units: output_units.or((!target_defaults).then_some(OutputUnitsName::Shared)),
+        weight_bits: Some(p.weight_bits),
+        weight_encoding: Some(binary(p.weight_bits, EncodingName::Int)),
+        act_bits: Some(p.act_bits),
+        act_encoding: Some(binary(p.act_bits, EncodingName::Unsigned)),
+        ..ConfigFlags::default()
+    };
+    flags.resolve_for(target_defaults.then_some(p.target))
+}
+
+/// The main job's configuration when no --config is given (`configs/main-job.toml`).
+const MAIN_JOB: (&str, &str) = ("configs/main-job.toml", include_str!("../../configs/main-job.toml"));
+
+/// `qmac run`: generate for the target with its defaults, lint and check, co-simulate, synthesise
+/// (with the plain array beside it unless --no-baseline), with each step's wall time.
+fn main_job(a: &RunArgs) -> Result<()> {
+    let t_all = Instant::now();
+    let (cfg, applied) = a.cfg.resolve_for_with(Some(a.target), Some(MAIN_JOB))?;
+    let applied = applied.expect("a target was given");
+    let n = if a.no_synth { 3 } else { 4 };
+    let mut times: Vec<(&str, f64)> = Vec::new();
+    let mut timed = |name: &'static str, t: Instant| {
+        let s = t.elapsed().as_secs_f64();
+        step(&format!("{name}: {s:.1} s"));
+        times.push((name, s));
+    };
+    step(&format!("[1/{n}] generating {} for {}", cfg.short_name(), a.target));
+    let t = Instant::now();
+    generate(&cfg, Some(&applied), &a.out)?;
+    timed("generate", t);
+    step(&format!("[2/{n}] lint and structural check"));
+    let t = Instant::now();
+    flow::check(&a.out)?;
+    println!("check: verilator -Wall lint clean; yosys check -assert clean, no latches");
+    timed("check", t);
+    step(&format!("[3/{n}] co-simulation against the reference"));
+    let t = Instant::now();
+    simulate(&a.out, &a.stim.options())?;
+    timed("simulate", t);
+    if !a.no_synth {
+        let with = if a.no_baseline { "" } else { ", then the plain array of the same shape" };
+        step(&format!("[4/{n}] synthesis, place and route for {} (DSP policy {}){with}", a.target, applied.dsp.name()));
+        let t = Instant::now();
+        let mut opts = qmac::synth::SynthOptions::new(a.target);
+        opts.dsp = applied.dsp;
+        opts.baseline = !a.no_baseline;
+        let report = qmac::synth::synth(&a.out, &opts)?;
+        println!("{report}");
+        timed("synthesis", t);
+    }
+    let list: Vec<String> = times.iter().map(|(k, s)| format!("{k} {s:.1} s")).collect();
+    println!("steps: {}; total {:.1} s", list.join(", "), t_all.elapsed().as_secs_f64());
+    println!("done: {} is generated, lint-clean, bit-exact against the reference{}", a.out.display(), if a.no_synth { "" } else { " and placed and routed" });
+    Ok(())
 }
 
 /// `qmac train`.

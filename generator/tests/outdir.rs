@@ -365,8 +365,8 @@ fn sweep_schemes_and_bench_refuse_a_directory_qmac_did_not_write() {
     std::fs::create_dir(&web).unwrap();
     std::fs::write(web.join("index.html"), "x").unwrap();
     let before = tree(tmp.path(), &[]);
-    let opts = SweepOptions { out_dir: web.clone(), jobs: 1, synth: SynthOptions::new(Target::Ice40Up5k), mode: SweepMode::Generated, progress: false };
-    let point = SweepPoint { target: Target::Ice40Up5k, rows: 2, cols: 2, lanes: 1, weight_bits: 2, act_bits: 2 };
+    let opts = SweepOptions { out_dir: web.clone(), jobs: 1, synth: SynthOptions::new(Target::Ice40Up5k), mode: SweepMode::Generated, progress: false, command: None };
+    let point = SweepPoint { target: Target::Ice40Up5k, rows: 2, cols: 2, lanes: 1, weight_bits: 2, act_bits: 2, dsp: None, plain: None };
     let e = qmac::synth::sweep(&[point], &opts, |_: &SweepPoint, _: &Path| -> Result<(), String> { panic!("no point may run") }).unwrap_err().to_string();
     assert!(e.contains("was not written by qmac"), "{e}");
     for args in [&["schemes", "-o"][..], &["bench", "--dir"][..]] {

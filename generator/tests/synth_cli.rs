@@ -5,6 +5,7 @@ mod synth_common;
 use clap::Parser;
 use qmac::synth::board::{board_top_verilog, plan};
 use qmac::synth::cli::{SweepArgs, SynthArgs};
+use qmac::synth::target_defaults::TargetRecord;
 use qmac::synth::{DspPolicy, Manifest, SweepMode, Target};
 
 #[derive(Parser, Debug)]
@@ -48,15 +49,15 @@ fn synth_arguments() {
     ])
     .unwrap()
     .args;
-    let o = a.options();
+    let o = a.options(None).unwrap();
     assert_eq!(o.target, Target::Ecp5_85k);
     assert_eq!(o.freq_mhz, Some(62.5));
     assert_eq!((o.seed, o.seeds), (1, 1));
     assert!(o.baseline && !o.bitstream && o.keep_hierarchy && !o.abc9_clock);
     assert_eq!(o.dsp, DspPolicy::Off);
     let a = SynthCli::try_parse_from(["qmac", "b", "-t", "ice40-up5k", "--abc9-clock"]).unwrap().args;
-    assert!(a.options().abc9_clock);
-    let o = SynthCli::try_parse_from(["qmac", "b", "-t", "ice40-up5k", "--seed", "4", "--seeds", "3"]).unwrap().args.options();
+    assert!(a.options(None).unwrap().abc9_clock);
+    let o = SynthCli::try_parse_from(["qmac", "b", "-t", "ice40-up5k", "--seed", "4", "--seeds", "3"]).unwrap().args.options(None).unwrap();
     assert_eq!((o.seed, o.seeds), (4, 3));
     assert!(o.progress, "several seeds print a line per run");
     for bad in ["0", "33", "two"] {
@@ -67,7 +68,7 @@ fn synth_arguments() {
     let dsp = |extra: &[&str]| {
         let mut argv = vec!["qmac", "-t", "ecp5-25k"];
         argv.extend_from_slice(extra);
-        SynthCli::try_parse_from(argv).map(|c| c.args.options().dsp).map_err(|e| e.to_string())
+        SynthCli::try_parse_from(argv).map(|c| c.args.options(None).unwrap().dsp).map_err(|e| e.to_string())
     };
     assert_eq!(dsp(&["--dsp", "b"]).unwrap(), DspPolicy::On, "--dsp alone does not eat the build directory");
     assert_eq!(dsp(&["b", "--dsp=auto"]).unwrap(), DspPolicy::Auto);
@@ -87,7 +88,18 @@ fn synth_arguments() {
     assert!(e.contains("--freq") && e.contains("fast") && e.contains("MHz"), "{e}");
     let e = SynthCli::try_parse_from(["qmac", "b", "-t", "ice40-up5k", "--dsp", "--no-dsp"]).unwrap_err().to_string();
     assert!(e.contains("--no-dsp"), "{e}");
-    assert!(SynthCli::try_parse_from(["qmac", "b"]).is_err(), "--target is required");
+    // without --target the manifest's recorded target is used; with none recorded it is an error
+    let e = SynthCli::try_parse_from(["qmac", "b"]).unwrap().args.options(None).unwrap_err();
+    assert!(e.contains("no --target given") && e.contains("allowed: ice40-up5k"), "{e}");
+    let record = TargetRecord { name: Target::Ecp5_85k, dsp: DspPolicy::On, defaults: Default::default() };
+    let o = SynthCli::try_parse_from(["qmac", "b"]).unwrap().args.options(Some(&record)).unwrap();
+    assert_eq!((o.target, o.dsp), (Target::Ecp5_85k, DspPolicy::On));
+    let o = SynthCli::try_parse_from(["qmac", "b", "--no-dsp"]).unwrap().args.options(Some(&record)).unwrap();
+    assert_eq!((o.target, o.dsp), (Target::Ecp5_85k, DspPolicy::Off));
+    let o = SynthCli::try_parse_from(["qmac", "b", "--dsp=auto"]).unwrap().args.options(Some(&record)).unwrap();
+    assert_eq!(o.dsp, DspPolicy::Auto);
+    let o = SynthCli::try_parse_from(["qmac", "b", "-t", "ecp5-25k"]).unwrap().args.options(Some(&record)).unwrap();
+    assert_eq!((o.target, o.dsp), (Target::Ecp5_25k, DspPolicy::Off), "the recorded policy is the recorded target's");
 }
 
 #[test]

@@ -12,7 +12,7 @@ fn sweep_runs_points_in_parallel_and_writes_summaries() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("sweep");
     let point =
-        |w, a| SweepPoint { target: Target::Ice40Up5k, rows: 2, cols: 2, lanes: 1, weight_bits: w, act_bits: a };
+        |w, a| SweepPoint { target: Target::Ice40Up5k, rows: 2, cols: 2, lanes: 1, weight_bits: w, act_bits: a, dsp: None, plain: None };
     let points = [point(2, 2), point(3, 3)];
     let opts = SweepOptions {
         out_dir: out.clone(),
@@ -20,6 +20,7 @@ fn sweep_runs_points_in_parallel_and_writes_summaries() {
         synth: SynthOptions { bitstream: false, ..SynthOptions::new(Target::Ice40Up5k) },
         mode: SweepMode::WithBaseline,
         progress: true,
+        command: None,
     };
     let summary = sweep(&points, &opts, |p: &SweepPoint, dir: &std::path::Path| {
         if p.weight_bits == 3 {
@@ -82,7 +83,7 @@ fn sweep_runs_points_in_parallel_and_writes_summaries() {
 
 #[test]
 fn empty_and_failed_sweeps_still_plot() {
-    let s = SweepSummary { mode: SweepMode::Generated, results: vec![] };
+    let s = SweepSummary { mode: SweepMode::Generated, command: None, results: vec![] };
     let svg = sweep_svg(&s);
     synth_common::check_xml(&svg).unwrap();
     assert!(svg.contains("no successful runs"));

@@ -12,7 +12,7 @@
 //! }
 //! // ...
 //! Command::Synth(a) => qmac::synth::cli::run_synth(&a),
-//! Command::Sweep(a) => qmac::synth::cli::run_sweep(&a, |p, dir| {
+//! Command::Sweep(a) => qmac::synth::cli::run_sweep(&a, &a.points(), None, |p, dir| {
 //!     let raw = RawConfig { rows: p.rows, cols: p.cols, lanes: p.lanes, weight_bits: p.weight_bits,
 //!                           act_bits: p.act_bits, ..RawConfig::default() };
 //!     let cfg = Config::new(raw).map_err(|e| e.to_string())?;
@@ -28,6 +28,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::sweep::{sweep, SweepMode, SweepOptions, SweepPoint};
+use super::target_defaults::TargetRecord;
 use super::targets::Target;
 use super::{synth, DspPolicy, SynthOptions};
 
@@ -138,9 +139,10 @@ pub struct SynthArgs {
     pub build_dir: PathBuf,
 
     /// FPGA target: ice40-up5k (iCEBreaker), ice40-hx8k (HX8K breakout), ecp5-25k (ULX3S-25F) or
-    /// ecp5-85k (ULX3S-85F).
+    /// ecp5-85k (ULX3S-85F). Default: the target recorded in BUILD_DIR/manifest.json by
+    /// `qmac generate --target` (an error if there is none).
     #[arg(long, short = 't', value_parser = parse_target)]
-    pub target: Target,
+    pub target: Option<Target>,
 
     /// Requested clock frequency in MHz for timing-driven place and route
     /// [default: 50 on iCE40, 100 on ECP5].
@@ -167,13 +169,14 @@ pub struct SynthArgs {
     #[arg(long)]
     pub no_bitstream: bool,
 
-    /// DSP blocks for multipliers: off (the default: all arithmetic in LUTs), on (SB_MAC16 /
-    /// MULT18X18D wherever Yosys maps them) or auto (on, unless that needs more DSP blocks than the
-    /// device has). `--dsp` alone means on; otherwise `--dsp=auto`.
+    /// DSP blocks for multipliers: off (all arithmetic in LUTs), on (SB_MAC16 / MULT18X18D wherever
+    /// Yosys maps them) or auto (on, unless that needs more DSP blocks than the device has). `--dsp`
+    /// alone means on; otherwise `--dsp=auto`. Default: the policy manifest.json records for the
+    /// target (`qmac generate --target`), else off.
     #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "on", value_parser = parse_dsp, conflicts_with = "no_dsp")]
     pub dsp: Option<DspPolicy>,
 
-    /// Same as `--dsp off` (the default).
+    /// Same as `--dsp=off`.
     #[arg(long)]
     pub no_dsp: bool,
 
@@ -193,33 +196,54 @@ pub struct SynthArgs {
 }
 
 impl SynthArgs {
-    /// The library options these arguments stand for.
-    pub fn options(&self) -> SynthOptions {
-        SynthOptions {
-            target: self.target,
+    /// The library options these arguments stand for, for a build directory whose manifest records
+    /// `recorded` (`qmac generate --target`): the recorded target when `--target` is not given, and
+    /// the recorded DSP policy when neither `--dsp` nor `--no-dsp` is given and the target is the
+    /// recorded one. Explicit flags win.
+    pub fn options(&self, recorded: Option<&TargetRecord>) -> Result<SynthOptions, String> {
+        let target = match (self.target, recorded) {
+            (Some(t), _) => t,
+            (None, Some(r)) => r.name,
+            (None, None) => {
+                return Err(format!(
+                    "no --target given, and {} records none (it was generated without --target); allowed: {}",
+                    self.build_dir.join("manifest.json").display(),
+                    Target::allowed_names()
+                ))
+            }
+        };
+        let dsp = match (self.no_dsp, self.dsp, recorded) {
+            (true, _, _) => DspPolicy::Off,
+            (false, Some(d), _) => d,
+            (false, None, Some(r)) if r.name == target => r.dsp,
+            (false, None, _) => DspPolicy::Off,
+        };
+        Ok(SynthOptions {
+            target,
             freq_mhz: self.freq,
             seed: self.seed,
             seeds: self.seeds,
             progress: true,
             baseline: self.baseline,
             bitstream: !self.no_bitstream,
-            dsp: if self.no_dsp { DspPolicy::Off } else { self.dsp.unwrap_or_default() },
+            dsp,
             keep_hierarchy: !self.flatten,
             abc9_clock: self.abc9_clock,
-        }
+        })
     }
 }
 
 /// Entry point of `qmac synth`.
 pub fn run_synth(args: &SynthArgs) -> anyhow::Result<()> {
-    let opts = args.options();
-    let report = synth(&args.build_dir, &opts)
-        .with_context(|| format!("qmac synth of {} for {}", args.build_dir.display(), args.target))?;
+    let what = || format!("qmac synth of {}", args.build_dir.display());
+    let manifest = super::Manifest::read(&args.build_dir).with_context(what)?;
+    let opts = args.options(manifest.target.as_ref()).map_err(anyhow::Error::msg).with_context(what)?;
+    let report = synth(&args.build_dir, &opts).with_context(|| format!("{} for {}", what(), opts.target))?;
     if args.json {
         print!("{}", report.to_json());
     } else {
         print!("{report}");
-        println!("  reports: {}", super::synth_dir(&args.build_dir, args.target).join("qor.json").display());
+        println!("  reports: {}", super::synth_dir(&args.build_dir, opts.target).join("qor.json").display());
     }
     Ok(())
 }
@@ -231,9 +255,21 @@ pub fn run_synth(args: &SynthArgs) -> anyhow::Result<()> {
 /// OUT/sweep.md (table) and OUT/sweep.svg (LUT4 per MAC and fmax against precision).
 #[derive(Args, Clone, Debug)]
 pub struct SweepArgs {
+    /// A named set of points instead of --weight-bits, --rows, --cols, --lanes and --target:
+    /// `headline`, the table of docs/synthesis.md (W1A1, W2A2, W4A4, W8A8 on ice40-up5k and
+    /// ecp5-85k, each at a shape that fits the device with its target defaults).
+    #[arg(long, value_enum, conflicts_with_all = ["weight_bits", "act_bits", "rows", "cols", "lanes", "target"])]
+    pub preset: Option<Preset>,
+
+    /// Generate every point as `qmac generate --target <its target>` would: the target's defaults
+    /// (docs/synthesis.md, "Per-target defaults") for every field the sweep does not set, and the
+    /// target's DSP policy unless --dsp is given.
+    #[arg(long)]
+    pub target_defaults: bool,
+
     /// Weight widths: a number (4), an inclusive range (1..8) or a comma list (1,2,4).
-    #[arg(long, value_parser = parse_bits)]
-    pub weight_bits: BitsList,
+    #[arg(long, value_parser = parse_bits, required_unless_present = "preset")]
+    pub weight_bits: Option<BitsList>,
 
     /// Activation widths, same syntax. Default: the diagonal, i.e. each weight width paired with the
     /// same activation width (w1a1, w2a2, ...); given, the full grid weight x activation is run.
@@ -241,20 +277,20 @@ pub struct SweepArgs {
     pub act_bits: Option<BitsList>,
 
     /// Rows of the array.
-    #[arg(long, value_parser = parse_dim)]
-    pub rows: u32,
+    #[arg(long, value_parser = parse_dim, required_unless_present = "preset")]
+    pub rows: Option<u32>,
 
     /// Columns of the array.
-    #[arg(long, value_parser = parse_dim)]
-    pub cols: u32,
+    #[arg(long, value_parser = parse_dim, required_unless_present = "preset")]
+    pub cols: Option<u32>,
 
     /// Lanes (products summed per cell per cycle).
     #[arg(long, value_parser = parse_dim, default_value = "1")]
     pub lanes: u32,
 
     /// Target(s), comma separated: ice40-up5k, ice40-hx8k, ecp5-25k, ecp5-85k.
-    #[arg(long, short = 't', value_parser = parse_targets)]
-    pub target: TargetList,
+    #[arg(long, short = 't', value_parser = parse_targets, required_unless_present = "preset")]
+    pub target: Option<TargetList>,
 
     /// Output directory.
     #[arg(long, short = 'o', default_value = "build/sweep")]
@@ -303,25 +339,68 @@ pub struct SweepArgs {
     pub bitstream: bool,
 }
 
+/// Named sets of sweep points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// The headline table of docs/synthesis.md.
+    Headline,
+}
+
+impl Preset {
+    /// The points: (target, rows, cols, lanes, weight bits = activation bits).
+    ///
+    /// `headline`: on the UP5K the largest measured shapes that fit its 5280 logic cells; on the
+    /// ECP5-85F 4x4 PEs (W4A4 at 8 lanes, packed two per MULT18X18D), which place and route in a
+    /// few minutes each. The baseline of every point is the plain 8x8 array of its precision (64
+    /// MACs per cycle), the reference of docs/synthesis.md; the plain W4A4 and W8A8 arrays do not
+    /// fit the UP5K.
+    pub fn points(self) -> Vec<SweepPoint> {
+        const HEADLINE: [(Target, u32, u32, u32, u32); 8] = [
+            (Target::Ice40Up5k, 4, 8, 32, 1),
+            (Target::Ice40Up5k, 4, 4, 16, 2),
+            (Target::Ice40Up5k, 4, 4, 4, 4),
+            (Target::Ice40Up5k, 2, 4, 1, 8),
+            (Target::Ecp5_85k, 4, 4, 32, 1),
+            (Target::Ecp5_85k, 4, 4, 16, 2),
+            (Target::Ecp5_85k, 4, 4, 8, 4),
+            (Target::Ecp5_85k, 4, 4, 2, 8),
+        ];
+        match self {
+            Preset::Headline => HEADLINE
+                .iter()
+                .map(|&(target, rows, cols, lanes, bits)| SweepPoint {
+                    target,
+                    rows,
+                    cols,
+                    lanes,
+                    weight_bits: bits,
+                    act_bits: bits,
+                    dsp: None,
+                    plain: Some([8, 8, 1]),
+                })
+                .collect(),
+        }
+    }
+}
+
 impl SweepArgs {
-    /// The points of the sweep, in order target, weight bits, activation bits.
+    /// The points of the sweep: the preset's, or in order target, weight bits, activation bits.
     pub fn points(&self) -> Vec<SweepPoint> {
+        if let Some(p) = self.preset {
+            return p.points();
+        }
+        let (Some(targets), Some(weights), Some(rows), Some(cols)) = (&self.target, &self.weight_bits, self.rows, self.cols) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
-        for t in &self.target.0 {
-            for &w in &self.weight_bits.0 {
+        for t in &targets.0 {
+            for &w in &weights.0 {
                 let acts: Vec<u32> = match &self.act_bits {
                     Some(a) => a.0.clone(),
                     None => vec![w],
                 };
                 for a in acts {
-                    out.push(SweepPoint {
-                        target: *t,
-                        rows: self.rows,
-                        cols: self.cols,
-                        lanes: self.lanes,
-                        weight_bits: w,
-                        act_bits: a,
-                    });
+                    out.push(SweepPoint { target: *t, rows, cols, lanes: self.lanes, weight_bits: w, act_bits: a, dsp: None, plain: None });
                 }
             }
         }
@@ -330,7 +409,7 @@ impl SweepArgs {
 
     /// The sweep options.
     pub fn options(&self) -> SweepOptions {
-        let first = self.target.0.first().copied().unwrap_or(Target::Ice40Up5k);
+        let first = self.points().first().map_or(Target::Ice40Up5k, |p| p.target);
         let mut synth = SynthOptions::new(first);
         synth.freq_mhz = self.freq;
         synth.seed = self.seed;
@@ -352,22 +431,24 @@ impl SweepArgs {
                 SweepMode::Generated
             },
             progress: true,
+            command: None,
         }
     }
 }
 
-/// Entry point of `qmac sweep`; `generate` writes the build directory of a point into the given
-/// directory (it is not called with `--baseline-only`).
-pub fn run_sweep<F, E>(args: &SweepArgs, generate: F) -> anyhow::Result<()>
+/// Entry point of `qmac sweep` on `points` (normally [`SweepArgs::points`], with each point's DSP
+/// policy set for `--target-defaults`); `generate` writes the build directory of a point into the
+/// given directory (it is not called with `--baseline-only`). `command` is shown above the table.
+pub fn run_sweep<F, E>(args: &SweepArgs, points: &[SweepPoint], command: Option<String>, generate: F) -> anyhow::Result<()>
 where
     F: Fn(&SweepPoint, &Path) -> Result<(), E> + Sync,
     E: Display,
 {
-    let points = args.points();
     if points.is_empty() {
-        bail!("qmac sweep: no points (give --target and --weight-bits)");
+        bail!("qmac sweep: no points (give --target and --weight-bits, or --preset)");
     }
-    let opts = args.options();
+    let mut opts = args.options();
+    opts.command = command;
     eprintln!(
         "qmac sweep: {} point(s), {} run(s), {} in parallel, into {}",
         points.len(),
@@ -375,7 +456,7 @@ where
         opts.jobs,
         opts.out_dir.display()
     );
-    let summary = sweep(&points, &opts, generate).context("qmac sweep")?;
+    let summary = sweep(points, &opts, generate).context("qmac sweep")?;
     println!("{}", super::sweep::sweep_markdown(&summary));
     println!("wrote {}/sweep.json, sweep.md, sweep.svg", opts.out_dir.display());
     let failed = summary.failures();

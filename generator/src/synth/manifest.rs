@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::target_defaults::TargetRecord;
 use super::SynthError;
 
 /// Direction of a top-level port.
@@ -50,6 +51,10 @@ pub struct Manifest {
     /// Verilog parameter overrides for the top (used by the baseline build directory only).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub parameters: BTreeMap<String, i64>,
+    /// The target the design was generated for (`qmac generate --target`): its name, DSP policy and
+    /// the fields its defaults set; checked against `config` on reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetRecord>,
 }
 
 impl Manifest {
@@ -86,6 +91,9 @@ impl Manifest {
             if !is_identifier(k) {
                 return Err(format!("parameter `{k}` is not a Verilog identifier"));
             }
+        }
+        if let Some(t) = &self.target {
+            t.check(&self.config)?;
         }
         Ok(())
     }

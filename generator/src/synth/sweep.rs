@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::baseline::BaselineShape;
 use super::targets::{Family, Target};
-use super::{run_flow, synth_baseline, SynthOptions, SynthReport};
+use super::{run_flow, synth_baseline, DspPolicy, SynthError, SynthOptions, SynthReport};
 
 /// One configuration of a sweep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -28,6 +28,14 @@ pub struct SweepPoint {
     pub weight_bits: u32,
     /// Activation bits.
     pub act_bits: u32,
+    /// This point's DSP policy (the target defaults'), used instead of the sweep's for the design
+    /// and its baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dsp: Option<DspPolicy>,
+    /// The baseline's rows, cols and lanes when they are not the point's (`--preset headline`: the
+    /// plain 8x8 array).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain: Option<[u32; 3]>,
 }
 
 impl SweepPoint {
@@ -47,7 +55,14 @@ impl SweepPoint {
 
     /// The baseline of the same shape and precision.
     pub fn baseline_shape(&self) -> BaselineShape {
-        BaselineShape { lanes: self.lanes, ..BaselineShape::new(self.rows, self.cols, self.weight_bits, self.act_bits) }
+        let [rows, cols, lanes] = self.plain.unwrap_or([self.rows, self.cols, self.lanes]);
+        BaselineShape { lanes, ..BaselineShape::new(rows, cols, self.weight_bits, self.act_bits) }
+    }
+
+    /// The baseline's shape, as [`SweepPoint::shape`] writes it.
+    pub fn baseline_shape_name(&self) -> String {
+        let [rows, cols, lanes] = self.plain.unwrap_or([self.rows, self.cols, self.lanes]);
+        SweepPoint { rows, cols, lanes, ..*self }.shape()
     }
 
     /// Build directory of the generated design below the sweep directory.
@@ -57,7 +72,7 @@ impl SweepPoint {
 
     /// Build directory of the baseline below the sweep directory.
     pub fn baseline_dir(&self, out: &Path) -> PathBuf {
-        out.join(self.target.name()).join(format!("{}-{}-baseline", self.shape(), self.label()))
+        out.join(self.target.name()).join(format!("{}-{}-baseline", self.baseline_shape_name(), self.label()))
     }
 }
 
@@ -86,6 +101,8 @@ pub struct SweepOptions {
     pub mode: SweepMode,
     /// Print a progress line per finished run on stderr.
     pub progress: bool,
+    /// The command line, recorded in `sweep.json` and shown in `sweep.md`.
+    pub command: Option<String>,
 }
 
 /// The outcome of one point.
@@ -102,6 +119,9 @@ pub struct SweepResult {
     /// Failures (`generate: ...`, `synth: ...`, `baseline: ...`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// When the baseline does not fit the device: nextpnr's verdict (not a failure of the sweep).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_does_not_fit: Option<String>,
 }
 
 /// `sweep.json`.
@@ -109,6 +129,9 @@ pub struct SweepResult {
 pub struct SweepSummary {
     /// What was run.
     pub mode: SweepMode,
+    /// The command line that ran the sweep, shown above the table of `sweep.md`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
     /// One entry per point, in the order given.
     pub results: Vec<SweepResult>,
 }
@@ -173,7 +196,7 @@ where
     }
     let results: Vec<Mutex<SweepResult>> = points
         .iter()
-        .map(|p| Mutex::new(SweepResult { point: *p, qmac: None, baseline: None, errors: Vec::new() }))
+        .map(|p| Mutex::new(SweepResult { point: *p, qmac: None, baseline: None, errors: Vec::new(), baseline_does_not_fit: None }))
         .collect();
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
@@ -192,9 +215,15 @@ where
                 let mut o = opts.synth.clone();
                 o.target = p.target;
                 o.baseline = false;
+                o.dsp = p.dsp.unwrap_or(o.dsp);
+                let mut unfit = None;
                 let outcome: Result<SynthReport, String> = if is_baseline {
-                    synth_baseline(&p.baseline_shape(), &p.baseline_dir(&root), &o)
-                        .map_err(|e| format!("baseline: {}", e.summary()))
+                    synth_baseline(&p.baseline_shape(), &p.baseline_dir(&root), &o).map_err(|e| {
+                        if let SynthError::DoesNotFit { .. } = e {
+                            unfit = Some(e.summary());
+                        }
+                        format!("baseline: {}", e.summary())
+                    })
                 } else {
                     let dir = p.build_dir(&root);
                     match std::fs::create_dir_all(&dir) {
@@ -207,17 +236,19 @@ where
                 };
                 let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                 let what = if is_baseline { " baseline" } else { "" };
+                let shape = if is_baseline { p.baseline_shape_name() } else { p.shape() };
                 let line = match &outcome {
                     Ok(r) => format!(
                         "[{n}/{total}] {} {} {}{what} done: {} {}, {:.1} MHz",
                         p.label(),
-                        p.shape(),
+                        shape,
                         p.target,
                         r.resources.lut4.used,
                         lut_unit(p.target),
                         r.fmax_mhz
                     ),
-                    Err(e) => format!("[{n}/{total}] {} {} {}{what} FAILED: {e}", p.label(), p.shape(), p.target),
+                    Err(e) if unfit.is_some() => format!("[{n}/{total}] {} {shape} {}{what}: {e}", p.label(), p.target),
+                    Err(e) => format!("[{n}/{total}] {} {shape} {}{what} FAILED: {e}", p.label(), p.target),
                 };
                 if opts.progress {
                     eprintln!("{line}");
@@ -226,6 +257,7 @@ where
                 match (outcome, is_baseline) {
                     (Ok(r), false) => res.qmac = Some(r),
                     (Ok(r), true) => res.baseline = Some(r),
+                    (Err(_), true) if unfit.is_some() => res.baseline_does_not_fit = unfit,
                     (Err(e), _) => res.errors.push(e),
                 }
             });
@@ -235,9 +267,10 @@ where
     let (tmp_name, out_name) = (root.display().to_string(), opts.out_dir.display().to_string());
     let mut summary = SweepSummary {
         mode: opts.mode,
+        command: opts.command.clone(),
         results: results.into_iter().map(|m| m.into_inner().expect("result lock")).collect(),
     };
-    for e in summary.results.iter_mut().flat_map(|r| r.errors.iter_mut()) {
+    for e in summary.results.iter_mut().flat_map(|r| r.errors.iter_mut().chain(r.baseline_does_not_fit.iter_mut())) {
         *e = e.replace(&tmp_name, &out_name);
     }
     staged.write("sweep.json", serde_json::to_string_pretty(&summary).expect("serialises") + "\n")?;
@@ -258,10 +291,15 @@ fn lut_unit(t: Target) -> &'static str {
 pub fn sweep_markdown(s: &SweepSummary) -> String {
     let mut m = String::new();
     let _ = writeln!(m, "# qmac sweep\n");
+    if let Some(c) = &s.command {
+        let _ = writeln!(m, "```\n{c}\n```\n");
+    }
     let _ = writeln!(
         m,
         "LUT4 is nextpnr's ICESTORM_LC (iCE40) or TRELLIS_COMB (ECP5) count of the whole board top (array + \
-         serial wrapper); GOPS = 2 x MACs/cycle x fmax. Ratios are qmac / baseline.\n"
+         serial wrapper); GOPS = 2 x MACs/cycle x fmax. Ratios are qmac / baseline (the plain array of the \
+         same shape and precision, with the same DSP policy). Options: the design's settings that differ \
+         from the built-in defaults, beside its shape and precision.\n"
     );
     let seeds = s.results.iter().flat_map(|r| r.qmac.iter().chain(r.baseline.iter())).map(|q| q.seed_runs.len()).max().unwrap_or(0);
     if seeds > 1 {
@@ -269,27 +307,33 @@ pub fn sweep_markdown(s: &SweepSummary) -> String {
     }
     let _ = writeln!(
         m,
-        "| target | shape | W | A | design | LUT4 | LUT4 % | FF | carry | DSP | fmax MHz | GOPS | LUT4/MAC | LUT4/MAC vs baseline | fmax vs baseline |"
+        "| target | shape | W | A | design | MACs/cycle | LUT4 | LUT4 % | FF | carry | DSP | BRAM | fmax MHz | GOPS | LUT4/MAC | LUT4/MAC vs baseline | fmax vs baseline | DSP policy | options |"
     );
-    let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &s.results {
         let p = &r.point;
         let head = format!("| {} | {} | {} | {} ", p.target, p.shape(), p.weight_bits, p.act_bits);
+        let bhead = format!("| {} | {} | {} | {} ", p.target, p.baseline_shape_name(), p.weight_bits, p.act_bits);
         let row = |m: &mut String, name: &str, q: &SynthReport, ratios: (String, String)| {
             let x = &q.resources;
+            let head = if name == "baseline" { &bhead } else { &head };
             let _ = writeln!(
                 m,
-                "{head}| {name} | {} | {:.1} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {} | {} |",
+                "{head}| {name} | {} | {} | {:.1} | {} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {} | {} | {} | {} |",
+                q.macs_per_cycle,
                 x.lut4.used,
                 x.lut4.percent,
                 x.flip_flops.used,
                 x.carry_cells,
                 x.dsp.used,
+                x.bram.used,
                 q.fmax_mhz,
                 q.gops,
                 q.luts_per_mac,
                 ratios.0,
-                ratios.1
+                ratios.1,
+                q.dsp_policy.name(),
+                design_options(&q.config)
             );
         };
         if let Some(q) = &r.qmac {
@@ -297,6 +341,7 @@ pub fn sweep_markdown(s: &SweepSummary) -> String {
                 Some(b) if b.luts_per_mac > 0.0 && b.fmax_mhz > 0.0 => {
                     (format!("{:.3}x", q.luts_per_mac / b.luts_per_mac), format!("{:.3}x", q.fmax_mhz / b.fmax_mhz))
                 }
+                _ if r.baseline_does_not_fit.is_some() => ("plain does not fit".into(), "-".into()),
                 _ => ("-".into(), "-".into()),
             };
             row(&mut m, "qmac", q, ratios);
@@ -304,12 +349,42 @@ pub fn sweep_markdown(s: &SweepSummary) -> String {
         if let Some(b) = &r.baseline {
             row(&mut m, "baseline", b, ("-".into(), "-".into()));
         }
+        if let Some(u) = &r.baseline_does_not_fit {
+            let u = u.replace('|', "\\|");
+            let _ = writeln!(m, "{bhead}| baseline: {u} | | | | | | | | | | | | | | |");
+        }
         for e in &r.errors {
             let e = e.replace('|', "\\|");
-            let _ = writeln!(m, "{head}| failed: {e} | | | | | | | | | | |");
+            let _ = writeln!(m, "{head}| failed: {e} | | | | | | | | | | | | | | |");
         }
     }
     m
+}
+
+/// The settings of a design (the manifest's `config`) that differ from the built-in defaults, other
+/// than shape, precision, encodings and the widths derived from them: `running_totals,
+/// pe_input_regs, pack = auto`, or `-`.
+pub fn design_options(config: &serde_json::Value) -> String {
+    // shape, precision and what follows from them (the exact accumulator, out_bits = act_bits)
+    const SHAPE: [&str; 11] = ["module_prefix", "rows", "cols", "lanes", "weight_bits", "act_bits", "weight_encoding", "act_encoding", "acc_bits", "out_bits", "kind"];
+    let Some(map) = config.as_object() else { return "-".into() };
+    let defaults = serde_json::to_value(crate::config::RawConfig::default()).expect("serialises");
+    let mut out = Vec::new();
+    for (k, v) in map {
+        if SHAPE.contains(&k.as_str()) || defaults.get(k) == Some(v) {
+            continue;
+        }
+        out.push(match v {
+            serde_json::Value::Bool(true) => k.clone(),
+            serde_json::Value::String(s) => format!("{k} = {s}"),
+            other => format!("{k} = {other}"),
+        });
+    }
+    if out.is_empty() {
+        "-".into()
+    } else {
+        out.join(", ")
+    }
 }
 
 fn xml_escape(s: &str) -> String {
