@@ -1,7 +1,8 @@
 # qmac: the user's entry points.
 #
-#   make run     the main job on the built-in default configuration: generate, lint and check,
-#                co-simulate against the reference, synthesize, print a report
+#   make run     the main job (qmac run: configs/main-job.toml, W2A2 4x4x4 for the iCE40 UP5K with its
+#                target defaults): generate, lint and check, co-simulate against the reference,
+#                synthesize beside the plain array, print a report with each step's time
 #   make test    the whole test suite (unit, property, co-simulation, lint, synthesis)
 #   make tools   install the pinned open FPGA toolchain into .venv/ (done by run and test)
 #   make bench   benchmarks (generation time, Verilator build time and simulation speed)

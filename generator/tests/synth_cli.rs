@@ -169,6 +169,35 @@ fn sweep_arguments() {
         let e = SweepCli::try_parse_from(argv).unwrap_err().to_string();
         assert!(e.contains(flag) && e.contains(value) && e.contains(needle) && e.contains("allowed"), "{e}");
     }
+    // the headline preset: W1A1..W8A8 on both devices, each beside the plain 8x8 array
+    let a = SweepCli::try_parse_from(["qmac", "--preset", "headline", "--target-defaults", "--baseline", "--seeds", "3"]).unwrap().args;
+    assert!(a.target_defaults);
+    let p = a.points();
+    let names: Vec<String> = p.iter().map(|q| format!("{} {} {}", q.target, q.shape(), q.label())).collect();
+    assert_eq!(
+        names,
+        [
+            "ice40-up5k 4x8x32 w1a1",
+            "ice40-up5k 4x4x16 w2a2",
+            "ice40-up5k 4x4x4 w4a4",
+            "ice40-up5k 2x4 w8a8",
+            "ecp5-85k 4x4x32 w1a1",
+            "ecp5-85k 4x4x16 w2a2",
+            "ecp5-85k 4x4x8 w4a4",
+            "ecp5-85k 4x4x2 w8a8"
+        ]
+    );
+    assert!(p.iter().all(|q| q.baseline_shape_name() == "8x8" && q.dsp.is_none()));
+    assert_eq!(a.options().synth.target, Target::Ice40Up5k);
+    for extra in [["--rows", "2"], ["--target", "ecp5-25k"], ["--weight-bits", "2"]] {
+        let mut argv = vec!["qmac", "--preset", "headline"];
+        argv.extend(extra);
+        let e = SweepCli::try_parse_from(argv).unwrap_err().to_string();
+        assert!(e.contains("--preset") && e.contains(extra[0]), "{e}");
+    }
+    let e = SweepCli::try_parse_from(["qmac", "--rows", "2", "--cols", "2", "-t", "ice40-up5k"]).unwrap_err().to_string();
+    assert!(e.contains("--weight-bits"), "without a preset the grid is needed: {e}");
+
     let e = SweepCli::try_parse_from(["qmac", "--weight-bits", "2", "--rows", "0", "--cols", "2", "-t", "ice40-up5k"])
         .unwrap_err()
         .to_string();

@@ -162,3 +162,39 @@ fn the_manifest_record_is_read_back_strictly() {
     assert!(e.contains("target.defaults.pack = \"auto\" differs from the configuration's \"off\""), "{e}");
     edit(&|_| {}).unwrap();
 }
+
+#[test]
+fn a_sweep_generates_each_point_as_generate_target_would() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let grid = ["sweep", "--weight-bits", "4", "--rows", "4", "--cols", "4", "--lanes", "8", "--target", "ecp5-85k,ecp5-25k", "--baseline", "-j", "2"];
+    // every tool is a failing stand-in: each run fails at Yosys, after its script was written
+    let mut args = grid.to_vec();
+    args.extend(["--target-defaults", "-o", "sw"]);
+    fails(&args, t);
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(t.join("sw/sweep.json")).unwrap()).unwrap();
+    let dsp: Vec<&Value> = summary["results"].as_array().unwrap().iter().map(|r| &r["point"]["dsp"]).collect();
+    assert_eq!(dsp, [&Value::from("on"), &Value::from("off")], "packed on the 85F (66 of 156 DSPs), not on the 25F (28)");
+    let m = manifest(&t.join("sw/ecp5-85k/4x4x8-w4a4"));
+    assert_eq!((&m["target"]["name"], &m["config"]["pack"]), (&Value::from("ecp5-85k"), &Value::from("auto")));
+    assert_eq!(keys(&m["target"]["defaults"]), ["pack", "pe_input_regs", "running_totals"]);
+    assert_eq!(manifest(&t.join("sw/ecp5-25k/4x4x8-w4a4"))["config"]["pack"], Value::Null, "not packed: left out");
+    // the design and its baseline are synthesised with the point's policy
+    let ys = |d: &str| std::fs::read_to_string(t.join(d).join("synth.ys")).unwrap();
+    assert!(ys("sw/ecp5-85k/4x4x8-w4a4/synth/ecp5-85k").contains("synth_ecp5 -top qmac_board_top -json"));
+    assert!(ys("sw/ecp5-85k/4x4x8-w4a4-baseline/synth/ecp5-85k").contains("synth_ecp5 -top qmac_board_top -json"));
+    assert!(ys("sw/ecp5-25k/4x4x8-w4a4-baseline/synth/ecp5-25k").contains("-nodsp"));
+
+    // without --target-defaults: no record, the sweep's policy (off)
+    let mut args = grid.to_vec();
+    args.extend(["-o", "plain"]);
+    fails(&args, t);
+    assert!(manifest(&t.join("plain/ecp5-85k/4x4x8-w4a4")).get("target").is_none());
+    assert!(ys("plain/ecp5-85k/4x4x8-w4a4/synth/ecp5-85k").contains("-nodsp"));
+    // an explicit --dsp wins over the targets' policies
+    let mut args = grid.to_vec();
+    args.extend(["--target-defaults", "--dsp=off", "-o", "off"]);
+    fails(&args, t);
+    assert!(ys("off/ecp5-85k/4x4x8-w4a4/synth/ecp5-85k").contains("-nodsp"));
+    assert_eq!(manifest(&t.join("off/ecp5-85k/4x4x8-w4a4"))["config"]["pack"], "auto", "the configuration is still the target's");
+}

@@ -566,4 +566,36 @@ mod tests {
         assert_eq!(nice_axis(0.0), (1.0, 0.2));
         assert_eq!(nice_axis(112.0), (125.0, 25.0));
     }
+
+    #[test]
+    fn the_table_shows_the_command_the_options_and_a_plain_array_that_does_not_fit() {
+        let usage = serde_json::json!({"used": 4438, "available": 5280, "percent": 84.05});
+        let config = serde_json::json!({"rows": 4, "cols": 8, "lanes": 32, "weight_bits": 1, "act_bits": 1, "acc_bits": 11, "out_bits": 1,
+            "output_units": "shared", "input_registers": false, "running_totals": true, "pe_input_regs": false, "max_depth": 512});
+        let q: SynthReport = serde_json::from_value(serde_json::json!({
+            "design": "qmac_top", "kind": "qmac", "config": config, "target": "ice40-up5k", "device": "iCE40UP5K-SG48",
+            "board": "iCEBreaker", "dsp_policy": "auto", "dsp_enabled": true, "keep_hierarchy": true, "seed": 1,
+            "requested_mhz": 50.0, "fmax_mhz": 55.4, "timing_met": true,
+            "resources": {"lut4_kind": "ICESTORM_LC", "lut4": usage, "carry_cells": 0, "flip_flops": usage, "dsp": usage, "bram": usage, "io": usage},
+            "synth_luts": {"total": 100, "wrapper": 10, "array": 90}, "macs_per_cycle": 1024.0, "gops": 113.4,
+            "luts_per_mac": 4.33, "tools": {"yosys": "Yosys", "nextpnr": "nextpnr"}, "files": {}
+        }))
+        .unwrap();
+        let point = SweepPoint { target: Target::Ice40Up5k, rows: 4, cols: 8, lanes: 32, weight_bits: 1, act_bits: 1, dsp: Some(DspPolicy::Auto), plain: Some([8, 8, 1]) };
+        let result = SweepResult {
+            point,
+            qmac: Some(q),
+            baseline: None,
+            errors: vec![],
+            baseline_does_not_fit: Some("does not fit iCE40UP5K-SG48: needs 5409 ICESTORM_LC of 5280 (102%)".into()),
+        };
+        let s = SweepSummary { mode: SweepMode::WithBaseline, command: Some("qmac sweep --preset headline".into()), results: vec![result] };
+        let md = sweep_markdown(&s);
+        assert!(md.contains("```\nqmac sweep --preset headline\n```"), "{md}");
+        assert!(md.contains("| ice40-up5k | 4x8x32 | 1 | 1 | qmac | 1024 | 4438 | 84.0 |"), "{md}");
+        assert!(md.contains("| 55.4 | 113.40 | 4.33 | plain does not fit | - | auto | input_registers = false, running_totals |"), "{md}");
+        assert!(md.contains("| ice40-up5k | 8x8 | 1 | 1 | baseline: does not fit iCE40UP5K-SG48: needs 5409 ICESTORM_LC of 5280 (102%) |"), "{md}");
+        assert_eq!(s.failures(), 0, "a plain array that does not fit is not a failure");
+        assert_eq!(design_options(&serde_json::json!({"rows": 2, "acc_bits": 9})), "-");
+    }
 }
