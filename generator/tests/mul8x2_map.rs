@@ -1,6 +1,6 @@
 //! The iCE40 techmap rule of the paired 8 x 8 product unit (`hdl/verilog/ice40_mul8x2_map.v`) is
-//! exact: the unit of every signedness, mapped with the rule exactly as `qmac synth` runs it and then
-//! through `synth_ice40`, is simulated in Verilator with Yosys' own SB_MAC16 model
+//! exact: the unit of every signedness, mapped with the rule exactly as `qmac synth` runs it, through
+//! `synth_ice40 -dsp` (whose `ice40_dsp` pass must not reach the blocks), is simulated in Verilator with Yosys' own SB_MAC16 model
 //! (`share/ice40/cells_sim.v` of the pinned YoWASP Yosys) over every operand pair of both products, and
 //! each output is compared with the product computed here. Two rules mutated on purpose (a wrong
 //! output select, a signedness forced to unsigned) are mapped and simulated beside them and must
@@ -95,19 +95,27 @@ fn ice40_dual_8x8_map_is_exact_for_every_operand_pair() {
     }
     wrapper.push_str(&format!("\n);\n{body}endmodule\n"));
     std::fs::write(dir.join("t_top.v"), &wrapper).unwrap();
-    ys.push_str("read_verilog t_top.v\nhierarchy -check -top t_top\n");
+    ys.push_str("read_verilog t_top.v\n");
+    ys.push_str(&PairUnit::ice40_read_stub(&format!("{}_map.v", units[0].0)));
+    ys.push_str("\nhierarchy -check -top t_top\n");
     for (name, x, y, _) in &units {
         let u = PairUnit { module: name.clone(), x_signed: *x, y_signed: *y };
         ys.push_str(&u.ice40_techmap(&format!("{name}_map.v")));
         ys.push('\n');
     }
     // every unit is one SB_MAC16 and nothing else is left
-    ys.push_str(&format!("synth_ice40 -top t_top\nselect -assert-count {} t:SB_MAC16\nselect -assert-none t:* t:SB_MAC16 %d\nwrite_verilog -noattr netlist.v\n", units.len()));
+    // with -dsp, as qmac synth --dsp=on runs it: ice40_dsp must not reach the blocks
+    ys.push_str("synth_ice40 -dsp -top t_top\n");
+    ys.push_str(PairUnit::ICE40_AFTER_SYNTH);
+    ys.push_str(&format!("select -assert-count {} t:SB_MAC16\nselect -assert-none t:* t:SB_MAC16 %d\nwrite_verilog -noattr netlist.v\n", units.len()));
     std::fs::write(dir.join("map.ys"), &ys).unwrap();
     let yosys = qmac::tools::yosys().unwrap_or_else(|e| panic!("{e}"));
     let mut c = Command::new(&yosys);
     c.current_dir(&dir).args(["-q", "-s", "map.ys"]);
     run(c, "yosys", "techmap and synth_ice40", Limit::Synthesis, &dir.join("yosys.log"));
+
+    let netlist = std::fs::read_to_string(dir.join("netlist.v")).unwrap();
+    assert_eq!(netlist.matches(".MODE_8x8(1'h1)").count(), units.len(), "every block in dual 8x8 mode:\n{netlist}");
 
     // a testbench that prints every output after each clock edge
     std::fs::write(dir.join("sb_mac16.v"), sb_mac16_model(&yosys)).unwrap();

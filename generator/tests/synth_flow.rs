@@ -296,3 +296,35 @@ fn shared_unit_memories_are_block_ram_on_ice40() {
     let r = synth(&dir, &opts).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.resources.bram.used, memories, "{:?}", r.resources);
 }
+
+/// Paired 8 x 8 products (`dsp_pairs`) on iCE40 with DSPs allowed: the script maps the unit with the
+/// rule written beside it, and the netlist has one SB_MAC16 in dual 8x8 mode (MODE_8x8 = 1) per PE,
+/// with the unit's signedness (int weights, unsigned activations), and nextpnr places it.
+#[test]
+fn paired_units_are_sb_mac16_in_dual_8x8_mode_on_ice40() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("build");
+    let cfg = qmac::config::Config::from_toml("rows = 1\ncols = 2\nlanes = 2\nweight_bits = 8\nact_bits = 8\nmax_depth = 64\ndsp_pairs = 1\n", "test").unwrap();
+    qmac::flow::generate(&cfg, &dir).unwrap();
+    let opts = SynthOptions { dsp: DspPolicy::Auto, bitstream: false, ..SynthOptions::new(Target::Ice40Up5k) };
+    let r = synth(&dir, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let sd = synth_dir(&dir, Target::Ice40Up5k);
+    let ys = std::fs::read_to_string(sd.join("synth.ys")).unwrap();
+    assert!(ys.contains("techmap -D QMAC_MUL8X2=qmac_mul8x2 -D QMAC_X_SIGNED=1 -D QMAC_Y_SIGNED=0 -map synth/ice40-up5k/ice40_mul8x2_map.v\nsynth_ice40"), "{ys}");
+    assert_eq!(std::fs::read_to_string(sd.join("ice40_mul8x2_map.v")).unwrap(), qmac::synth::ICE40_MUL8X2_MAP);
+    assert_eq!(r.files.get("dsp_pair_map").map(String::as_str), Some("synth/ice40-up5k/ice40_mul8x2_map.v"));
+    // the paired units' blocks in the netlist: MODE_8x8 set, A signed, B unsigned
+    let net: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sd.join("netlist.json")).unwrap()).unwrap();
+    let bit = |v: &serde_json::Value| v.as_str().map(|s| s.trim_start_matches('0').to_string());
+    let mut dual = Vec::new();
+    for m in net["modules"].as_object().unwrap().values() {
+        for c in m["cells"].as_object().unwrap().values().filter(|c| c["type"] == "SB_MAC16") {
+            let p = &c["parameters"];
+            if bit(&p["MODE_8x8"]).as_deref() == Some("1") {
+                dual.push((bit(&p["A_SIGNED"]), bit(&p["B_SIGNED"])));
+            }
+        }
+    }
+    assert_eq!(dual, vec![(Some("1".to_string()), Some(String::new())); 2], "one dual-mode SB_MAC16 per PE");
+    assert!(r.resources.dsp.used >= 2, "{:?}", r.resources);
+}

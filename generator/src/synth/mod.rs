@@ -117,11 +117,22 @@ impl PairUnit {
         Ok(Some(PairUnit { module: module.to_string(), x_signed: flag("dsp_pair_weight_signed")?, y_signed: flag("dsp_pair_act_signed")? }))
     }
 
-    /// The Yosys command that maps every instance of the unit onto an SB_MAC16, with the rule file at
-    /// `map` (relative to Yosys' working directory).
+    /// The Yosys commands before `hierarchy` that read the rule file at `map` (relative to Yosys'
+    /// working directory) for its black-box block.
+    pub fn ice40_read_stub(map: &str) -> String {
+        format!("read_verilog -lib -D QMAC_MUL8X2_STUB {map}")
+    }
+
+    /// The Yosys command after `hierarchy` that maps every instance of the unit onto the black-box
+    /// block of the rule file at `map`.
     pub fn ice40_techmap(&self, map: &str) -> String {
         format!("techmap -D QMAC_MUL8X2={} -D QMAC_X_SIGNED={} -D QMAC_Y_SIGNED={} -map {map}", self.module, u8::from(self.x_signed), u8::from(self.y_signed))
     }
+
+    /// The Yosys commands after `synth_ice40` that make the black-box blocks SB_MAC16 cells. Not
+    /// before: `synth_ice40 -dsp` (its `ice40_dsp` pass) rewrites every SB_MAC16 it finds into a
+    /// 16 x 16 multiplier.
+    pub const ICE40_AFTER_SYNTH: &'static str = "chtype -map QMAC_SB_MAC16_DUAL SB_MAC16\n";
 }
 
 /// Options of one synthesis run.
@@ -534,6 +545,10 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
         for f in &files {
             ys.push_str(&format!("read_verilog {f}\n"));
         }
+        if pair_map.is_some() {
+            ys.push_str(&PairUnit::ice40_read_stub(&r(ICE40_MUL8X2_MAP_FILE)));
+            ys.push('\n');
+        }
         ys.push_str(&format!("read_verilog {}\n", r(&format!("{stem}.v"))));
         ys.push_str(&format!("hierarchy -check -top {stem}\n"));
         if let Some(u) = pair_map {
@@ -551,7 +566,13 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
             (Family::Ecp5, true) => "",
             (Family::Ecp5, false) => " -nodsp",
         };
-        ys.push_str(&format!("{} -top {stem}{dsp_flag} -json {}\n", target.yosys_synth_command(), r("netlist.json")));
+        if pair_map.is_some() {
+            ys.push_str(&format!("{} -top {stem}{dsp_flag}\n", target.yosys_synth_command()));
+            ys.push_str(PairUnit::ICE40_AFTER_SYNTH);
+            ys.push_str(&format!("write_json {}\n", r("netlist.json")));
+        } else {
+            ys.push_str(&format!("{} -top {stem}{dsp_flag} -json {}\n", target.yosys_synth_command(), r("netlist.json")));
+        }
         ys.push_str(&format!("tee -q -o {} stat -json\n", r("yosys_stat.json")));
         ys
     };
