@@ -320,10 +320,11 @@ impl HwParams {
     pub fn tree_depth(&self) -> u32 {
         clog2(u64::from(self.tree_terms()))
     }
-    /// The adder tree's terms: lanes, lane pairs (XNOR), or packed groups and the remaining lanes.
+    /// The adder tree's terms: lanes, lane pairs and single lanes (XNOR, [`super::pe::XnorLeaves`]), or
+    /// packed groups and the remaining lanes.
     pub fn tree_terms(&self) -> u32 {
         match self.packing {
-            _ if self.kind() == MacKind::Xnor => self.lanes / 2 + self.lanes % 2,
+            _ if self.kind() == MacKind::Xnor => super::pe::XnorLeaves::new(self.lanes).terms(),
             Some(p) => self.lanes / p.terms + self.lanes % p.terms,
             None => self.lanes,
         }

@@ -1,10 +1,8 @@
 //! The multi-basis binary PE: an XNOR/popcount and a count per basis pair.
 
-use super::{pe_inputs, pe_inputs_doc, xnor_dot, xnor_pair_counts, PeParams};
+use super::{pe_inputs, pe_inputs_doc, xnor_dot, xnor_popcount, PeParams};
 use crate::rtl::{Expr, Module, Stmt, Ty};
-use crate::units::builders::adder_tree_piped;
 use crate::units::Bases;
-use qmac_arith::width::clog2;
 
 /// Bit `basis` of every lane's code in `bus` (lane `l` at `[l * bits +: bits]`), lane 0 lowest.
 fn sign_plane(bus: &Expr, lanes: u32, bits: u32, basis: u32) -> Expr {
@@ -39,29 +37,22 @@ pub(super) fn pe_bases(p: &PeParams, bs: Bases, dw: u32) -> Module {
     let hold_o = m.output_reg("hold_o", Ty::u(hw), "hold register, towards row 0; pair p at [p*CW +: CW]");
     let b = &mut m.body;
     let (a, w) = pe_inputs(b, p, &clk, &a, &w);
-    b.comment("S2: per basis pair, XNOR of the sign planes (1 means the product is +1), counted in pairs");
-    let mut s2 = Vec::new();
-    let mut pair_terms = Vec::new();
+    b.comment("S2: per basis pair, XNOR of the sign planes (1 means the product is +1), lane pairs counted, single lanes registered;");
+    b.comment(&format!("S3: per basis pair, popcount, each level's adders side by side on carry chains ({} register stage{})", p.tree.stages, if p.tree.stages > 1 { "s" } else { "" }));
+    let mut dots = Vec::new();
+    let mut st = Vec::new();
     for i in 0..kw {
         for j in 0..ka {
             let pi = i * ka + j;
             let wp = sign_plane(&w, l, kw, i);
             let ap = sign_plane(&a, l, ka, j);
             let x = b.net(&format!("same{pi}"), &ap.xor(&wp).not(), &format!("weight basis {i} x activation basis {j}"));
-            pair_terms.push(xnor_pair_counts(b, &format!("p{pi}_"), &x, &mut s2));
+            let root = xnor_popcount(b, &format!("p{pi}_"), &x, &clk, p.tree.levels_per_stage, p.tree.depth);
+            let dot = xnor_dot(b, &format!("p{pi}_dot_s"), &root, l, dw);
+            let dot_q = b.reg(&format!("p{pi}_dot_q"), dot.ty(), "this pair's +-1 dot product of this step");
+            st.push(Stmt::set(&dot_q, &dot));
+            dots.push(dot_q);
         }
-    }
-    b.always(&clk, s2);
-    b.comment(&format!("S3: popcount trees ({} register stage{})", p.tree.stages, if p.tree.stages > 1 { "s" } else { "" }));
-    let mut dots = Vec::new();
-    let mut st = Vec::new();
-    for (pi, terms) in pair_terms.into_iter().enumerate() {
-        assert_eq!(clog2(terms.len() as u64), p.tree.depth, "tree depth as derived");
-        let (root, _) = adder_tree_piped(b, &format!("p{pi}_sum"), terms, Some((&clk, p.tree.levels_per_stage)));
-        let dot = xnor_dot(b, &format!("p{pi}_dot_s"), &root, l, dw);
-        let dot_q = b.reg(&format!("p{pi}_dot_q"), dot.ty(), "this pair's +-1 dot product of this step");
-        st.push(Stmt::set(&dot_q, &dot));
-        dots.push(dot_q);
     }
     b.always(&clk, st);
     b.comment("S4: accumulate each pair's dot product, hold");

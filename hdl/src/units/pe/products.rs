@@ -1,7 +1,7 @@
 //! The lane-products PE: a multiplier, an AND or an XNOR per lane.
 
 use super::accumulate::{accumulate_and_hold, AccPorts};
-use super::{pe_inputs, pe_inputs_doc, xnor_dot, xnor_pair_counts, PeParams};
+use super::{pe_inputs, pe_inputs_doc, xnor_dot, xnor_popcount, PeParams};
 use crate::units::{mul8x2, Mul8x2Params, MUL8X2_OPERAND_BITS};
 use crate::rtl::{Body, Expr, Module, Stmt, Ty};
 use crate::units::builders::{adder_tree_piped, code_value};
@@ -51,9 +51,11 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
     let term_range = kind.lane_term_range((p.weight_enc, wb), (p.act_enc, ab));
     match kind {
         MacKind::Xnor => {
-            b.comment("S2: +-1 x +-1 products as XNOR bits (1 means +1), counted in pairs");
+            b.comment("S2: +-1 x +-1 products as XNOR bits (1 means +1), lane pairs counted, single lanes registered");
             let x = b.net("same", &a.xor(&w).not(), "XNOR: the two signs agree");
-            terms = xnor_pair_counts(b, "", &x, &mut s2);
+            b.comment(&format!("S3: popcount, each level's adders side by side on carry chains ({} register stage{})", p.tree.stages, if p.tree.stages > 1 { "s" } else { "" }));
+            let count = xnor_popcount(b, "", &x, &clk, p.tree.levels_per_stage, p.tree.depth);
+            terms.push((count, (0, l.into())));
         }
         _ => {
             b.comment("S2: lane products");
@@ -131,15 +133,18 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
         // most of its DSP blocks, or absorb it into an SB_MAC16's input register behind the adders
         b.always_kept(&clk, s2a);
     }
-    if !s2.is_empty() {
-        // (empty when every lane is in a paired unit, whose registers are the products')
-        b.always(&clk, s2);
-    }
-
-    // adder tree, registered every tree_levels levels
-    b.comment(&format!("S3: adder tree ({} register stage{})", p.tree.stages, if p.tree.stages > 1 { "s" } else { "" }));
-    assert_eq!(clog2(terms.len() as u64), p.tree.depth, "tree depth as derived");
-    let (root, _) = adder_tree_piped(b, "sum", terms, Some((&clk, p.tree.levels_per_stage)));
+    let root = if kind == MacKind::Xnor {
+        terms.pop().expect("the popcount").0
+    } else {
+        if !s2.is_empty() {
+            // (empty when every lane is in a paired unit, whose registers are the products')
+            b.always(&clk, s2);
+        }
+        // adder tree, registered every tree_levels levels
+        b.comment(&format!("S3: adder tree ({} register stage{})", p.tree.stages, if p.tree.stages > 1 { "s" } else { "" }));
+        assert_eq!(clog2(terms.len() as u64), p.tree.depth, "tree depth as derived");
+        adder_tree_piped(b, "sum", terms, Some((&clk, p.tree.levels_per_stage))).0
+    };
     let root_ty = root.ty();
     // the dot product's width: the true range's, or the tree's if a degenerate range made it wider
     let dw = if kind == MacKind::Direct { dw.max(root_ty.width) } else { dw };
