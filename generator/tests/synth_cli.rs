@@ -177,7 +177,7 @@ fn sweep_arguments() {
     assert_eq!(
         names,
         [
-            "ice40-up5k 4x8x32 w1a1",
+            "ice40-up5k 4x8x36 w1a1",
             "ice40-up5k 4x4x16 w2a2",
             "ice40-up5k 4x4x4 w4a4",
             "ice40-up5k 2x4 w8a8",

@@ -356,7 +356,7 @@ impl Preset {
     /// fit the UP5K.
     pub fn points(self) -> Vec<SweepPoint> {
         const HEADLINE: [(Target, u32, u32, u32, u32); 8] = [
-            (Target::Ice40Up5k, 4, 8, 32, 1),
+            (Target::Ice40Up5k, 4, 8, 36, 1),
             (Target::Ice40Up5k, 4, 4, 16, 2),
             (Target::Ice40Up5k, 4, 4, 4, 4),
             (Target::Ice40Up5k, 2, 4, 1, 8),
