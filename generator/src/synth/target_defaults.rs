@@ -25,14 +25,12 @@ pub enum Setting {
     RunningTotals(bool),
     /// `pe_input_regs`.
     PeInputRegs(bool),
-    /// `tree_levels_per_stage`.
-    TreeLevelsPerStage(u32),
     /// `pack`.
     Pack(PackName),
 }
 
 /// The configuration fields a target's defaults may set (names as in configuration files).
-pub const FIELDS: [&str; 6] = ["output_units", "input_registers", "running_totals", "pe_input_regs", "tree_levels_per_stage", "pack"];
+pub const FIELDS: [&str; 5] = ["output_units", "input_registers", "running_totals", "pe_input_regs", "pack"];
 
 impl Setting {
     /// The field's name as written in configuration files.
@@ -42,7 +40,6 @@ impl Setting {
             Setting::InputRegisters(_) => "input_registers",
             Setting::RunningTotals(_) => "running_totals",
             Setting::PeInputRegs(_) => "pe_input_regs",
-            Setting::TreeLevelsPerStage(_) => "tree_levels_per_stage",
             Setting::Pack(_) => "pack",
         }
     }
@@ -53,7 +50,6 @@ impl Setting {
             Setting::InputRegisters(v) => raw.input_registers = v,
             Setting::RunningTotals(v) => raw.running_totals = v,
             Setting::PeInputRegs(v) => raw.pe_input_regs = v,
-            Setting::TreeLevelsPerStage(v) => raw.tree_levels_per_stage = v,
             Setting::Pack(v) => raw.pack = v,
         }
     }
@@ -63,7 +59,6 @@ impl Setting {
         match self {
             Setting::OutputUnits(v) => serde_json::to_value(v).expect("serialises"),
             Setting::InputRegisters(v) | Setting::RunningTotals(v) | Setting::PeInputRegs(v) => v.into(),
-            Setting::TreeLevelsPerStage(v) => v.into(),
             Setting::Pack(v) => serde_json::to_value(v).expect("serialises"),
         }
     }
