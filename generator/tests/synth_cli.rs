@@ -180,7 +180,7 @@ fn sweep_arguments() {
             "ice40-up5k 4x8x36 w1a1",
             "ice40-up5k 4x4x16 w2a2",
             "ice40-up5k 4x4x4 w4a4",
-            "ice40-up5k 2x4 w8a8",
+            "ice40-up5k 2x4x3 w8a8",
             "ecp5-85k 4x4x32 w1a1",
             "ecp5-85k 4x4x16 w2a2",
             "ecp5-85k 4x4x8 w4a4",

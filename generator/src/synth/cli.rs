@@ -359,7 +359,7 @@ impl Preset {
             (Target::Ice40Up5k, 4, 8, 36, 1),
             (Target::Ice40Up5k, 4, 4, 16, 2),
             (Target::Ice40Up5k, 4, 4, 4, 4),
-            (Target::Ice40Up5k, 2, 4, 1, 8),
+            (Target::Ice40Up5k, 2, 4, 3, 8),
             (Target::Ecp5_85k, 4, 4, 32, 1),
             (Target::Ecp5_85k, 4, 4, 16, 2),
             (Target::Ecp5_85k, 4, 4, 8, 4),

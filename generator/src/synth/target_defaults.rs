@@ -27,10 +27,13 @@ pub enum Setting {
     PeInputRegs(bool),
     /// `pack`.
     Pack(PackName),
+    /// `dsp_pairs`. In [`candidates`] the count is a placeholder: [`apply`] computes it with
+    /// [`pairs_fit`] from the shape.
+    DspPairs(u32),
 }
 
 /// The configuration fields a target's defaults may set (names as in configuration files).
-pub const FIELDS: [&str; 5] = ["output_units", "input_registers", "running_totals", "pe_input_regs", "pack"];
+pub const FIELDS: [&str; 6] = ["output_units", "input_registers", "running_totals", "pe_input_regs", "pack", "dsp_pairs"];
 
 impl Setting {
     /// The field's name as written in configuration files.
@@ -41,6 +44,7 @@ impl Setting {
             Setting::RunningTotals(_) => "running_totals",
             Setting::PeInputRegs(_) => "pe_input_regs",
             Setting::Pack(_) => "pack",
+            Setting::DspPairs(_) => "dsp_pairs",
         }
     }
 
@@ -51,6 +55,7 @@ impl Setting {
             Setting::RunningTotals(v) => raw.running_totals = v,
             Setting::PeInputRegs(v) => raw.pe_input_regs = v,
             Setting::Pack(v) => raw.pack = v,
+            Setting::DspPairs(v) => raw.dsp_pairs = v,
         }
     }
 
@@ -60,6 +65,7 @@ impl Setting {
             Setting::OutputUnits(v) => serde_json::to_value(v).expect("serialises"),
             Setting::InputRegisters(v) | Setting::RunningTotals(v) | Setting::PeInputRegs(v) => v.into(),
             Setting::Pack(v) => serde_json::to_value(v).expect("serialises"),
+            Setting::DspPairs(v) => v.into(),
         }
     }
 }
@@ -71,6 +77,8 @@ impl Setting {
 ///   MAC on the UP5K). `tree_levels_per_stage` stays 2: 3 or 4 cost logic cells, and 1 (the
 ///   per-column designs that reached 1.5x the plain array's fmax) made the W2A2 4x4x16 array with
 ///   these options unplaceable on the UP5K (more flip-flops than its cells hold beside the LUTs).
+///   On the UP5K, W8A8 lanes paired in the SB_MAC16's dual 8x8 mode when every PE gets a block
+///   ([`pairs_fit`]; 2x4x2: 16 MACs per cycle in 2643 LC against 5090 in LUTs).
 /// - ECP5: running totals and a copy of the inputs in every PE (the W4A4 8x8x8 array: 112.5 instead
 ///   of 104.1 MHz), and W4A4 lanes packed two per MULT18X18D when every multiply fits the device's
 ///   DSP blocks (4x4x8: 27.4 LUT4 per MAC at 110.9 MHz against 74.5 in LUTs; [`packing_fits`]).
@@ -80,6 +88,7 @@ fn candidates(target: Target) -> &'static [Setting] {
             Setting::OutputUnits(OutputUnitsName::Shared),
             Setting::InputRegisters(false),
             Setting::RunningTotals(true),
+            Setting::DspPairs(0),
         ],
         Family::Ecp5 => &[Setting::RunningTotals(true), Setting::PeInputRegs(true), Setting::Pack(PackName::Auto)],
     }
@@ -87,6 +96,22 @@ fn candidates(target: Target) -> &'static [Setting] {
 
 /// Precisions whose DSP packing was measured better than the LUT array on a target (weight, act).
 const PACK_MEASURED: [(u32, u32); 1] = [(4, 4)];
+
+/// Precisions whose paired 8 x 8 products were measured better than the LUT array (weight, act).
+const PAIRS_MEASURED: [(u32, u32); 1] = [(8, 8)];
+
+/// The lane pairs per PE that `cfg`'s shape gives each of `target`'s dual 8x8 blocks: as many as the
+/// lanes allow (`lanes / 2`) while every PE's pairs fit the device's SB_MAC16 (`rows * cols * n`
+/// blocks); `None` when not one pair per PE fits, on devices without them, or for precisions whose
+/// pairing was not measured better ([`PAIRS_MEASURED`]).
+pub fn pairs_fit(cfg: &Config, target: Target) -> Option<u32> {
+    if target.family() != Family::Ice40 || !target.has_dsp() || !PAIRS_MEASURED.contains(&(cfg.weight_bits, cfg.act_bits)) {
+        return None;
+    }
+    let pes = u64::from(cfg.rows) * u64::from(cfg.cols);
+    let n = u64::from(cfg.lanes / 2).min(target.dsp_blocks() / pes.max(1));
+    u32::try_from(n).ok().filter(|&n| n > 0)
+}
 
 /// Whether `cfg` packs lanes into multiplies whose count, with the output stage's, fits `target`'s
 /// DSP blocks: the PEs' `rows * cols * pe_multipliers`, and two blocks per requantization
@@ -157,6 +182,13 @@ pub fn apply(target: Target, mut raw: RawConfig, explicit: &BTreeSet<String>) ->
         if explicit.contains(s.field()) {
             continue;
         }
+        let s = match s {
+            Setting::DspPairs(_) => match Config::new(raw.clone()).ok().and_then(|c| pairs_fit(&c, target)) {
+                Some(n) => Setting::DspPairs(n),
+                None => continue,
+            },
+            s => s,
+        };
         let mut trial = raw.clone();
         s.apply(&mut trial);
         let Ok(cfg) = Config::new(trial.clone()) else { continue };
@@ -218,6 +250,9 @@ fn default_value(field: &str) -> serde_json::Value {
     if field == "pack" {
         return serde_json::to_value(PackName::Off).expect("serialises");
     }
+    if field == "dsp_pairs" {
+        return 0.into();
+    }
     let raw = serde_json::to_value(RawConfig::default()).expect("serialises");
     raw.get(field).cloned().unwrap_or(serde_json::Value::Null)
 }
@@ -251,5 +286,27 @@ mod tests {
         // the 8x8x8 default needs 256 + 2
         let (_, a) = apply(Target::Ecp5_85k, RawConfig::default(), &BTreeSet::new()).unwrap();
         assert_eq!(names(&a), ["running_totals", "pe_input_regs"]);
+    }
+
+    #[test]
+    fn up5k_pairs_w8a8_lanes_when_every_pe_gets_a_block() {
+        let w8 = |rows, cols, lanes| RawConfig { rows, cols, lanes, weight_bits: 8, act_bits: 8, max_depth: 256, ..RawConfig::default() };
+        let (cfg, a) = apply(Target::Ice40Up5k, w8(2, 4, 3), &BTreeSet::new()).unwrap();
+        assert_eq!(names(&a), ["output_units", "input_registers", "running_totals", "dsp_pairs"]);
+        assert_eq!((cfg.dsp_pairs, a.dsp), (1, DspPolicy::Auto));
+        // 2 PEs of 4 lanes: both pairs of each PE fit the 8 blocks
+        let (cfg, _) = apply(Target::Ice40Up5k, w8(1, 2, 4), &BTreeSet::new()).unwrap();
+        assert_eq!(cfg.dsp_pairs, 2);
+        // one lane per PE; 16 PEs for 8 blocks; no blocks on the HX8K; the user's own choice
+        for (t, raw) in [(Target::Ice40Up5k, w8(2, 4, 1)), (Target::Ice40Up5k, w8(4, 4, 2)), (Target::Ice40Hx8k, w8(2, 4, 2))] {
+            let (cfg, a) = apply(t, raw, &BTreeSet::new()).unwrap();
+            assert_eq!(cfg.dsp_pairs, 0, "{t:?}");
+            assert!(!names(&a).contains(&"dsp_pairs"));
+        }
+        let (cfg, _) = apply(Target::Ice40Up5k, w8(2, 4, 2), &BTreeSet::from(["dsp_pairs".to_string()])).unwrap();
+        assert_eq!(cfg.dsp_pairs, 0);
+        // W4A4 pairing was not measured better
+        let raw = RawConfig { rows: 2, cols: 4, lanes: 2, ..RawConfig::default() };
+        assert_eq!(apply(Target::Ice40Up5k, raw, &BTreeSet::new()).unwrap().0.dsp_pairs, 0);
     }
 }
