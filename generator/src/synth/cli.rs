@@ -156,7 +156,9 @@ pub struct SynthArgs {
     /// Place and route N times, with seeds SEED, SEED+1, ...: the reported fmax is the median run's
     /// (for an even N the lower middle one), and the placement, logs and bitstream of the run with
     /// the highest fmax are kept. The seed alone moves nextpnr's fmax by about 10 %, so compare
-    /// designs by the median of several seeds (docs/synthesis.md).
+    /// designs by the median of several seeds (docs/synthesis.md). A seed whose router stops making
+    /// progress (2 minutes with the same arcs left to route) is stopped and replaced by the next
+    /// unused seed; qor.json lists it under stalled_seeds.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_seeds)]
     pub seeds: u32,
 

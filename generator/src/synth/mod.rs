@@ -232,6 +232,23 @@ pub enum SynthError {
         /// What is wrong.
         message: String,
     },
+    /// nextpnr's router stopped making progress ([`router_stall`]) and was stopped.
+    #[error(
+        "nextpnr place and route made no progress at seed {seed}: {arcs} arcs left to route for {secs} s, a livelock of nextpnr's router (router1) that depends on the placement, so on the seed; it was stopped. Try another seed (--seed {next}), or several (--seeds 3: a stalled seed is replaced by the next unused one); full log: {}",
+        log.display()
+    )]
+    RouterStalled {
+        /// The seed.
+        seed: u64,
+        /// Arcs left to route all that time.
+        arcs: u64,
+        /// How long, seconds.
+        secs: u64,
+        /// The next seed to try.
+        next: u64,
+        /// nextpnr's log.
+        log: PathBuf,
+    },
     /// Options that do not fit the target.
     #[error("{message}")]
     Options {
@@ -378,6 +395,26 @@ fn tool(step: &'static str, name: &str) -> Result<PathBuf, SynthError> {
 /// Most of a failed tool's log read back for the excerpt (its end).
 const LOG_TAIL: u64 = 16 << 20;
 
+/// The stall watch of nextpnr: its router (router1) can livelock, ripping up and re-routing the same
+/// arcs for ever with the count of arcs left unchanged (seen on the UP5K with a W1A1 4x8x36 array at
+/// seed 2: 5559 arcs left from the 70th second on); it would run into the 2-hour limit.
+pub const ROUTER_STALL: crate::runner::Stall =
+    crate::runner::Stall { figure: "arcs left to route", progress: router_stall, after: std::time::Duration::from_secs(120) };
+
+/// The arcs left to route in the last progress line of nextpnr's router1 in `log` (`Info: <iterations>
+/// | <ripped-up> <routed> | <delta> <delta> | <arcs left>| <batch s> <total s>|`); `None` when there is
+/// no such line or it says 0 (routing done: what follows may take a while).
+pub fn router_stall(log: &str) -> Option<u64> {
+    log.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.strip_prefix("Info:")?.split('|').collect();
+        if f.len() != 6 || f[0].trim().parse::<u64>().is_err() {
+            return None;
+        }
+        f[3].trim().parse::<u64>().ok()
+    })
+    .filter(|&n| n > 0)
+}
+
 /// Runs one step (time limit `limit`, see [`crate::runner`]) with stdout and stderr in `console`, checks its exit status and returns its wall
 /// time. On failure the excerpt comes from `log` (the tool's own log file, if it wrote one) and
 /// `console`.
@@ -391,10 +428,11 @@ fn run_step(
     cwd: &Path,
     console: &Path,
     log: Option<&Path>,
+    stall: Option<crate::runner::Stall>,
 ) -> Result<f64, SynthError> {
     let mut cmd = std::process::Command::new(path);
     cmd.args(args).current_dir(cwd);
-    let out = crate::runner::run(cmd, crate::runner::Job { tool: name, what: step, limit, log: console })
+    let out = crate::runner::run(cmd, crate::runner::Job { tool: name, what: step, limit, log: console, stall })
         .map_err(|e| SynthError::Tool { step, source: e.into() })?;
     if !out.status.success() {
         let own = log.and_then(|l| crate::runner::read_log_tail(l, LOG_TAIL).ok()).filter(|t| !t.trim().is_empty());
@@ -592,6 +630,7 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
             build_dir,
             &dir.join("yosys.console.log"),
             Some(&ylog),
+            None,
         )?;
         steps.push(StepTime { step: if dsp { "yosys (DSPs allowed)".into() } else { "yosys".into() }, seconds: t });
         for f in ["netlist.json", "yosys_stat.json"] {
@@ -644,9 +683,15 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
         }
     };
     let mut runs = Vec::new();
-    for seed in (0..u64::from(opts.seeds)).map(|k| opts.seed + k) {
+    // seeds whose router stalled; with several seeds each is replaced by the next unused seed, at most
+    // as many times as there are seeds
+    let mut stalled: Vec<u64> = Vec::new();
+    let mut next_seed = opts.seed;
+    while runs.len() < opts.seeds as usize {
+        let seed = next_seed;
+        next_seed += 1;
         if several && opts.progress {
-            eprintln!("qmac synth: {} on {target}: nextpnr seed {seed} ({} of {})", manifest.top, seed - opts.seed + 1, opts.seeds);
+            eprintln!("qmac synth: {} on {target}: nextpnr seed {seed} ({} of {})", manifest.top, runs.len() + 1, opts.seeds);
         }
         let mut args = base_args.clone();
         args.extend(["--seed".into(), seed.to_string(), "--report".into(), r(&seed_file("report.json", seed))]);
@@ -658,8 +703,19 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
             args.push(r(&seed_file(&bit_in, seed)));
         }
         let plog = dir.join(seed_file("nextpnr.log", seed));
-        let t = match run_step("nextpnr place and route", crate::runner::Limit::PlaceRoute, pnr_name, &nextpnr, &args, build_dir, &plog, None) {
+        let t = match run_step("nextpnr place and route", crate::runner::Limit::PlaceRoute, pnr_name, &nextpnr, &args, build_dir, &plog, None, Some(ROUTER_STALL)) {
             Ok(t) => t,
+            Err(SynthError::Tool { source: ToolError::Run(crate::runner::RunError::Stalled { value, after, .. }), .. }) => {
+                let e = SynthError::RouterStalled { seed, arcs: value, secs: after.as_secs(), next: next_seed, log: plog.clone() };
+                if !several || stalled.len() >= opts.seeds as usize {
+                    return Err(e);
+                }
+                if opts.progress {
+                    eprintln!("qmac synth: {e}\nqmac synth: seed {seed} is replaced by seed {next_seed}");
+                }
+                stalled.push(seed);
+                continue;
+            }
             Err(e) => {
                 let text = std::fs::read_to_string(&plog).unwrap_or_default();
                 return Err(match overflow(&text) {
@@ -728,7 +784,7 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
     }
     if let Some(packer) = &packer {
         let pack_args = vec![r(&bit_in), r(&bit_out)];
-        let t = run_step("bitstream packing", crate::runner::Limit::Pack, pack_name, packer, &pack_args, build_dir, &dir.join("pack.log"), None)?;
+        let t = run_step("bitstream packing", crate::runner::Limit::Pack, pack_name, packer, &pack_args, build_dir, &dir.join("pack.log"), None, None)?;
         steps.push(StepTime { step: pack_name.trim_start_matches("yowasp-").into(), seconds: t });
         if !dir.join(&bit_out).is_file() {
             return Err(SynthError::Report { path: dir.join(&bit_out), message: "the packer did not write it".into() });
@@ -759,6 +815,7 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
         abc9_clock: opts.abc9_clock,
         seed: kept.seed,
         seed_runs: if several { seed_runs } else { Vec::new() },
+        stalled_seeds: stalled,
         requested_mhz: requested,
         fmax_mhz: fmax,
         timing_met: kept.fmax_mhz >= requested,
@@ -780,6 +837,22 @@ fn run_flow(build_dir: &Path, opts: &SynthOptions) -> Result<SynthReport, SynthE
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn router_stall_reads_the_arcs_left_in_routers_last_line() {
+        // lines as nextpnr-ice40 0.11.1 prints them (UP5K W1A1 4x8x36, seed 2)
+        let table = "Info: Routing..\nInfo:            |   (re-)routed arcs  |   delta    | remaining|       time spent     |\n\
+                     Info:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| batch(sec) total(sec)|\n\
+                     Info:       1000 |       92        907 |   92   907 |     13111|       2.20       2.20|\n\
+                     Info:    2659000 |  2648618       9144 | 1000     0 |      5559|       0.33    1482.66|\n";
+        assert_eq!(router_stall(table), Some(5559));
+        assert_eq!(router_stall(&table.replace("5559", "5560")), Some(5560));
+        // before routing, and when it is done
+        assert_eq!(router_stall("Info: Running main analytical placer, max placement attempts per cell = 2406818.\n"), None);
+        let done = "Info:      27573 |     9265      16685 |  102   417 |         0|       0.72      20.86|\nInfo: Routing complete.\n";
+        assert_eq!(router_stall(done), None);
+        assert_eq!(router_stall("Info:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| batch(sec) total(sec)|\n"), None);
+    }
     use super::*;
 
     #[test]

@@ -315,6 +315,10 @@ pub struct SynthReport {
     /// With several seeds (`--seeds`): every run's seed and fmax, in seed order. Empty for one run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seed_runs: Vec<SeedRun>,
+    /// With several seeds: the seeds whose router stalled and were replaced by the next unused seed
+    /// (`seed_runs` has the replacements). Empty when none did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stalled_seeds: Vec<u64>,
     /// Requested clock, MHz.
     pub requested_mhz: f64,
     /// Achieved fmax of the slowest clock, MHz (nextpnr's final timing analysis). With several
@@ -445,6 +449,10 @@ impl fmt::Display for SynthReport {
             let kept = self.seed_runs.iter().find(|s| s.seed == self.seed).map_or(0.0, |s| s.fmax_mhz);
             writeln!(f, "  {:<22} {:>7.2} MHz (median of {} seeds; requested {:.2} MHz)", "fmax", self.fmax_mhz, self.seed_runs.len(), self.requested_mhz)?;
             writeln!(f, "  {:<22} {} MHz; kept seed {} ({kept:.2} MHz, {met})", "fmax per seed", all.join(", "), self.seed)?;
+            if !self.stalled_seeds.is_empty() {
+                let s: Vec<String> = self.stalled_seeds.iter().map(u64::to_string).collect();
+                writeln!(f, "  {:<22} {} (nextpnr's router stalled; replaced by the next unused seeds)", "seeds stopped", s.join(", "))?;
+            }
         }
         writeln!(f, "  {:<22} {:>7}", "MACs per cycle", self.macs_per_cycle)?;
         writeln!(f, "  {:<22} {:>7.2}", "GOPS (2*MAC*fmax)", self.gops)?;

@@ -305,6 +305,24 @@ pub fn sweep_markdown(s: &SweepSummary) -> String {
     if seeds > 1 {
         let _ = writeln!(m, "fmax is the median of {seeds} place-and-route runs (nextpnr seeds) per design.\n");
     }
+    for r in &s.results {
+        for (name, q) in [("qmac", &r.qmac), ("baseline", &r.baseline)] {
+            let Some(q) = q else { continue };
+            if !q.stalled_seeds.is_empty() {
+                let used: Vec<String> = q.seed_runs.iter().map(|x| x.seed.to_string()).collect();
+                let gone: Vec<String> = q.stalled_seeds.iter().map(u64::to_string).collect();
+                let _ = writeln!(
+                    m,
+                    "{} {} {} {name}: nextpnr's router stalled at seed {} (stopped); its fmax is the median of seeds {}.\n",
+                    r.point.target,
+                    if name == "baseline" { r.point.baseline_shape_name() } else { r.point.shape() },
+                    r.point.label(),
+                    gone.join(", "),
+                    used.join(", ")
+                );
+            }
+        }
+    }
     let _ = writeln!(
         m,
         "| target | shape | W | A | design | MACs/cycle | LUT4 | LUT4 % | FF | carry | DSP | BRAM | fmax MHz | GOPS | LUT4/MAC | LUT4/MAC vs baseline | fmax vs baseline | DSP policy | options |"
@@ -575,6 +593,7 @@ mod tests {
         let q: SynthReport = serde_json::from_value(serde_json::json!({
             "design": "qmac_top", "kind": "qmac", "config": config, "target": "ice40-up5k", "device": "iCE40UP5K-SG48",
             "board": "iCEBreaker", "dsp_policy": "auto", "dsp_enabled": true, "keep_hierarchy": true, "seed": 1,
+            "seed_runs": [{"seed": 1, "fmax_mhz": 55.4}, {"seed": 3, "fmax_mhz": 54.0}, {"seed": 4, "fmax_mhz": 56.0}], "stalled_seeds": [2],
             "requested_mhz": 50.0, "fmax_mhz": 55.4, "timing_met": true,
             "resources": {"lut4_kind": "ICESTORM_LC", "lut4": usage, "carry_cells": 0, "flip_flops": usage, "dsp": usage, "bram": usage, "io": usage},
             "synth_luts": {"total": 100, "wrapper": 10, "array": 90}, "macs_per_cycle": 1024.0, "gops": 113.4,
@@ -592,6 +611,7 @@ mod tests {
         let s = SweepSummary { mode: SweepMode::WithBaseline, command: Some("qmac sweep --preset headline".into()), results: vec![result] };
         let md = sweep_markdown(&s);
         assert!(md.contains("```\nqmac sweep --preset headline\n```"), "{md}");
+        assert!(md.contains("ice40-up5k 4x8x32 w1a1 qmac: nextpnr's router stalled at seed 2 (stopped); its fmax is the median of seeds 1, 3, 4."), "{md}");
         assert!(md.contains("| ice40-up5k | 4x8x32 | 1 | 1 | qmac | 1024 | 4438 | 84.0 |"), "{md}");
         assert!(md.contains("| 55.4 | 113.40 | 4.33 | plain does not fit | - | auto | input_registers = false, running_totals |"), "{md}");
         assert!(md.contains("| ice40-up5k | 8x8 | 1 | 1 | baseline: does not fit iCE40UP5K-SG48: needs 5409 ICESTORM_LC of 5280 (102%) |"), "{md}");
