@@ -227,6 +227,11 @@ struct ConfigFlags {
     /// operands must fit 8 bits; not with --pack.
     #[arg(long, value_name = "N")]
     dsp_pairs: Option<u32>,
+    /// Lane multipliers instead of bit-plane lane products. By default a PE whose lane products have
+    /// at most 4 one-bit partial products (W2A2, W1A2, W2A1, ...; unsigned or two's complement
+    /// operands) counts them by weight on carry chains: fewer logic cells, on iCE40 a lower fmax.
+    #[arg(long)]
+    no_bit_planes: bool,
 }
 
 impl ConfigFlags {
@@ -292,7 +297,8 @@ impl ConfigFlags {
             ($($f:ident => $t:ident = $v:expr),*) => { $( if self.$f { raw.$t = $v; explicit.insert(stringify!($t).to_string()); } )* };
         }
         flag!(acc_saturate => acc_saturate = true, act_serial => act_serial = true, no_input_registers => input_registers = false,
-              running_totals => running_totals = true, pe_input_regs => pe_input_regs = true, no_double_buffer => double_buffer = false);
+              running_totals => running_totals = true, pe_input_regs => pe_input_regs = true, no_double_buffer => double_buffer = false,
+              no_bit_planes => bit_planes = false);
         Ok((raw, explicit))
     }
 }

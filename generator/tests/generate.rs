@@ -85,3 +85,24 @@ fn snapshots_of_named_configs() {
         }
     }
 }
+
+/// Bit-plane lane products are the default where they apply and `bit_planes = false` keeps the lane
+/// multipliers. W2A2 x 4 lanes (two's complement weights, unsigned activations): classes of 4, 8 and
+/// 4 partial products, popcounts of 1 and 2 levels (2 + 2 and 1 pair terms), the heaviest two classes'
+/// counts two Horner adders from the dot product and the lightest one: 4 levels, 2 register stages
+/// against 1 for a tree of 4 products (2 levels). W4A4 (16 partial products) keeps its multipliers.
+#[test]
+fn bit_plane_products_are_the_default_and_an_option() {
+    let w2a2 = RawConfig { weight_bits: 2, act_bits: 2, lanes: 4, ..RawConfig::default() };
+    let planes = Config::new(w2a2.clone()).unwrap();
+    let mults = Config::new(RawConfig { bit_planes: false, ..w2a2 }).unwrap();
+    assert_eq!(planes.latency(), mults.latency() + 1);
+    assert!(!planes.to_toml().contains("bit_planes") && mults.to_toml().contains("bit_planes = false"));
+    let pe = |c: &Config| generate(c).rtl.iter().find(|(n, _)| n == "rtl/qmac_pe.v").unwrap().1.clone();
+    let (p, m) = (pe(&planes), pe(&mults));
+    assert!(p.contains("wire [7:0] pp1 = ") && p.contains("(h0 - 6'd24)") && !p.contains("prod0_q"), "{p}");
+    assert!(m.contains("prod0_q") && !m.contains("pp1"), "{m}");
+    let w4a4 = Config::new(RawConfig::default()).unwrap();
+    let w4a4_off = Config::new(RawConfig { bit_planes: false, ..RawConfig::default() }).unwrap();
+    assert_eq!(pe(&w4a4).replace("//   bit_planes = false\n", ""), pe(&w4a4_off).replace("//   bit_planes = false\n", ""));
+}

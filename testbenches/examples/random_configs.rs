@@ -59,6 +59,7 @@ fn random(rng: &mut Rng) -> RawConfig {
         pack: if rng.chance(15) { pick(rng, &[PackName::Auto, PackName::Lanes(2), PackName::Lanes(3)]) } else { PackName::Off },
         // not drawn: the same seed gives the same configurations, which an older qmac can read
         dsp_pairs: 0,
+        bit_planes: true,
     }
 }
 

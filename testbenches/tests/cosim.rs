@@ -57,8 +57,9 @@ fn pairs_odd_weights_5_to_8_bits() {
 }
 
 /// Shapes (single PE, single row or column, non-powers of two, the default 8x8), reduction depths up to
-/// the configured maximum, other encodings and rounding, a saturating accumulator, and both output
-/// stages at small output widths, each with several seeds on one model.
+/// the configured maximum, other encodings and rounding, a saturating accumulator, both output stages at
+/// small output widths, and bit-plane lane products of every operand kind they take, each with several
+/// seeds on one model.
 #[test]
 fn shapes_depths_and_modes() {
     let base = RawConfig { max_depth: 64, ..RawConfig::default() };
@@ -79,7 +80,14 @@ fn shapes_depths_and_modes() {
         RawConfig { rows: 3, cols: 2, lanes: 2, acc_bits: Some(18), acc_saturate: true, weight_bits: 8, act_bits: 8, ..base.clone() },
         RawConfig { rows: 2, cols: 2, lanes: 1, module_prefix: "layer3".into(), ..base.clone() },
         RawConfig { rows: 2, cols: 3, lanes: 2, weight_bits: 2, act_bits: 2, out_bits: Some(1), requant: RequantName::Multiply, ..base.clone() },
-        RawConfig { rows: 2, cols: 3, lanes: 2, weight_bits: 6, act_bits: 8, out_bits: Some(2), requant: RequantName::Thresholds, rounding: RoundingName::HalfUp, ..base },
+        RawConfig { rows: 2, cols: 3, lanes: 2, weight_bits: 6, act_bits: 8, out_bits: Some(2), requant: RequantName::Thresholds, rounding: RoundingName::HalfUp, ..base.clone() },
+        // bit-plane lane products: 16 lanes (classes of 16, 32 and 16 partial products, one count
+        // registered at its root) with the PE's input copies; two's complement activations (both
+        // operands' top bits negative), an odd lane count and a register after every level; odd-level
+        // weights' unsigned codes
+        RawConfig { rows: 2, cols: 2, lanes: 16, weight_bits: 2, act_bits: 2, pe_input_regs: true, max_depth: 512, ..base.clone() },
+        RawConfig { rows: 2, cols: 3, lanes: 13, weight_bits: 2, act_bits: 2, act_encoding: EncodingName::Int, tree_levels_per_stage: 1, ..base.clone() },
+        RawConfig { rows: 3, cols: 2, lanes: 6, weight_bits: 1, weight_encoding: EncodingName::Odd, act_bits: 3, ..base },
     ];
     let deep = StimulusOptions { layers: 2, tiles: 5, max_steps: 64, abort: true };
     check_all("shapes", cfgs, &[1, 2, 3], deep);

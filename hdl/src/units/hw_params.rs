@@ -83,6 +83,9 @@ pub struct HwParams {
     /// Lane pairs per PE whose two products are one paired 8 x 8 unit ([`mul8x2`](super::mul8x2)): lanes
     /// `2j` and `2j + 1` for `j < dsp_pairs`; 0 for none. Not with packing.
     pub dsp_pairs: u32,
+    /// Lane products as counts of their one-bit partial products where they take that form
+    /// ([`HwParams::bit_planes`]).
+    pub bit_planes: bool,
     /// Fractional bits of the bias: the output stage adds the bias to `acc * 2^bias_frac`, so the bias,
     /// the clip level and the requantizer's input are [`HwParams::biased_bits`] wide.
     pub bias_frac: u32,
@@ -316,9 +319,22 @@ impl HwParams {
         (0..self.param_fields().len()).map(|i| pre + if !self.thresholds && i >= 2 { 2 } else { 0 }).collect()
     }
     /// Adder levels of a PE's tree: `ceil(log2(terms))`, with one term per lane (per lane pair for
-    /// XNOR, whose pairs are counted before the tree; per packed group of lanes with packing).
+    /// XNOR, whose pairs are counted before the tree; per packed group of lanes with packing); with
+    /// bit-plane products ([`HwParams::bit_planes`]) the deepest class's count and the adders after it.
     pub fn tree_depth(&self) -> u32 {
-        clog2(u64::from(self.tree_terms()))
+        match self.bit_planes() {
+            Some(bp) => bp.depth(self.lanes),
+            None => clog2(u64::from(self.tree_terms())),
+        }
+    }
+    /// The bit-plane form of the lane products ([`super::pe::BitPlanes`]: the partial products
+    /// counted by weight) where the PE uses it: lane products that multiply, neither packed nor in
+    /// paired product units, of few enough bits.
+    pub(crate) fn bit_planes(&self) -> Option<super::pe::BitPlanes> {
+        if !self.bit_planes || self.bases.is_some() || self.serial || self.packing.is_some() || self.dsp_pairs > 0 {
+            return None;
+        }
+        super::pe::BitPlanes::of(self.kind(), (self.weight_enc, self.weight_bits), (self.act_enc, self.act_bits))
     }
     /// The adder tree's terms: lanes, lane pairs and single lanes (XNOR, [`super::pe::XnorLeaves`]), or
     /// packed groups and the remaining lanes.

@@ -6,10 +6,12 @@
 
 mod accumulate;
 mod bases;
+mod bitplane;
 mod products;
 mod serial;
 
 pub use accumulate::AccParams;
+pub use bitplane::BitPlanes;
 
 use super::{Bases, HwParams, Mul8x2Params};
 use crate::rtl::{Body, Expr, Module, Stmt, Ty};
@@ -42,6 +44,8 @@ pub struct PeParams {
     pub acc: AccParams,
     /// Lane pairs computed by a paired 8 x 8 product unit, and that unit ([`HwParams::dsp_pairs`]).
     pub pairs: Option<(u32, Mul8x2Params)>,
+    /// The lane products as counts of their partial products ([`HwParams::bit_planes`]).
+    pub bit_planes: Option<BitPlanes>,
 }
 
 /// The kind of a processing element, with what only that kind needs.
@@ -101,6 +105,7 @@ impl HwParams {
             own_inputs: self.pe_input_regs,
             acc: self.acc_params(),
             pairs: self.mul8x2_params().map(|u| (self.dsp_pairs, u)),
+            bit_planes: self.bit_planes(),
         }
     }
 }
@@ -206,6 +211,13 @@ impl Chain {
 /// after the last: the caller registers the root), the single lanes not yet added registered with
 /// the terms. Returns the count (unsigned, just wide enough for `lanes`).
 fn xnor_popcount(b: &mut Body, prefix: &str, same: &Expr, clk: &Expr, per_stage: u32, depth: u32) -> Expr {
+    let regs: Vec<u32> = (1..depth).filter(|level| level % per_stage == 0).collect();
+    popcount_registered_after(b, prefix, same, clk, &regs, depth)
+}
+
+/// [`xnor_popcount`] with registers after the given levels (each below `depth`) instead of after every
+/// few.
+fn popcount_registered_after(b: &mut Body, prefix: &str, same: &Expr, clk: &Expr, regs: &[u32], depth: u32) -> Expr {
     let l = same.width();
     let mut s2 = Vec::new();
     let lv = XnorLeaves::new(l);
@@ -229,9 +241,10 @@ fn xnor_popcount(b: &mut Body, prefix: &str, same: &Expr, clk: &Expr, per_stage:
     }
     b.always(clk, s2);
     assert_eq!(clog2(terms.len() as u64), depth, "tree depth as derived");
+    assert!(regs.iter().all(|&r| (1..depth).contains(&r)), "registers after levels {regs:?} of {depth}");
     let mut level = 0;
     while terms.len() > 1 {
-        if level > 0 && level % per_stage == 0 && level < depth {
+        if regs.contains(&level) {
             let mut st = Vec::new();
             for (i, (e, _)) in terms.iter_mut().enumerate() {
                 let q = b.reg(&format!("{prefix}sum_q{level}_{i}"), e.ty(), "");

@@ -1,6 +1,7 @@
 //! The lane-products PE: a multiplier, an AND or an XNOR per lane.
 
 use super::accumulate::{accumulate_and_hold, AccPorts};
+use super::bitplane::bitplane_dot;
 use super::{pe_inputs, pe_inputs_doc, xnor_dot, xnor_popcount, PeParams};
 use crate::units::{mul8x2, Mul8x2Params, MUL8X2_OPERAND_BITS};
 use crate::rtl::{Body, Expr, Module, Stmt, Ty};
@@ -49,7 +50,17 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
     let mut s2a = Vec::new();
     let mut terms = Vec::new();
     let term_range = kind.lane_term_range((p.weight_enc, wb), (p.act_enc, ab));
+    let planes = &p.bit_planes;
     match kind {
+        _ if planes.is_some() => {
+            let planes = planes.as_ref().expect("bit planes");
+            b.comment("S2: the lanes' one-bit partial products by weight, lane pairs of a class counted, single ones registered");
+            b.comment(&format!("S3: each class's popcount on carry chains, then the weighted sum ({} register stage{})", p.tree.stages, if p.tree.stages > 1 { "s" } else { "" }));
+            let range = (i64::from(l) * term_range.0, i64::from(l) * term_range.1);
+            let bw = signed_bits(range.0.into(), range.1.into());
+            let dot = bitplane_dot(b, planes, &clk, &a, &w, (ab, wb), (p.tree.levels_per_stage, p.tree.depth), bw);
+            terms.push((dot, range));
+        }
         MacKind::Xnor => {
             b.comment("S2: +-1 x +-1 products as XNOR bits (1 means +1), lane pairs counted, single lanes registered");
             let x = b.net("same", &a.xor(&w).not(), "XNOR: the two signs agree");
@@ -133,8 +144,8 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
         // most of its DSP blocks, or absorb it into an SB_MAC16's input register behind the adders
         b.always_kept(&clk, s2a);
     }
-    let root = if kind == MacKind::Xnor {
-        terms.pop().expect("the popcount").0
+    let root = if kind == MacKind::Xnor || planes.is_some() {
+        terms.pop().expect("the popcount or the bit planes' dot product").0
     } else {
         if !s2.is_empty() {
             // (empty when every lane is in a paired unit, whose registers are the products')
