@@ -1,6 +1,6 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use qmac::config::{Config, EncodingName, OutModeName, OutputUnitsName, PackName, RawConfig, RequantName, RoundingName, BITS_RANGE, DIM_RANGE, MAX_DEPTH_LIMIT};
+use qmac::config::{Config, EncodingName, MemoryStyleName, OutModeName, OutputUnitsName, PackName, RawConfig, RequantName, RoundingName, BITS_RANGE, DIM_RANGE, MAX_DEPTH_LIMIT};
 use qmac::flow::{self, SimOptions};
 use qmac::vectors::StimulusOptions;
 use std::collections::BTreeSet;
@@ -232,6 +232,12 @@ struct ConfigFlags {
     /// operands) counts them by weight on carry chains: fewer logic cells, on iCE40 a lower fmax.
     #[arg(long)]
     no_bit_planes: bool,
+    /// What the small memories (the shared unit's parameters and output buffer, the running totals'
+    /// previous totals) are built from: block (block RAM, the default) or distributed (LUT RAM on
+    /// ECP5, flip-flops on iCE40). On ECP5 a block RAM read is the W1A1 and W2A2 designs' critical
+    /// path (the ECP5 targets' default is distributed).
+    #[arg(long, value_enum, value_name = "STYLE")]
+    memory_style: Option<MemoryStyleName>,
 }
 
 impl ConfigFlags {
@@ -288,7 +294,7 @@ impl ConfigFlags {
         set!(prefix => module_prefix, rows => rows, cols => cols, lanes => lanes, max_depth => max_depth,
              weight_bits => weight_bits, weight_encoding => weight_encoding, level_bits => level_bits, act_bits => act_bits,
              act_encoding => act_encoding, mult_bits => mult_bits, rounding => rounding, requant => requant, output_units => output_units,
-             tree_levels_per_stage => tree_levels_per_stage, out_mode => out_mode, bias_frac_bits => bias_frac_bits, pack => pack, dsp_pairs => dsp_pairs);
+             tree_levels_per_stage => tree_levels_per_stage, out_mode => out_mode, bias_frac_bits => bias_frac_bits, pack => pack, dsp_pairs => dsp_pairs, memory_style => memory_style);
         macro_rules! opt {
             ($($f:ident),*) => { $( if self.$f.is_some() { raw.$f = self.$f; explicit.insert(stringify!($f).to_string()); } )* };
         }

@@ -328,3 +328,27 @@ fn paired_units_are_sb_mac16_in_dual_8x8_mode_on_ice40() {
     assert_eq!(dual, vec![(Some("1".to_string()), Some(String::new())); 2], "one dual-mode SB_MAC16 per PE");
     assert!(r.resources.dsp.used >= 2, "{:?}", r.resources);
 }
+
+/// The same memories with `memory_style = "distributed"` on ECP5 (the ECP5 targets' default): LUT RAM
+/// (`TRELLIS_DPR16X4`), no block RAM, whose read from the clock edge is 5.83 ns in nextpnr's model.
+#[test]
+fn distributed_memories_are_lut_ram_on_ecp5() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("build");
+    let text = "rows = 2\ncols = 2\nlanes = 1\nweight_bits = 4\nact_bits = 4\nmax_depth = 64\noutput_units = \"shared\"\nrunning_totals = true\nmemory_style = \"distributed\"\n";
+    let cfg = qmac::config::Config::from_toml(text, "test").unwrap();
+    qmac::flow::generate(&cfg, &dir).unwrap();
+    let mut memories = 0;
+    for f in std::fs::read_dir(dir.join("rtl")).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+        assert!(!text.contains("ram_style = \"block\""), "{text}");
+        memories += text.matches("ram_style = \"distributed\"").count();
+    }
+    assert!(memories >= 3, "parameter fields, previous totals and the output buffer: {memories}");
+    let opts = SynthOptions { bitstream: false, ..SynthOptions::new(Target::Ecp5_25k) };
+    let r = synth(&dir, &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.resources.bram.used, 0, "{:?}", r.resources);
+    let net = std::fs::read_to_string(synth_dir(&dir, Target::Ecp5_25k).join("netlist.json")).unwrap();
+    assert!(net.contains("\"type\": \"TRELLIS_DPR16X4\""), "LUT RAM in the netlist");
+    assert!(!net.contains("\"type\": \"DP16KD\""), "no block RAM in the netlist");
+}

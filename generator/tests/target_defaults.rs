@@ -82,9 +82,10 @@ fn defaults_fill_only_the_fields_nobody_set() {
     // ECP5, W4A4 4x4x8: running totals, input copies, lanes packed two per DSP block (66 of 156)
     ok(&["generate", "--target", "ecp5-85k", "--rows", "4", "--cols", "4", "-o", "ecp5"], t);
     let m = manifest(&t.join("ecp5"));
-    assert_eq!(keys(&m["target"]["defaults"]), ["pack", "pe_input_regs", "running_totals"]);
+    assert_eq!(keys(&m["target"]["defaults"]), ["memory_style", "pack", "pe_input_regs", "running_totals"]);
     assert_eq!((&m["config"]["pack"], &m["target"]["dsp"]), (&Value::from("auto"), &Value::from("on")));
     assert_eq!(m["derived"]["pack_lanes"], 2);
+    assert_eq!(m["config"]["memory_style"], "distributed");
     // a default that conflicts with the user's choice is left out: bit-serial activations keep the
     // input registers
     ok(&["generate", "--target", "ice40-up5k", "--act-serial", "--rows", "2", "--cols", "2", "-o", "serial"], t);
@@ -177,7 +178,7 @@ fn a_sweep_generates_each_point_as_generate_target_would() {
     assert_eq!(dsp, [&Value::from("on"), &Value::from("off")], "packed on the 85F (66 of 156 DSPs), not on the 25F (28)");
     let m = manifest(&t.join("sw/ecp5-85k/4x4x8-w4a4"));
     assert_eq!((&m["target"]["name"], &m["config"]["pack"]), (&Value::from("ecp5-85k"), &Value::from("auto")));
-    assert_eq!(keys(&m["target"]["defaults"]), ["pack", "pe_input_regs", "running_totals"]);
+    assert_eq!(keys(&m["target"]["defaults"]), ["memory_style", "pack", "pe_input_regs", "running_totals"]);
     assert_eq!(manifest(&t.join("sw/ecp5-25k/4x4x8-w4a4"))["config"]["pack"], Value::Null, "not packed: left out");
     // the design and its baseline are synthesised with the point's policy
     let ys = |d: &str| std::fs::read_to_string(t.join(d).join("synth.ys")).unwrap();

@@ -384,7 +384,7 @@ impl Stmt {
 enum Item {
     Comment(String),
     Decl { name: String, ty: Ty, reg: bool, doc: String, partly_read: bool },
-    Mem { name: String, width: u32, depth: u32, doc: String },
+    Mem { name: String, width: u32, depth: u32, style: MemStyle, doc: String },
     Net { name: String, rhs: Expr, doc: String, partly_read: bool },
     Assign(Expr, Expr),
     Always { clk: String, body: Vec<Stmt>, keep: bool },
@@ -426,14 +426,12 @@ impl Body {
     }
     /// Declare a memory `reg [width-1:0] name [0:depth-1]`, unsigned words, written and read in clocked
     /// processes through [`Mem::word`]. It carries Yosys's `no_rw_check`: the design never uses a word
-    /// read in the cycle it is written, so a block RAM needs no read-during-write bypass. It also asks for
-    /// block RAM (`ram_style = "block"`): our memories are small, and Yosys would otherwise build the
-    /// smallest in flip-flops and multiplexers, the logic a large array runs short of, while block RAM
-    /// is otherwise unused on both families.
-    pub fn memory(&mut self, name: &str, width: u32, depth: u32, doc: &str) -> Mem {
+    /// read in the cycle it is written, so a block RAM needs no read-during-write bypass, and the
+    /// `ram_style` of `style` ([`MemStyle`]).
+    pub fn memory(&mut self, name: &str, width: u32, depth: u32, style: MemStyle, doc: &str) -> Mem {
         check_name(name);
         assert!(width >= 1 && depth >= 2, "memory {name}: {depth} words of {width} bits");
-        self.items.push(Item::Mem { name: name.to_string(), width, depth, doc: doc.to_string() });
+        self.items.push(Item::Mem { name: name.to_string(), width, depth, style, doc: doc.to_string() });
         Mem { name: name.to_string(), width, depth }
     }
     /// Declare a wire and drive it: `wire name = rhs;`.
@@ -498,6 +496,30 @@ impl Body {
         }
         self.genvars.extend(inner.genvars.drain(..).filter(|g| g != var));
         self.items.push(Item::For { var: var.to_string(), count, label: label.to_string(), body: inner.items });
+    }
+}
+
+/// What a memory is built from, as its `ram_style` attribute asks Yosys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MemStyle {
+    /// Block RAM (`ram_style = "block"`): our memories are small, and Yosys would otherwise build the
+    /// smallest in flip-flops and multiplexers, the logic a large array runs short of, while block RAM
+    /// is otherwise unused on both families.
+    #[default]
+    Block,
+    /// LUT RAM (`ram_style = "distributed"`): on ECP5 a few `TRELLIS_DPR16X4` per memory, read without
+    /// the block RAM's clock-to-output delay (5.83 ns in nextpnr's model of a DP16KD without its output
+    /// register, which is how Yosys maps it). The iCE40 has no LUT RAM: there it is flip-flops.
+    Distributed,
+}
+
+impl MemStyle {
+    /// The attribute's value.
+    pub fn ram_style(self) -> &'static str {
+        match self {
+            MemStyle::Block => "block",
+            MemStyle::Distributed => "distributed",
+        }
     }
 }
 
@@ -627,9 +649,11 @@ fn print_items(s: &mut String, items: &[Item], depth: usize) {
             Item::Decl { .. } | Item::Mem { .. } => {
                 let (decl, doc, partly) = match item {
                     Item::Decl { name, ty, reg, doc, partly_read } => (format!("{ind}{}{} {name};", if *reg { "reg " } else { "wire" }, ty.decl()), doc, *partly_read),
-                    Item::Mem { name, width, depth, doc } => {
-                        (format!("{ind}(* no_rw_check, ram_style = \"block\" *) reg [{}:0] {name} [0:{}];", width - 1, depth - 1), doc, false)
-                    }
+                    Item::Mem { name, width, depth, style, doc } => (
+                        format!("{ind}(* no_rw_check, ram_style = \"{}\" *) reg [{}:0] {name} [0:{}];", style.ram_style(), width - 1, depth - 1),
+                        doc,
+                        false,
+                    ),
                     _ => unreachable!(),
                 };
                 if partly {

@@ -6,7 +6,7 @@
 //! cargo run --release -p qmac-testbenches --example random_configs -- <dir> [count] [seed]
 //! ```
 
-use qmac::config::{Config, EncodingName, OutModeName, OutputUnitsName, PackName, RawConfig, RequantName, RoundingName};
+use qmac::config::{Config, EncodingName, MemoryStyleName, OutModeName, OutputUnitsName, PackName, RawConfig, RequantName, RoundingName};
 use qmac::rng::Rng;
 use qmac_testbenches::write_configs;
 use std::path::PathBuf;
@@ -60,6 +60,7 @@ fn random(rng: &mut Rng) -> RawConfig {
         // not drawn: the same seed gives the same configurations, which an older qmac can read
         dsp_pairs: 0,
         bit_planes: true,
+        memory_style: MemoryStyleName::Block,
     }
 }
 

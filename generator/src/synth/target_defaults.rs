@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::targets::{Family, Target};
 use super::DspPolicy;
-use crate::config::{Config, OutputUnitsName, PackName, RawConfig};
+use crate::config::{Config, MemoryStyleName, OutputUnitsName, PackName, RawConfig};
 
 /// One configuration field a target's defaults set, with its value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,10 +30,12 @@ pub enum Setting {
     /// `dsp_pairs`. In [`candidates`] the count is a placeholder: [`apply`] computes it with
     /// [`pairs_fit`] from the shape.
     DspPairs(u32),
+    /// `memory_style`.
+    MemoryStyle(MemoryStyleName),
 }
 
 /// The configuration fields a target's defaults may set (names as in configuration files).
-pub const FIELDS: [&str; 6] = ["output_units", "input_registers", "running_totals", "pe_input_regs", "pack", "dsp_pairs"];
+pub const FIELDS: [&str; 7] = ["output_units", "input_registers", "running_totals", "pe_input_regs", "pack", "dsp_pairs", "memory_style"];
 
 impl Setting {
     /// The field's name as written in configuration files.
@@ -45,6 +47,7 @@ impl Setting {
             Setting::PeInputRegs(_) => "pe_input_regs",
             Setting::Pack(_) => "pack",
             Setting::DspPairs(_) => "dsp_pairs",
+            Setting::MemoryStyle(_) => "memory_style",
         }
     }
 
@@ -56,6 +59,7 @@ impl Setting {
             Setting::PeInputRegs(v) => raw.pe_input_regs = v,
             Setting::Pack(v) => raw.pack = v,
             Setting::DspPairs(v) => raw.dsp_pairs = v,
+            Setting::MemoryStyle(v) => raw.memory_style = v,
         }
     }
 
@@ -66,6 +70,7 @@ impl Setting {
             Setting::InputRegisters(v) | Setting::RunningTotals(v) | Setting::PeInputRegs(v) => v.into(),
             Setting::Pack(v) => serde_json::to_value(v).expect("serialises"),
             Setting::DspPairs(v) => v.into(),
+            Setting::MemoryStyle(v) => serde_json::to_value(v).expect("serialises"),
         }
     }
 }
@@ -81,7 +86,9 @@ impl Setting {
 ///   ([`pairs_fit`]; 2x4x2: 16 MACs per cycle in 2643 LC against 5090 in LUTs).
 /// - ECP5: running totals and a copy of the inputs in every PE (the W4A4 8x8x8 array: 112.5 instead
 ///   of 104.1 MHz), and W4A4 lanes packed two per MULT18X18D when every multiply fits the device's
-///   DSP blocks (4x4x8: 27.4 LUT4 per MAC at 110.9 MHz against 74.5 in LUTs; [`packing_fits`]).
+///   DSP blocks (4x4x8: 27.4 LUT4 per MAC at 110.9 MHz against 74.5 in LUTs; [`packing_fits`]),
+///   and the small memories in LUT RAM (a block RAM read was the critical path of the W2A2 4x4x16
+///   array: 160.9 instead of 138.5 MHz, 2 % more `TRELLIS_COMB`).
 fn candidates(target: Target) -> &'static [Setting] {
     match target.family() {
         Family::Ice40 => &[
@@ -90,7 +97,12 @@ fn candidates(target: Target) -> &'static [Setting] {
             Setting::RunningTotals(true),
             Setting::DspPairs(0),
         ],
-        Family::Ecp5 => &[Setting::RunningTotals(true), Setting::PeInputRegs(true), Setting::Pack(PackName::Auto)],
+        Family::Ecp5 => &[
+            Setting::RunningTotals(true),
+            Setting::PeInputRegs(true),
+            Setting::Pack(PackName::Auto),
+            Setting::MemoryStyle(MemoryStyleName::Distributed),
+        ],
     }
 }
 
@@ -253,6 +265,9 @@ fn default_value(field: &str) -> serde_json::Value {
     if field == "dsp_pairs" {
         return 0.into();
     }
+    if field == "memory_style" {
+        return serde_json::to_value(MemoryStyleName::Block).expect("serialises");
+    }
     let raw = serde_json::to_value(RawConfig::default()).expect("serialises");
     raw.get(field).cloned().unwrap_or(serde_json::Value::Null)
 }
@@ -278,14 +293,14 @@ mod tests {
     fn ecp5_packs_w4a4_only_when_the_multiplies_fit() {
         let raw = RawConfig { rows: 4, cols: 4, lanes: 8, ..RawConfig::default() };
         let (cfg, a) = apply(Target::Ecp5_85k, raw.clone(), &BTreeSet::new()).unwrap();
-        assert_eq!(names(&a), ["running_totals", "pe_input_regs", "pack"]);
+        assert_eq!(names(&a), ["running_totals", "pe_input_regs", "pack", "memory_style"]);
         assert_eq!((cfg.pack, a.dsp), (PackName::Auto, DspPolicy::On));
         // 4x4 PEs x 4 multiplies + 2 for the shared unit = 66 of 156; on the 25F (28) it does not fit
         let (cfg, a) = apply(Target::Ecp5_25k, raw, &BTreeSet::new()).unwrap();
         assert_eq!((cfg.pack, a.dsp), (PackName::Off, DspPolicy::Off));
         // the 8x8x8 default needs 256 + 2
         let (_, a) = apply(Target::Ecp5_85k, RawConfig::default(), &BTreeSet::new()).unwrap();
-        assert_eq!(names(&a), ["running_totals", "pe_input_regs"]);
+        assert_eq!(names(&a), ["running_totals", "pe_input_regs", "memory_style"]);
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct DeltaParams {
     pub capture: bool,
     /// The memory is read a cycle ahead ([`HwParams::delta_read_ahead`]).
     pub read_ahead: bool,
+    /// What the memory is built from.
+    pub mem_style: crate::rtl::MemStyle,
 }
 
 impl HwParams {
@@ -30,6 +32,7 @@ impl HwParams {
             items: self.delta_items(),
             capture: !self.shared_output,
             read_ahead: self.delta_read_ahead(),
+            mem_style: self.mem_style,
         })
     }
 }
@@ -77,7 +80,7 @@ pub fn delta(p: &DeltaParams) -> Module {
     let mut d2 = Vec::new();
     match &addr {
         Some(addr) => {
-            let mem = b.memory("tot_mem", aw, n, "each item's total at the end of the previous tile");
+            let mem = b.memory("tot_mem", aw, n, p.mem_style, "each item's total at the end of the previous tile");
             let a1 = b.reg("a1_q", Ty::u(ib), "");
             if ahead {
                 // the word of the item issued this cycle was read in the cycle before; a word is read

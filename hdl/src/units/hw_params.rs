@@ -86,6 +86,8 @@ pub struct HwParams {
     /// Lane products as counts of their one-bit partial products where they take that form
     /// ([`HwParams::bit_planes`]).
     pub bit_planes: bool,
+    /// What the memories are built from (their `ram_style`).
+    pub mem_style: crate::rtl::MemStyle,
     /// Fractional bits of the bias: the output stage adds the bias to `acc * 2^bias_frac`, so the bias,
     /// the clip level and the requantizer's input are [`HwParams::biased_bits`] wide.
     pub bias_frac: u32,

@@ -16,12 +16,14 @@ pub struct OutbufParams {
     pub depth: u32,
     /// The rows are in a memory ([`HwParams::outbuf_ram`]).
     pub ram: bool,
+    /// What that memory is built from.
+    pub mem_style: crate::rtl::MemStyle,
 }
 
 impl HwParams {
     /// The output buffer's parameters.
     pub fn outbuf_params(&self) -> OutbufParams {
-        OutbufParams { name: self.module("outbuf"), row_bits: self.cols * self.out_bits, depth: self.outbuf_depth(), ram: self.outbuf_ram() }
+        OutbufParams { name: self.module("outbuf"), row_bits: self.cols * self.out_bits, depth: self.outbuf_depth(), ram: self.outbuf_ram(), mem_style: self.mem_style }
     }
 }
 
@@ -46,7 +48,7 @@ pub fn outbuf(p: &OutbufParams) -> Module {
     let y_ready = m.input("y_ready_i", Ty::bit(), "");
     if p.ram {
         m.doc("Rows in a memory; the head row in the memory's read register (a row is readable the cycle after its write).");
-        outbuf_ram(&mut m.body, depth, [clk, rst, push, row, last, y_data, y_last, y_valid, y_ready]);
+        outbuf_ram(&mut m.body, depth, p.mem_style, [clk, rst, push, row, last, y_data, y_last, y_valid, y_ready]);
         return m;
     }
     let b = &mut m.body;
@@ -117,10 +119,10 @@ impl Fifo {
 /// read, so a read never meets a write to the same word (the read pointer equals the write pointer
 /// only when the memory is empty or full, and the control's credits never push into a full buffer).
 /// The head row waits in the memory's read register `head_q`, loaded when it is empty or popped.
-fn outbuf_ram(b: &mut Body, depth: u32, ports: [Expr; 9]) {
+fn outbuf_ram(b: &mut Body, depth: u32, style: crate::rtl::MemStyle, ports: [Expr; 9]) {
     let [clk, rst, push, row, last, y_data, y_last, y_valid, y_ready] = ports;
     let w = row.width() + 1;
-    let mem = b.memory("rows_mem", w, depth, "{last, row}");
+    let mem = b.memory("rows_mem", w, depth, style, "{last, row}");
     let f = Fifo::declare(b, depth, "rows in the memory, written in earlier cycles");
     let head_v = b.reg("head_v_q", Ty::bit(), "head_q holds a row");
     let head = b.reg("head_q", Ty::u(w), "the oldest row, read from the memory");

@@ -23,6 +23,8 @@ pub struct ParamLayout {
     /// With the fields in memories read at a shared unit's issued column ([`HwParams::param_ram`]):
     /// each field's delay from the select stage to its use ([`HwParams::param_field_delays`]).
     pub memories: Option<Vec<u32>>,
+    /// What the memories are built from.
+    pub mem_style: crate::rtl::MemStyle,
 }
 
 /// The run-time table of a parameter unit.
@@ -74,6 +76,7 @@ impl HwParams {
             fields: self.param_fields(),
             table: (self.table_entries() > 0).then(|| Table { kind, entries: self.table_entries(), entry_bits: self.table_entry_bits() }),
             memories: self.param_ram().then(|| self.param_field_delays()),
+            mem_style: self.mem_style,
         }
     }
 }
@@ -132,7 +135,7 @@ pub fn params(p: &ParamLayout) -> Module {
             None => ch_we.clone(),
         };
         let waddr = if ch.width() == cbw { ch.clone() } else { b.net("ch_addr", &ch.slice(cbw - 1, 0), "") };
-        let mems: Vec<_> = fields.iter().map(|(n, w)| b.memory(&format!("{n}_mem"), *w, c, "")).collect();
+        let mems: Vec<_> = fields.iter().map(|(n, w)| b.memory(&format!("{n}_mem"), *w, c, p.mem_style, "")).collect();
         let mut st = Vec::new();
         let mut col_d = vec![col.clone()];
         for k in 1..=delays.iter().copied().max().unwrap_or(0) {
