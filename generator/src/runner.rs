@@ -310,11 +310,12 @@ pub fn run(mut cmd: Command, job: Job) -> Result<Finished, RunError> {
     let forget = || running().retain(|r| r.group != group);
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut next_report = PROGRESS_EVERY;
-    let mut next_stall_check = STALL_CHECK_EVERY;
     let stall_after = match job.stall {
         Some(s) => Some(s.after.mul_f64(timeout_scale()?)),
         None => None,
     };
+    let stall_every = stall_after.map_or(STALL_CHECK_EVERY, |a| STALL_CHECK_EVERY.min(a / 4));
+    let mut next_stall_check = stall_every;
     // the figure last seen and since when
     let mut seen: Option<(u64, Instant)> = None;
     let mut pause = Duration::from_millis(2);
@@ -325,7 +326,7 @@ pub fn run(mut cmd: Command, job: Job) -> Result<Finished, RunError> {
         let elapsed = start.elapsed();
         if let (Some(stall), Some(after)) = (job.stall, stall_after) {
             if elapsed >= next_stall_check {
-                next_stall_check = elapsed + STALL_CHECK_EVERY.min(after / 4);
+                next_stall_check = elapsed + stall_every;
                 let now = read_log_tail(job.log, STALL_TAIL).ok().and_then(|t| (stall.progress)(&t));
                 seen = match (now, seen) {
                     (Some(v), Some((old, since))) if v == old => Some((old, since)),
