@@ -155,6 +155,7 @@ mod tests {
                                         let t = c as i64 * ae.value(ab, d);
                                         (t, 2 * t - ((1i64 << wb) - 1) * ae.value(ab, d))
                                     }
+                                    MacKind::OffsetWeights => unreachable!("not chosen from encodings alone"),
                                     MacKind::Xnor => {
                                         let x = i64::from(c == d);
                                         (x, 2 * x - 1)
@@ -162,6 +163,19 @@ mod tests {
                                 };
                                 assert_eq!(got, want, "{we:?}{wb} x {ae:?}{ab}: codes {c}, {d}");
                                 assert!(tlo <= term && term <= thi, "{kind:?} term {term} outside {tlo}..={thi}");
+                                // packed: offset-binary weight codes (the code's top bit inverted)
+                                let pk = kind.packed(we, ae);
+                                if let Some((scale, n)) = pk.row_correction(wb) {
+                                    let u = match pk {
+                                        MacKind::OffsetWeights => (c ^ (1 << (wb - 1))) as i64,
+                                        _ => c as i64,
+                                    };
+                                    let t = u * ae.value(ab, d);
+                                    let (plo, phi) = pk.lane_term_range((we, wb), (ae, ab));
+                                    assert!(plo <= t && t <= phi, "{pk:?} term {t} outside {plo}..={phi}");
+                                    assert_eq!(scale * t - n * ae.value(ab, d), want, "{pk:?} {we:?}{wb} x {ae:?}{ab}: codes {c}, {d}");
+                                }
+                                assert_eq!(pk == MacKind::OffsetWeights, we == Encoding::Int && ae == Encoding::Unsigned, "{we:?} x {ae:?}");
                             }
                         }
                     }
@@ -187,6 +201,12 @@ pub enum MacKind {
     /// multiplies the unsigned code `c`, and `n_w * sum a` is computed once per row and subtracted.
     /// At 1 bit the lane product `c*a` is an AND, not a multiplier.
     OddWeights,
+    /// Two's complement weights multiplied as their offset-binary code `u = w + 2^(n-1)` (the code with
+    /// its top bit inverted, `0..2^n - 1`): `sum w*a = sum u*a - 2^(n-1) * sum a`, the correction computed
+    /// once per row as with odd-level weights. Taken for packed lanes with unsigned activations
+    /// ([`MacKind::packed`]): every field of the packed product is then never negative, so the packing
+    /// is borrow-free and the packed weights are a concatenation of codes instead of a sum.
+    OffsetWeights,
     /// 1-bit odd weights and activations (+-1 both): `sum w*a = 2 * popcount(xnor(c, d)) - lanes`.
     Xnor,
 }
@@ -198,6 +218,26 @@ impl MacKind {
             Encoding::Odd if weight_bits == 1 && act == Encoding::Odd && act_bits == 1 => MacKind::Xnor,
             Encoding::Odd => MacKind::OddWeights,
             _ => MacKind::Direct,
+        }
+    }
+
+    /// The lane arithmetic of packed lanes ([`crate::pack`]): two's complement weights times unsigned
+    /// activations become [`MacKind::OffsetWeights`]; every other kind stays.
+    pub fn packed(self, weight: Encoding, act: Encoding) -> MacKind {
+        match (self, weight, act) {
+            (MacKind::Direct, Encoding::Int, Encoding::Unsigned) => MacKind::OffsetWeights,
+            _ => self,
+        }
+    }
+
+    /// The row correction of kinds that multiply an unsigned weight code `c`:
+    /// `sum w*a = scale * sum c*a - n * sum a`, as `(scale, n)` for `weight_bits`-bit weights (odd
+    /// levels: `(2, 2^n - 1)`; offset-binary: `(1, 2^(n-1))`); `None` for the other kinds.
+    pub fn row_correction(self, weight_bits: u32) -> Option<(i64, i64)> {
+        match self {
+            MacKind::OddWeights => Some((2, (1i64 << weight_bits) - 1)),
+            MacKind::OffsetWeights => Some((1, 1i64 << (weight_bits - 1))),
+            MacKind::Direct | MacKind::Xnor => None,
         }
     }
 
@@ -215,7 +255,7 @@ impl MacKind {
     pub fn lane_operands(self, weight: (Encoding, u32), act: (Encoding, u32)) -> Option<((i64, i64), (i64, i64))> {
         match self {
             MacKind::Direct => Some((weight.0.range(weight.1), act.0.range(act.1))),
-            MacKind::OddWeights => Some(((0, (1i64 << weight.1) - 1), act.0.range(act.1))),
+            MacKind::OddWeights | MacKind::OffsetWeights => Some(((0, (1i64 << weight.1) - 1), act.0.range(act.1))),
             MacKind::Xnor => None,
         }
     }

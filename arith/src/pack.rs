@@ -21,11 +21,17 @@
 //!
 //! which is exact because `k` is also wide enough for the dot product itself. Only the low `E + k`
 //! bits of `P` are ever used, so the multiply may be computed modulo `2^(E + k)`.
+//!
+//! When both operands are never negative (unsigned activations times unsigned codes: odd-level
+//! weights' codes, or two's complement weights as offset-binary codes) every field is too, so the
+//! packing is borrow-free ([`Packing::borrow_free`]): `k` only has to hold the dot product as an
+//! unsigned number, the fields below it only have to stay below `2^E`, and the dot product is bits
+//! `[E+k-1:E]` of `P` as they are, with no borrow to add.
 //! [`Packing::field`] is that extraction; the tests check it against the plain sum of products for
 //! every operand combination of every packing a multiplier of up to [`MAX_OPERAND_BITS`] allows.
 
 use crate::code::product_range;
-use crate::width::signed_bits;
+use crate::width::{signed_bits, unsigned_bits};
 
 /// The widest signed multiplier operand of the Lattice DSP blocks (ECP5 MULT18X18D: 18 x 18).
 pub const MAX_OPERAND_BITS: u32 = 18;
@@ -60,7 +66,9 @@ impl Packing {
         assert!([x.0, x.1, y.0, y.1].iter().all(|v| v.abs() <= lim) && x.0 <= x.1 && y.0 <= y.1, "operand ranges {x:?} {y:?}");
         let (plo, phi) = product_range(x, y);
         let n = i128::from(terms);
-        let mut k = signed_bits(n * i128::from(plo), n * i128::from(phi));
+        // borrow-free: the dot product as an unsigned field, and the fields below it within [0, 2^E)
+        let unsigned = x.0 >= 0 && y.0 >= 0;
+        let mut k = if unsigned { unsigned_bits((n * i128::from(phi)) as u128) } else { signed_bits(n * i128::from(plo), n * i128::from(phi)) };
         loop {
             if (terms - 1) * k > MAX_FIELD_LSB {
                 return None;
@@ -69,14 +77,20 @@ impl Packing {
                 let c = i128::from(j + 1) << (j * k);
                 (lo + c * i128::from(plo), hi + c * i128::from(phi))
             });
-            let half = 1i128 << ((terms - 1) * k - 1);
-            if -half <= llo && lhi < half {
+            let e = (terms - 1) * k;
+            let fits = if unsigned { lhi < 1i128 << e } else { -(1i128 << (e - 1)) <= llo && lhi < 1i128 << (e - 1) };
+            if fits {
                 return Some(Packing { terms, spacing: k, x, y });
             }
             k += 1;
         }
     }
 
+    /// Both operands are never negative, so no field is: the dot product is bits `[E+k-1:E]` of the
+    /// product as they are, unsigned, with no borrow (see the module documentation).
+    pub fn borrow_free(&self) -> bool {
+        self.x.0 >= 0 && self.y.0 >= 0
+    }
     /// Position `E = (terms - 1) * spacing` of the dot-product field in the product.
     pub fn field_lsb(&self) -> u32 {
         (self.terms - 1) * self.spacing
@@ -122,15 +136,23 @@ impl Packing {
         assert_eq!(ys.len(), self.terms as usize);
         ys.iter().enumerate().map(|(i, &v)| i128::from(v) << ((self.terms - 1 - i as u32) * self.spacing)).sum()
     }
-    /// The borrow: bit `E - 1` of the product (the sign of the fields below the dot product).
+    /// The borrow: bit `E - 1` of the product (the sign of the fields below the dot product); 0 for
+    /// a borrow-free packing, which does not read that bit.
     pub fn borrow(&self, product: i128) -> i64 {
+        if self.borrow_free() {
+            return 0;
+        }
         ((product >> (self.field_lsb() - 1)) & 1) as i64
     }
     /// The dot product from a product `X * Y` (only its low [`Packing::product_bits`] bits are read):
-    /// `((P >> E) + borrow) mod 2^k` as a k-bit two's complement number, as the hardware computes it.
+    /// `((P >> E) + borrow) mod 2^k` as a k-bit two's complement number, as the hardware computes it;
+    /// borrow-free, `(P >> E) mod 2^k` as an unsigned number.
     pub fn field(&self, product: i128) -> i64 {
         let k = self.spacing;
         let raw = (product >> self.field_lsb()) & ((1i128 << k) - 1);
+        if self.borrow_free() {
+            return raw as i64;
+        }
         let sum = (raw + i128::from(self.borrow(product))) & ((1i128 << k) - 1);
         (if sum >> (k - 1) == 1 { sum - (1i128 << k) } else { sum }) as i64
     }
@@ -239,6 +261,13 @@ mod tests {
         assert_eq!(Packing::new(8, (-32768, 32767), (-128, 127)), None);
         assert_eq!(widest((-128, 127), (0, 255), MAX_OPERAND_BITS, 64), None);
         assert_eq!(widest((-8, 7), (0, 15), MAX_OPERAND_BITS, 1), None);
+        // borrow-free: W4A4 as offset-binary weight codes, the same spacing and widths, no borrow
+        let w4a4 = Packing::new(2, (0, 15), (0, 15)).unwrap();
+        assert!(w4a4.borrow_free() && !Packing::new(2, (-8, 7), (0, 15)).unwrap().borrow_free());
+        assert_eq!((w4a4.spacing, w4a4.x_bits(), w4a4.y_bits(), w4a4.product_bits()), (9, 14, 14, 18));
+        let w2a2 = Packing::new(3, (0, 3), (0, 3)).unwrap();
+        assert_eq!((w2a2.spacing, w2a2.operand_bits(), w2a2.product_bits()), (5, 13, 15));
+        assert_eq!(Packing::new(4, (0, 3), (0, 3)).unwrap().operand_bits(), 21);
     }
 
     /// The borrow matters: without it the W4A4 packing is wrong exactly when the low field is negative
@@ -251,7 +280,7 @@ mod tests {
         assert_eq!(p.field(prod), 0);
         let raw = (prod >> p.field_lsb()) & ((1 << p.spacing) - 1);
         assert_eq!(raw, (1 << p.spacing) - 1, "without the borrow the field reads -1");
-        for (x, y, n) in [((-8, 7), (0, 15), 2), ((-2, 1), (0, 3), 3), ((-4, 3), (-4, 3), 2), ((0, 15), (-15, 15), 2)] {
+        for (x, y, n) in [((-8, 7), (0, 15), 2), ((-2, 1), (0, 3), 3), ((-4, 3), (-4, 3), 2), ((0, 15), (-15, 15), 2), ((0, 15), (0, 15), 2), ((0, 3), (0, 3), 3)] {
             let p = Packing::new(n, x, y).unwrap();
             let narrow = Packing { spacing: p.spacing - 1, ..p };
             let xs: Vec<i64> = (x.0..=x.1).collect();

@@ -672,22 +672,30 @@ impl Config {
     /// The ranges of the two operands of a lane multiply (weight side, activation side), when the PEs
     /// multiply: `None` for XNOR, bases and bit-serial PEs.
     fn pack_operands(&self) -> Option<((i64, i64), (i64, i64))> {
+        self.operands_of(self.mac_kind())
+    }
+
+    fn operands_of(&self, kind: MacKind) -> Option<((i64, i64), (i64, i64))> {
         if self.act_serial || self.bases().is_some() {
             return None;
         }
-        let (we, wb) = self.pe_weight();
-        self.mac_kind().lane_operands((we, wb), (self.act_enc(), self.act_bits))
+        kind.lane_operands(self.pe_weight(), (self.act_enc(), self.act_bits))
     }
 
-    /// The exact packing of the PEs' lane products ([`RawConfig::pack`], [`qmac_arith::pack`]): `None`
-    /// when off (also for `auto` when not even two lanes fit 16 x 16 bits, or the PEs do not multiply).
-    pub fn packing(&self) -> Option<Packing> {
-        let (x, y) = self.pack_operands()?;
+    /// The packing `pack` asks for with the lane operands of `kind`.
+    fn packing_of(&self, kind: MacKind) -> Option<Packing> {
+        let (x, y) = self.operands_of(kind)?;
         match self.pack {
             PackName::Off => None,
             PackName::Auto => qmac_arith::pack::widest(x, y, COMMON_OPERAND_BITS, self.lanes),
             PackName::Lanes(n) => Packing::new(n, x, y),
         }
+    }
+
+    /// The exact packing of the PEs' lane products ([`RawConfig::pack`], [`qmac_arith::pack`]): `None`
+    /// when off (also for `auto` when not even two lanes fit 16 x 16 bits, or the PEs do not multiply).
+    pub fn packing(&self) -> Option<Packing> {
+        self.packing_of(self.mac_kind())
     }
 
     /// Lanes per packed multiply (1 without packing).
@@ -793,7 +801,15 @@ impl Config {
             return MacKind::Xnor;
         }
         let (we, wb) = self.pe_weight();
-        MacKind::of(we, wb, self.act_enc(), self.act_bits)
+        let kind = MacKind::of(we, wb, self.act_enc(), self.act_bits);
+        // packed lanes of int weights and unsigned activations multiply offset-binary weight codes,
+        // when that packing fits the DSP blocks as the plain one would
+        let packed = kind.packed(we, self.act_enc());
+        let fits = |k| self.packing_of(k).filter(|p| p.operand_bits() <= MAX_OPERAND_BITS);
+        if packed != kind && fits(packed).is_some() {
+            return packed;
+        }
+        kind
     }
     /// With a `bases` encoding: the number of weight bases and of activation bases (a 1-bit `odd`
     /// operand is one basis); `None` otherwise.

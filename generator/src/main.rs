@@ -218,8 +218,10 @@ struct ConfigFlags {
     pe_input_regs: bool,
     /// Exact DSP packing: `off`, `auto` (the most lanes whose packed operands fit 16 x 16 bits: an
     /// iCE40 SB_MAC16, an ECP5 MULT18X18D), or lanes per multiply 2..=8 (operands up to 18 x 18
-    /// bits). One multiply computes a group's dot product exactly (W4A4: 2 lanes, W2A2: 3); synthesise
-    /// with --dsp so that each becomes one DSP block (on ECP5 with --pe-input-regs for fmax).
+    /// bits). One multiply computes a group's dot product exactly (W4A4: 2 lanes, W2A2: 3); int
+    /// weights with unsigned activations are then multiplied as offset-binary codes (w + 2^(b-1)) with
+    /// a per-row correction, which needs no borrow. Synthesise with --dsp so that each multiply
+    /// becomes one DSP block (on ECP5 with --pe-input-regs for fmax).
     #[arg(long, value_name = "off|auto|N")]
     pack: Option<PackName>,
     /// Lane pairs per PE computed by a paired 8 x 8 product unit, which qmac synth maps onto one iCE40

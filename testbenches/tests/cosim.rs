@@ -366,11 +366,13 @@ fn flipped_rounding_mode_fails_the_default_simulation() {
 }
 
 /// Exact DSP packing (`pack`): W4A4 two lanes per multiply and W2A2 three (`auto`), a remaining
-/// plain lane, odd-level weights (their codes packed), signed and odd activations (the borrow of a
-/// negative low field either way), codebook levels, a saturating accumulator, running totals, PE
-/// input copies (with them the lane operands are registered before the multiplies: the odd weights'
-/// row correction one stage later, a plain lane beside the groups), no input registers, per column and
-/// shared output units.
+/// plain lane, int weights with unsigned activations as offset-binary codes (borrow-free; 1-bit and
+/// codebook weights too), odd-level weights (their codes packed; borrow-free with unsigned
+/// activations), signed and odd activations (the
+/// borrow of a negative low field either way), a saturating accumulator, running totals, PE input
+/// copies (with them the lane operands are registered before the multiplies: the row correction one
+/// stage later, a plain lane beside the groups), no input registers, per column and shared output
+/// units.
 #[test]
 fn packed_dsp_lanes() {
     use EncodingName::*;
@@ -383,22 +385,40 @@ fn packed_dsp_lanes() {
         RawConfig { weight_bits: 2, act_bits: 3, act_encoding: Odd, lanes: 6, pack: Lanes(3), pe_input_regs: true, ..base.clone() },
         RawConfig { weight_bits: 2, weight_encoding: Codebook, level_bits: 5, act_bits: 3, input_registers: false, ..base.clone() },
         RawConfig { acc_bits: Some(12), acc_saturate: true, lanes: 8, ..base.clone() },
-        RawConfig { rows: 3, cols: 2, weight_bits: 5, act_bits: 5, act_encoding: Int, lanes: 2, out_bits: Some(2), ..base },
+        RawConfig { rows: 3, cols: 2, weight_bits: 5, act_bits: 5, act_encoding: Int, lanes: 2, out_bits: Some(2), ..base.clone() },
+        RawConfig { lanes: 5, pe_input_regs: true, running_totals: true, ..base.clone() },
+        RawConfig { weight_bits: 1, act_bits: 2, lanes: 6, pack: Auto, ..base.clone() },
+        RawConfig { weight_bits: 3, weight_encoding: Odd, lanes: 5, pack: Auto, tree_levels_per_stage: 1, ..base },
     ];
     check_all("packed", cfgs, &[1, 2], StimulusOptions { layers: 2, tiles: 5, max_steps: 24, abort: true });
 }
 
 /// The packing's borrow correction is needed: with the borrow bit dropped from every packed group of
-/// the emitted PE, the default `qmac sim` stimulus fails; the same design unaltered passes first.
+/// the emitted PE (W4A4 with signed activations, whose low fields can be negative), the default
+/// `qmac sim` stimulus fails; the same design unaltered passes first.
 #[test]
 fn packing_without_the_borrow_fails_the_simulation() {
     use qmac::config::PackName;
-    let raw = RawConfig { rows: 2, cols: 2, lanes: 4, max_depth: 64, pack: PackName::Lanes(2), ..RawConfig::default() };
+    let raw = RawConfig { rows: 2, cols: 2, lanes: 4, max_depth: 64, pack: PackName::Lanes(2), act_encoding: EncodingName::Int, ..RawConfig::default() };
     mutation_fails("mutation-borrow", raw, "qmac_pe.v", "the borrow terms of the emitted PE have moved", |text| {
         let mutated = text.replace("{8'd0, pack0_q[0]}", "9'd0").replace("{8'd0, pack1_q[0]}", "9'd0");
         assert_eq!(text.matches("_q[0]}").count(), 2, "the borrow terms of the emitted PE have moved");
         assert_eq!(mutated.matches("_q[0]}").count(), 0);
         mutated
+    });
+}
+
+/// Packed int weights with unsigned activations are multiplied as offset-binary codes, and the row
+/// correction `8 * sum a` makes the dot product exact: with the emitted correction halved, the
+/// default `qmac sim` stimulus fails; the same design unaltered passes first.
+#[test]
+fn packed_offset_codes_without_their_correction_fail_the_simulation() {
+    use qmac::config::PackName;
+    let raw = RawConfig { rows: 2, cols: 2, lanes: 4, max_depth: 64, pack: PackName::Lanes(2), ..RawConfig::default() };
+    assert_eq!(format!("{:?}", qmac::config::Config::new(raw.clone()).unwrap().mac_kind()), "OffsetWeights");
+    mutation_fails("mutation-offset", raw, "qmac_rowsum.v", "the row correction of the emitted design has moved", |text| {
+        assert_eq!(text.matches("sum_w << 3;").count(), 1, "the row correction of the emitted design has moved");
+        text.replace("sum_w << 3;", "sum_w << 2;")
     });
 }
 

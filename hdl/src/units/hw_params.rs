@@ -147,7 +147,12 @@ impl HwParams {
             // the PE selects decoded weight values by activation bits
             return MacKind::Direct;
         }
-        MacKind::of(self.weight_enc, self.weight_bits, self.act_enc, self.act_bits)
+        let kind = MacKind::of(self.weight_enc, self.weight_bits, self.act_enc, self.act_bits);
+        // packed offset-binary weight codes: the packing's weight operands are never negative
+        match self.packing {
+            Some(pk) if pk.x.0 >= 0 => kind.packed(self.weight_enc, self.act_enc),
+            _ => kind,
+        }
     }
     /// Range of the true dot product of one step, `sum_l w_l * a_l` (per basis pair with bases).
     pub fn dot_range(&self) -> (i64, i64) {

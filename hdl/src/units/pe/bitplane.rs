@@ -56,7 +56,8 @@ impl BitPlanes {
             MacKind::Direct => weight.0,
             // the PE multiplies the unsigned code
             MacKind::OddWeights => Encoding::Unsigned,
-            MacKind::Xnor => return None,
+            // (packed lanes only, which are not in bit planes)
+            MacKind::Xnor | MacKind::OffsetWeights => return None,
         };
         if weight.1 * act.1 > MAX_PARTIAL_PRODUCTS {
             return None;

@@ -18,15 +18,11 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
     m.doc(&format!("Processing element: {l} lanes of {wb}-bit {} weights x {ab}-bit {} activations, {kind:?} lane arithmetic,", p.weight_enc.name(), p.act_enc.name()));
     m.doc(&format!("a {aw}-bit{} accumulator and a hold register that shifts the finished sum down the column.", if p.acc.saturate { " saturating" } else { "" }));
     if let Some(pk) = packing {
-        m.doc(&format!(
-            "Lanes in groups of {}, one {} x {}-bit multiply each: the group's dot product is bits [{}+:{}] of the product, plus its bit {} (the borrow).",
-            pk.terms,
-            pk.x_bits(),
-            pk.y_bits(),
-            pk.field_lsb(),
-            pk.spacing,
-            pk.field_lsb() - 1
-        ));
+        let borrow = if pk.borrow_free() { " (never negative: no borrow)".to_string() } else { format!(", plus its bit {} (the borrow)", pk.field_lsb() - 1) };
+        m.doc(&format!("Lanes in groups of {}, one {} x {}-bit multiply each: the group's dot product is bits [{}+:{}] of the product{borrow}.", pk.terms, pk.x_bits(), pk.y_bits(), pk.field_lsb(), pk.spacing));
+        if kind == MacKind::OffsetWeights {
+            m.doc(&format!("The weights are multiplied as offset-binary codes u = w + {} (the code's top bit inverted); the row correction subtracts {} * sum a.", 1u64 << (wb - 1), 1u64 << (wb - 1)));
+        }
         if p.own_inputs {
             m.doc("S2 is two stages: every lane's operands registered (S2a, the groups' packed), then the products (S2b); the stages after it are one more cycle later.");
         }
@@ -39,7 +35,8 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
     let clk = m.input("clk_i", Ty::bit(), "clock");
     let a = m.input("a_i", Ty::u(l * ab), "activation codes, lane l at [l*AB +: AB]");
     let w = m.input("w_i", Ty::u(l * wb), "weight codes, lane l at [l*WB +: WB]");
-    let corr = (kind == MacKind::OddWeights).then(|| m.input("corr_i", Ty::s(dw), "n_w * sum of this row's activations, aligned with dot_q"));
+    let corr_doc = if kind == MacKind::OddWeights { "n_w * sum of this row's activations, aligned with dot_q" } else { "n * sum of this row's activations (the row correction), aligned with dot_q" };
+    let corr = kind.row_correction(wb).map(|_| m.input("corr_i", Ty::s(dw), corr_doc));
     let acc_en = m.input("acc_en_i", Ty::bit(), "a valid dot product is in dot_q: accumulate it");
     let ports = AccPorts::new(&mut m, &p.acc);
     let b = &mut m.body;
@@ -73,7 +70,7 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
             let tw = signed_bits(term_range.0.into(), term_range.1.into());
             // each lane's codes; its operand values (the activation value, and the weight value or
             // with odd weights the unsigned code c) where a multiply takes them as values
-            let raw = (kind == MacKind::OddWeights, p.act_enc == Encoding::Unsigned);
+            let raw = (kind.row_correction(wb).is_some(), p.act_enc == Encoding::Unsigned);
             let packed = packing.map_or(0, |pk| l / pk.terms * pk.terms);
             let op_regs = packing.is_some() && p.own_inputs;
             let mut group = Vec::new();
@@ -101,12 +98,20 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
                 }
                 let plain = i >= packed;
                 let av = if plain || !raw.1 { code_value(b, &format!("a{i}_val"), &ac, p.act_enc).0 } else { ac };
+                // the unsigned code the lane multiplies: odd weights' code, or the offset-binary code
+                // (top bit inverted) of a two's complement weight
+                let wc = if kind == MacKind::OffsetWeights {
+                    let u = if wb == 1 { wc.bit(0).not() } else { Expr::concat(&[wc.bit(wb - 1).not(), wc.slice(wb - 2, 0)]) };
+                    b.net(&format!("w{i}_u"), &u, "offset-binary code: w + 2^(WB-1)")
+                } else {
+                    wc
+                };
                 let wv = if !plain && raw.0 {
                     wc
                 } else if kind == MacKind::Direct {
                     code_value(b, &format!("w{i}_val"), &wc, p.weight_enc).0
                 } else {
-                    // odd weights: the unsigned code c, as a signed number
+                    // an unsigned weight code, as a signed number
                     b.net(&format!("w{i}_val"), &wc.to_signed_value(), "")
                 };
                 if let (Some(pk), false) = (packing, plain) {
@@ -175,6 +180,18 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
         MacKind::OddWeights => {
             let corr = corr.expect("odd weights have a row correction");
             b.net("dot_v", &dot_q.resize(dw).shl(1).sub(&corr), "2 * sum c*a - n_w * sum a")
+        }
+        MacKind::OffsetWeights => {
+            let corr = corr.expect("offset-binary weights have a row correction");
+            if dot_q.width() > dw {
+                // the tree of unsigned terms is wider than the true dot product: the difference at its
+                // width, of which the low dw bits are the (exact) dot product
+                let w = dot_q.width();
+                let d = b.net_partly_read("dot_d", &dot_q.sub(&corr.resize(w)), "sum u*a - n * sum a, modulo 2^(its width)");
+                b.net("dot_v", &d.resize(dw), "")
+            } else {
+                b.net("dot_v", &dot_q.resize(dw).sub(&corr), "sum u*a - n * sum a")
+            }
         }
         MacKind::Xnor => dot_q,
     };
@@ -284,6 +301,13 @@ fn packed_group(b: &mut Body, name: &str, pk: &Packing, group: &[LaneOperands], 
     let mw = pw.max(x.width()).max(y.width());
     let prod = b.net_partly_read(&format!("{name}_p"), &x.resize(mw).mul(&y.resize(mw)), &format!("{n} lanes in one multiply, modulo 2^{mw}"));
     // only the field and the borrow bit below it are kept
+    if pk.borrow_free() {
+        // only the field is kept: never negative, so no borrow
+        let q = b.reg(&format!("{name}_q"), Ty::u(k), &format!("product bits [{}:{}]: the group's dot product", pw - 1, e));
+        s2.push(Stmt::set(&q, &prod.slice(pw - 1, e)));
+        let dot = b.net(&format!("{name}_dot"), &q.to_signed_value(), "the group's dot product, never negative");
+        return (dot, pk.dot_range());
+    }
     let q = b.reg(&format!("{name}_q"), Ty::u(k + 1), &format!("product bits [{}:{}]: the field and the borrow", pw - 1, e - 1));
     s2.push(Stmt::set(&q, &prod.slice(pw - 1, e - 1)));
     let field = q.slice(k, 1).add(&q.bit(0).resize(k)).as_signed();
