@@ -184,6 +184,7 @@ fn sweep_arguments() {
             "ecp5-85k 4x4x32 w1a1",
             "ecp5-85k 4x4x16 w2a2",
             "ecp5-85k 4x4x8 w4a4",
+            "ecp5-85k 4x4x16 w4a4",
             "ecp5-85k 4x4x2 w8a8"
         ]
     );

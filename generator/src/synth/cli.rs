@@ -259,7 +259,8 @@ pub fn run_synth(args: &SynthArgs) -> anyhow::Result<()> {
 pub struct SweepArgs {
     /// A named set of points instead of --weight-bits, --rows, --cols, --lanes and --target:
     /// `headline`, the table of docs/synthesis.md (W1A1, W2A2, W4A4, W8A8 on ice40-up5k and
-    /// ecp5-85k, each at a shape that fits the device with its target defaults).
+    /// ecp5-85k, each at a shape that fits the device with its target defaults; ECP5 W4A4 at 8 and
+    /// 16 lanes).
     #[arg(long, value_enum, conflicts_with_all = ["weight_bits", "act_bits", "rows", "cols", "lanes", "target"])]
     pub preset: Option<Preset>,
 
@@ -352,12 +353,13 @@ impl Preset {
     /// The points: (target, rows, cols, lanes, weight bits = activation bits).
     ///
     /// `headline`: on the UP5K the largest measured shapes that fit its 5280 logic cells; on the
-    /// ECP5-85F 4x4 PEs (W4A4 at 8 lanes, packed two per MULT18X18D), which place and route in a
-    /// few minutes each. The baseline of every point is the plain 8x8 array of its precision (64
-    /// MACs per cycle), the reference of docs/synthesis.md; the plain W4A4 and W8A8 arrays do not
-    /// fit the UP5K.
+    /// ECP5-85F 4x4 PEs, which place and route in a few minutes each, W4A4 twice, packed two lanes
+    /// per MULT18X18D: at 8 lanes (66 blocks, the higher clock) and at 16 (130 blocks, the fewer
+    /// LUT4 per MAC). The baseline of every point is the plain 8x8 array of its precision (64 MACs
+    /// per cycle, run once per precision and target), the reference of docs/synthesis.md; the plain
+    /// W4A4 and W8A8 arrays do not fit the UP5K.
     pub fn points(self) -> Vec<SweepPoint> {
-        const HEADLINE: [(Target, u32, u32, u32, u32); 8] = [
+        const HEADLINE: [(Target, u32, u32, u32, u32); 9] = [
             (Target::Ice40Up5k, 4, 8, 36, 1),
             (Target::Ice40Up5k, 4, 4, 16, 2),
             (Target::Ice40Up5k, 4, 4, 4, 4),
@@ -365,6 +367,7 @@ impl Preset {
             (Target::Ecp5_85k, 4, 4, 32, 1),
             (Target::Ecp5_85k, 4, 4, 16, 2),
             (Target::Ecp5_85k, 4, 4, 8, 4),
+            (Target::Ecp5_85k, 4, 4, 16, 4),
             (Target::Ecp5_85k, 4, 4, 2, 8),
         ];
         match self {

@@ -74,6 +74,11 @@ impl SweepPoint {
     pub fn baseline_dir(&self, out: &Path) -> PathBuf {
         out.join(self.target.name()).join(format!("{}-{}-baseline", self.baseline_shape_name(), self.label()))
     }
+
+    /// The same baseline as `other`'s (target, shape, precision and DSP policy): a sweep runs it once.
+    pub fn same_baseline(&self, other: &SweepPoint) -> bool {
+        (self.target, self.baseline_shape_name(), self.label(), self.dsp) == (other.target, other.baseline_shape_name(), other.label(), other.dsp)
+    }
 }
 
 /// What a sweep synthesises per point.
@@ -169,6 +174,26 @@ enum Job {
     Baseline(usize),
 }
 
+/// The runs of a sweep, and the points whose baseline is an earlier point's `(i, j)`: point `i`
+/// takes the result of point `j`'s baseline, which runs once (two headline points of one precision
+/// and target share the plain 8x8 array).
+fn plan(points: &[SweepPoint], mode: SweepMode) -> (Vec<Job>, Vec<(usize, usize)>) {
+    let mut jobs = Vec::new();
+    let mut shared = Vec::new();
+    for (i, p) in points.iter().enumerate() {
+        if mode != SweepMode::BaselineOnly {
+            jobs.push(Job::Qmac(i));
+        }
+        if mode != SweepMode::Generated {
+            match points[..i].iter().position(|q| q.same_baseline(p)) {
+                Some(j) => shared.push((i, j)),
+                None => jobs.push(Job::Baseline(i)),
+            }
+        }
+    }
+    (jobs, shared)
+}
+
 /// Runs every point (generated design via `generate`, which must write a build directory for the point
 /// into the given directory; and/or the baseline) with up to `opts.jobs` runs in parallel, then writes
 /// `sweep.json`, `sweep.md` and `sweep.svg` into `opts.out_dir`. A failing point is recorded in its
@@ -185,15 +210,7 @@ where
     // everything goes to a temporary directory that replaces `out_dir` at the end (crate::outdir)
     let staged = crate::outdir::Staged::begin(&opts.out_dir, crate::outdir::Kind::Sweep)?;
     let root = staged.path().to_path_buf();
-    let mut jobs = Vec::new();
-    for i in 0..points.len() {
-        if opts.mode != SweepMode::BaselineOnly {
-            jobs.push(Job::Qmac(i));
-        }
-        if opts.mode != SweepMode::Generated {
-            jobs.push(Job::Baseline(i));
-        }
-    }
+    let (jobs, shared) = plan(points, opts.mode);
     let results: Vec<Mutex<SweepResult>> = points
         .iter()
         .map(|p| Mutex::new(SweepResult { point: *p, qmac: None, baseline: None, errors: Vec::new(), baseline_does_not_fit: None }))
@@ -270,6 +287,14 @@ where
         command: opts.command.clone(),
         results: results.into_iter().map(|m| m.into_inner().expect("result lock")).collect(),
     };
+    for &(i, j) in &shared {
+        let (baseline, unfit) = (summary.results[j].baseline.clone(), summary.results[j].baseline_does_not_fit.clone());
+        let errors: Vec<String> = summary.results[j].errors.iter().filter(|e| e.starts_with("baseline: ")).cloned().collect();
+        let r = &mut summary.results[i];
+        r.baseline = baseline;
+        r.baseline_does_not_fit = unfit;
+        r.errors.extend(errors);
+    }
     for e in summary.results.iter_mut().flat_map(|r| r.errors.iter_mut().chain(r.baseline_does_not_fit.iter_mut())) {
         *e = e.replace(&tmp_name, &out_name);
     }
@@ -305,9 +330,13 @@ pub fn sweep_markdown(s: &SweepSummary) -> String {
     if seeds > 1 {
         let _ = writeln!(m, "fmax is the median of {seeds} place-and-route runs (nextpnr seeds) per design.\n");
     }
-    for r in &s.results {
+    for (i, r) in s.results.iter().enumerate() {
+        let repeated = s.results[..i].iter().any(|q| q.point.same_baseline(&r.point));
         for (name, q) in [("qmac", &r.qmac), ("baseline", &r.baseline)] {
             let Some(q) = q else { continue };
+            if name == "baseline" && repeated {
+                continue;
+            }
             if !q.stalled_seeds.is_empty() {
                 let used: Vec<String> = q.seed_runs.iter().map(|x| x.seed.to_string()).collect();
                 let gone: Vec<String> = q.stalled_seeds.iter().map(u64::to_string).collect();
@@ -328,8 +357,10 @@ pub fn sweep_markdown(s: &SweepSummary) -> String {
         "| target | shape | W | A | design | MACs/cycle | LUT4 | LUT4 % | FF | carry | DSP | BRAM | fmax MHz | GOPS | LUT4/MAC | LUT4/MAC vs baseline | fmax vs baseline | DSP policy | options |"
     );
     let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for r in &s.results {
+    for (i, r) in s.results.iter().enumerate() {
         let p = &r.point;
+        // a baseline shared with an earlier point (the same run) is listed there only
+        let repeated = s.results[..i].iter().any(|q| q.point.same_baseline(p));
         let head = format!("| {} | {} | {} | {} ", p.target, p.shape(), p.weight_bits, p.act_bits);
         let bhead = format!("| {} | {} | {} | {} ", p.target, p.baseline_shape_name(), p.weight_bits, p.act_bits);
         let row = |m: &mut String, name: &str, q: &SynthReport, ratios: (String, String)| {
@@ -364,14 +395,14 @@ pub fn sweep_markdown(s: &SweepSummary) -> String {
             };
             row(&mut m, "qmac", q, ratios);
         }
-        if let Some(b) = &r.baseline {
+        if let (Some(b), false) = (&r.baseline, repeated) {
             row(&mut m, "baseline", b, ("-".into(), "-".into()));
         }
-        if let Some(u) = &r.baseline_does_not_fit {
+        if let (Some(u), false) = (&r.baseline_does_not_fit, repeated) {
             let u = u.replace('|', "\\|");
             let _ = writeln!(m, "{bhead}| baseline: {u} | | | | | | | | | | | | | | |");
         }
-        for e in &r.errors {
+        for e in r.errors.iter().filter(|e| !(repeated && e.starts_with("baseline: "))) {
             let e = e.replace('|', "\\|");
             let _ = writeln!(m, "{head}| failed: {e} | | | | | | | | | | | | | | |");
         }
@@ -576,6 +607,48 @@ pub fn sweep_svg(s: &SweepSummary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two points with the same baseline (target, shape, precision, DSP policy) run it once, the
+    /// second takes the first's result and the table lists it once; other points run their own.
+    #[test]
+    fn a_shared_baseline_runs_once_and_is_listed_once() {
+        let pt = |target, lanes, bits| SweepPoint { target, rows: 4, cols: 4, lanes, weight_bits: bits, act_bits: bits, dsp: None, plain: Some([8, 8, 1]) };
+        let points = [pt(Target::Ecp5_85k, 8, 4), pt(Target::Ecp5_85k, 16, 4), pt(Target::Ice40Up5k, 4, 4), pt(Target::Ecp5_85k, 16, 8)];
+        let (jobs, shared) = plan(&points, SweepMode::WithBaseline);
+        let baselines: Vec<usize> = jobs.iter().filter_map(|j| if let Job::Baseline(i) = j { Some(*i) } else { None }).collect();
+        assert_eq!(baselines, [0, 2, 3]);
+        assert_eq!(shared, [(1, 0)]);
+        assert_eq!(jobs.iter().filter(|j| matches!(j, Job::Qmac(_))).count(), 4);
+        assert_eq!(plan(&points, SweepMode::Generated).1, []);
+        // the same shape without the preset's plain array: different baselines
+        let own = [SweepPoint { plain: None, ..points[0] }, SweepPoint { plain: None, ..points[1] }];
+        assert_eq!(plan(&own, SweepMode::WithBaseline).1, []);
+        // a different DSP policy: its own baseline
+        assert_eq!(plan(&[points[0], SweepPoint { dsp: Some(DspPolicy::On), ..points[1] }], SweepMode::WithBaseline).1, []);
+        // the table: both qmac rows with their ratios against the one baseline row
+        let report = |kind: &str, macs: f64, luts: u64, fmax: f64| -> SynthReport {
+            let usage = serde_json::json!({"used": luts, "available": 83640, "percent": 1.0});
+            serde_json::from_value(serde_json::json!({
+                "design": "d", "kind": kind, "config": {}, "target": "ecp5-85k", "device": "LFE5U-85F", "board": "ULX3S",
+                "dsp_policy": "on", "dsp_enabled": true, "keep_hierarchy": true, "seed": 1, "seed_runs": [{"seed": 1, "fmax_mhz": fmax}],
+                "requested_mhz": 100.0, "fmax_mhz": fmax, "timing_met": true,
+                "resources": {"lut4_kind": "TRELLIS_COMB", "lut4": usage, "carry_cells": 0, "flip_flops": usage, "dsp": usage, "bram": usage, "io": usage},
+                "synth_luts": {"total": 1, "wrapper": 0, "array": 1}, "macs_per_cycle": macs, "gops": 1.0,
+                "luts_per_mac": luts as f64 / macs, "tools": {"yosys": "Yosys", "nextpnr": "nextpnr"}, "files": {}
+            }))
+            .unwrap()
+        };
+        let result = |point, q, b| SweepResult { point, qmac: Some(q), baseline: b, errors: vec![], baseline_does_not_fit: None };
+        let base = report("baseline", 64.0, 6400, 50.0);
+        let s = SweepSummary {
+            mode: SweepMode::WithBaseline,
+            command: None,
+            results: vec![result(points[0], report("qmac", 128.0, 3200, 100.0), Some(base.clone())), result(points[1], report("qmac", 256.0, 3200, 75.0), Some(base))],
+        };
+        let md = sweep_markdown(&s);
+        assert_eq!(md.matches("| baseline |").count(), 1, "{md}");
+        assert!(md.contains("| 0.250x | 2.000x |") && md.contains("| 0.125x | 1.500x |"), "{md}");
+    }
 
     #[test]
     fn nice_axes() {
