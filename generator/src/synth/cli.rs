@@ -457,7 +457,7 @@ where
     eprintln!(
         "qmac sweep: {} point(s), {} run(s), {} in parallel, into {}",
         points.len(),
-        points.len() * if opts.mode == SweepMode::WithBaseline { 2 } else { 1 },
+        super::sweep::runs(points, opts.mode),
         opts.jobs,
         opts.out_dir.display()
     );

@@ -144,7 +144,15 @@ pub struct SweepSummary {
 impl SweepSummary {
     /// Number of failed runs.
     pub fn failures(&self) -> usize {
-        self.results.iter().map(|r| r.errors.len()).sum()
+        // a shared baseline's failure counts once, at the first point that has it
+        self.results
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let repeated = self.results[..i].iter().any(|q| q.point.same_baseline(&r.point));
+                r.errors.iter().filter(|e| !(repeated && e.starts_with("baseline: "))).count()
+            })
+            .sum()
     }
 }
 
@@ -172,6 +180,12 @@ pub enum SweepError {
 enum Job {
     Qmac(usize),
     Baseline(usize),
+}
+
+/// The place-and-route runs (each with its seeds) a sweep of these points makes: a shared baseline
+/// counts once.
+pub fn runs(points: &[SweepPoint], mode: SweepMode) -> usize {
+    plan(points, mode).0.len()
 }
 
 /// The runs of a sweep, and the points whose baseline is an earlier point's `(i, j)`: point `i`
@@ -620,6 +634,7 @@ mod tests {
         assert_eq!(shared, [(1, 0)]);
         assert_eq!(jobs.iter().filter(|j| matches!(j, Job::Qmac(_))).count(), 4);
         assert_eq!(plan(&points, SweepMode::Generated).1, []);
+        assert_eq!((runs(&points, SweepMode::WithBaseline), runs(&points, SweepMode::BaselineOnly)), (7, 3));
         // the same shape without the preset's plain array: different baselines
         let own = [SweepPoint { plain: None, ..points[0] }, SweepPoint { plain: None, ..points[1] }];
         assert_eq!(plan(&own, SweepMode::WithBaseline).1, []);
@@ -648,6 +663,11 @@ mod tests {
         let md = sweep_markdown(&s);
         assert_eq!(md.matches("| baseline |").count(), 1, "{md}");
         assert!(md.contains("| 0.250x | 2.000x |") && md.contains("| 0.125x | 1.500x |"), "{md}");
+        // a shared baseline that failed: one failure, listed once
+        let failed = |point| SweepResult { point, qmac: None, baseline: None, errors: vec!["baseline: boom".into()], baseline_does_not_fit: None };
+        let s = SweepSummary { mode: SweepMode::WithBaseline, command: None, results: vec![failed(points[0]), failed(points[1]), failed(points[2])] };
+        assert_eq!(s.failures(), 2);
+        assert_eq!(sweep_markdown(&s).matches("failed: baseline: boom").count(), 2);
     }
 
     #[test]
