@@ -213,7 +213,8 @@ struct ConfigFlags {
     /// Each PE registers its own copy of its inputs (one more cycle of latency, lanes * (act-bits +
     /// weight-bits) flip-flops per PE): broadcasts along rows and columns become register-to-register
     /// paths. For fmax on ECP5 (with --running-totals); costs logic cells on iCE40. With --pack the
-    /// lane operands are registered once more before the multiplies (one more cycle).
+    /// lane operands are registered once more before the multiplies and the products once more after
+    /// them (two more cycles).
     #[arg(long)]
     pe_input_regs: bool,
     /// Exact DSP packing: `off`, `auto` (the most lanes whose packed operands fit 16 x 16 bits: an

@@ -365,11 +365,12 @@ impl HwParams {
         }
         2 + u32::from(self.input_regs) + u32::from(self.pe_input_regs) + self.pack_stages() + self.tree_stages()
     }
-    /// Extra register stages of a packed PE: 1 with packing and [`HwParams::pe_input_regs`] (the lane
+    /// Extra register stages of a packed PE: 2 with packing and [`HwParams::pe_input_regs`] (the lane
     /// operands, packed or plain, are registered beside the PE before the multiplies, so that a DSP
-    /// block's input comes from a register), else 0.
+    /// block's input comes from a register, and the products or fields once more after their first
+    /// register, so that the register after a DSP block has no other load), else 0.
     pub fn pack_stages(&self) -> u32 {
-        u32::from(self.packing.is_some() && self.pe_input_regs)
+        2 * u32::from(self.packing.is_some() && self.pe_input_regs)
     }
     /// Bit-serial activations: the range of the shifted weight values a PE adds, `w * 2^k` for bits
     /// `k < act_bits`, and `-w * 2^(act_bits - 1)` for the sign bit of two's complement activations.

@@ -45,6 +45,7 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
     // S2: lane products
     let mut s2 = Vec::new();
     let mut s2a = Vec::new();
+    let mut s2c = Vec::new();
     let mut terms = Vec::new();
     let term_range = kind.lane_term_range((p.weight_enc, wb), (p.act_enc, ab));
     let planes = &p.bit_planes;
@@ -118,7 +119,8 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
                     group.push(LaneOperands { w: wv, a: av });
                     if group.len() == pk.terms as usize {
                         let g = i / pk.terms;
-                        terms.push(packed_group(b, &format!("pack{g}"), &pk, &group, op_regs.then_some(&mut s2a), &mut s2));
+                        let regs = op_regs.then_some((&mut s2a, &mut s2c));
+                        terms.push(packed_group(b, &format!("pack{g}"), &pk, &group, regs, &mut s2));
                         group.clear();
                     }
                     continue;
@@ -140,6 +142,14 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
                 let prod = av.resize(tw).mul(&wv.resize(tw));
                 let q = b.reg(&format!("prod{i}_q"), Ty::s(tw), "");
                 s2.push(Stmt::set(&q, &prod));
+                let q = if op_regs {
+                    // S2c: registered again, as the packed groups' fields
+                    let dq = b.reg(&format!("prod{i}_dq"), Ty::s(tw), "");
+                    s2c.push(Stmt::set(&dq, &q));
+                    dq
+                } else {
+                    q
+                };
                 terms.push((q, term_range));
             }
         }
@@ -155,6 +165,9 @@ pub(super) fn pe_products(p: &PeParams, kind: MacKind, dw: u32, packing: Option<
         if !s2.is_empty() {
             // (empty when every lane is in a paired unit, whose registers are the products')
             b.always(&clk, s2);
+        }
+        if !s2c.is_empty() {
+            b.always(&clk, s2c);
         }
         // adder tree, registered every tree_levels levels
         b.comment(&format!("S3: adder tree ({} register stage{})", p.tree.stages, if p.tree.stages > 1 { "s" } else { "" }));
@@ -275,10 +288,10 @@ fn packed_operand(b: &mut Body, name: &str, vals: &[(&Expr, u32)], spacing: u32,
 }
 
 /// One packed multiply: the group's weights `X = sum_i w_i 2^(i k)` times its activations
-/// `Y = sum_i a_i 2^((n-1-i) k)` (registered, S2a, when `s2a` is given), multiplied modulo `2^(E + k)`
+/// `Y = sum_i a_i 2^((n-1-i) k)` (registered, S2a, when `regs` is given), multiplied modulo `2^(E + k)`
 /// into a register; returns the group's dot product
 /// `((P >> E) + P[E-1]) mod 2^k` ([`Packing::field`]) as an adder-tree term with its range.
-fn packed_group(b: &mut Body, name: &str, pk: &Packing, group: &[LaneOperands], s2a: Option<&mut Vec<Stmt>>, s2: &mut Vec<Stmt>) -> (Expr, (i64, i64)) {
+fn packed_group(b: &mut Body, name: &str, pk: &Packing, group: &[LaneOperands], regs: Option<(&mut Vec<Stmt>, &mut Vec<Stmt>)>, s2: &mut Vec<Stmt>) -> (Expr, (i64, i64)) {
     let (n, k) = (pk.terms, pk.spacing);
     assert_eq!(group.len(), n as usize);
     let ws: Vec<(&Expr, u32)> = group.iter().enumerate().map(|(i, l)| (&l.w, i as u32 * k)).collect();
@@ -286,6 +299,10 @@ fn packed_group(b: &mut Body, name: &str, pk: &Packing, group: &[LaneOperands], 
     let as_: Vec<(&Expr, u32)> = group.iter().enumerate().rev().map(|(i, l)| (&l.a, (n - 1 - i as u32) * k)).collect();
     let xs = packed_operand(b, &format!("{name}_x"), &ws, k, pk.x_bits());
     let ys = packed_operand(b, &format!("{name}_y"), &as_, k, pk.y_bits());
+    let (s2a, s2c) = match regs {
+        Some((a, c)) => (Some(a), Some(c)),
+        None => (None, None),
+    };
     let (x, y) = match s2a {
         // S2a: the packed operands registered, so that the multiply (a DSP block) starts from registers
         Some(s2a) => {
@@ -306,11 +323,26 @@ fn packed_group(b: &mut Body, name: &str, pk: &Packing, group: &[LaneOperands], 
         let q = b.reg(&format!("{name}_q"), Ty::u(k), &format!("product bits [{}:{}]: the group's dot product", pw - 1, e));
         s2.push(Stmt::set(&q, &prod.slice(pw - 1, e)));
         let dot = b.net(&format!("{name}_dot"), &q.to_signed_value(), "the group's dot product, never negative");
-        return (dot, pk.dot_range());
+        return (registered_again(b, name, dot, s2c), pk.dot_range());
     }
     let q = b.reg(&format!("{name}_q"), Ty::u(k + 1), &format!("product bits [{}:{}]: the field and the borrow", pw - 1, e - 1));
     s2.push(Stmt::set(&q, &prod.slice(pw - 1, e - 1)));
     let field = q.slice(k, 1).add(&q.bit(0).resize(k)).as_signed();
     let dot = b.net(&format!("{name}_dot"), &field, "bits [E+k-1:E] plus the borrow bit E-1: the group's dot product");
-    (dot, pk.dot_range())
+    (registered_again(b, name, dot, s2c), pk.dot_range())
+}
+
+/// S2c, with the PE's own input registers: the group's dot product registered once more, so that the
+/// field register after the DSP block has the block as its only source and this register as its only
+/// load, and the placer can put it between the two (on ECP5 the block's output route, with the
+/// multiply's 3.9 ns, was the critical path).
+fn registered_again(b: &mut Body, name: &str, dot: Expr, s2c: Option<&mut Vec<Stmt>>) -> Expr {
+    match s2c {
+        Some(s2c) => {
+            let dq = b.reg(&format!("{name}_dq"), dot.ty(), "the group's dot product, registered again");
+            s2c.push(Stmt::set(&dq, &dot));
+            dq
+        }
+        None => dot,
+    }
 }
