@@ -248,6 +248,30 @@ fn output_modes_and_the_bias_fraction_are_validated() {
     assert!(!d.contains("out_mode") && !d.contains("bias_frac_bits"), "{d}");
 }
 
+/// The lane arithmetic the configuration reports (`mac_kind`, in the manifest and the header) is the
+/// one the hardware builds (`HwParams::kind`, decided from the packing's operands): offset-binary
+/// weight codes exactly for packed int weights with unsigned activations.
+#[test]
+fn packed_lane_arithmetic_agrees_between_config_and_hardware() {
+    use qmac::config::EncodingName::{Codebook, Int, Odd, Unsigned};
+    use qmac::config::PackName::{Auto, Lanes, Off};
+    let mut offset = 0;
+    for (we, ae) in [(Int, Unsigned), (Int, Int), (Odd, Unsigned), (Codebook, Unsigned), (Int, Odd)] {
+        for bits in 1..=4 {
+            for pack in [Off, Auto, Lanes(2), Lanes(3)] {
+                let raw = RawConfig { weight_encoding: we, act_encoding: ae, weight_bits: bits, act_bits: bits, level_bits: 5, lanes: 6, pack, ..RawConfig::default() };
+                let Ok(cfg) = Config::new(raw) else { continue };
+                let (kind, hw) = (format!("{:?}", cfg.mac_kind()), format!("{:?}", cfg.hw_params().kind()));
+                assert_eq!(kind, hw, "{we:?} x {ae:?}, {bits} bits, pack {pack}");
+                let want = cfg.packing().is_some() && matches!((we, ae), (Int | Codebook, Unsigned));
+                assert_eq!(kind == "OffsetWeights", want, "{we:?} x {ae:?}, {bits} bits, pack {pack}");
+                offset += usize::from(want);
+            }
+        }
+    }
+    assert!(offset >= 15, "{offset}");
+}
+
 /// DSP packing (`pack`): the lanes per multiply are range-checked, a packing whose operands exceed
 /// the DSP blocks' 18 bits names the widths and the packing that fits, PEs without multipliers are
 /// refused, and `auto` resolves to the widest packing within 16 x 16 bits (off when none fits). The

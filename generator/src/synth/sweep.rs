@@ -142,6 +142,11 @@ pub struct SweepSummary {
 }
 
 impl SweepSummary {
+    /// Result `i`'s baseline is an earlier result's (the same run): it is counted and listed there.
+    fn shares_baseline(&self, i: usize) -> bool {
+        self.results[..i].iter().any(|q| q.point.same_baseline(&self.results[i].point))
+    }
+
     /// Number of failed runs.
     pub fn failures(&self) -> usize {
         // a shared baseline's failure counts once, at the first point that has it
@@ -149,7 +154,7 @@ impl SweepSummary {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let repeated = self.results[..i].iter().any(|q| q.point.same_baseline(&r.point));
+                let repeated = self.shares_baseline(i);
                 r.errors.iter().filter(|e| !(repeated && e.starts_with("baseline: "))).count()
             })
             .sum()
@@ -345,7 +350,7 @@ pub fn sweep_markdown(s: &SweepSummary) -> String {
         let _ = writeln!(m, "fmax is the median of {seeds} place-and-route runs (nextpnr seeds) per design.\n");
     }
     for (i, r) in s.results.iter().enumerate() {
-        let repeated = s.results[..i].iter().any(|q| q.point.same_baseline(&r.point));
+        let repeated = s.shares_baseline(i);
         for (name, q) in [("qmac", &r.qmac), ("baseline", &r.baseline)] {
             let Some(q) = q else { continue };
             if name == "baseline" && repeated {
@@ -374,7 +379,7 @@ pub fn sweep_markdown(s: &SweepSummary) -> String {
     for (i, r) in s.results.iter().enumerate() {
         let p = &r.point;
         // a baseline shared with an earlier point (the same run) is listed there only
-        let repeated = s.results[..i].iter().any(|q| q.point.same_baseline(p));
+        let repeated = s.shares_baseline(i);
         let head = format!("| {} | {} | {} | {} ", p.target, p.shape(), p.weight_bits, p.act_bits);
         let bhead = format!("| {} | {} | {} | {} ", p.target, p.baseline_shape_name(), p.weight_bits, p.act_bits);
         let row = |m: &mut String, name: &str, q: &SynthReport, ratios: (String, String)| {
